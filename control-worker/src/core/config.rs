@@ -1,0 +1,126 @@
+//! Control plane configuration, read through a lookup function so the Worker env and the
+//! process environment use the same names and rules.
+
+use shared::auth::{NODE_TOKEN_SECRET_ENV_VAR, SHARED_TOKEN_ENV_VAR};
+use shared::Role;
+use thiserror::Error;
+
+pub const AUTH_REQUIRED_ENV_VAR: &str = "CONTROL_API_AUTH_REQUIRED";
+pub const ALLOWED_ORIGINS_ENV_VAR: &str = "CONTROL_API_ALLOWED_ORIGINS";
+pub const VERSION_ENV_VAR: &str = "CONTROL_API_VERSION";
+pub const CONTROLLER_LIVENESS_ENV_VAR: &str = "CONTROL_API_CONTROLLER_LIVENESS_SEC";
+pub const STEP_HEARTBEAT_TTL_ENV_VAR: &str = "CONTROL_API_STEP_HEARTBEAT_TTL_SEC";
+
+#[derive(Clone, Default)]
+pub struct Config {
+    /// Plain tokens per role, in [`Role::ALL`] order.
+    pub role_tokens: Vec<(Role, String)>,
+    pub shared_token: Option<String>,
+    pub node_token_secret: Option<String>,
+    pub auth_required: bool,
+    pub allowed_origins: Vec<String>,
+    pub version: String,
+    /// A controller whose last heartbeat is older than this is reported not alive.
+    pub controller_liveness_sec: i64,
+    /// Step heartbeat deadline granted when the worker does not ask for one.
+    pub default_step_heartbeat_ttl_sec: i64,
+}
+
+// Tokens are secrets: Debug shows only whether each one is set.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("role_tokens", &self.role_tokens.iter().map(|(role, _)| role.as_str()).collect::<Vec<_>>())
+            .field("shared_token_set", &self.shared_token.is_some())
+            .field("node_token_secret_set", &self.node_token_secret.is_some())
+            .field("auth_required", &self.auth_required)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+#[error("{variable}: {rule}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub rule: String,
+}
+
+impl Config {
+    /// Reads the configuration. Empty values count as unset. Returns warnings worth logging.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<(Config, Vec<String>), ConfigError> {
+        let read = |name: &str| lookup(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
+        let mut warnings = Vec::new();
+        let role_tokens: Vec<(Role, String)> =
+            Role::ALL.iter().filter_map(|role| read(role.token_env_var()).map(|token| (*role, token))).collect();
+        let shared_token = read(SHARED_TOKEN_ENV_VAR);
+        let node_token_secret = read(NODE_TOKEN_SECRET_ENV_VAR);
+        let auth_required = match read(AUTH_REQUIRED_ENV_VAR).as_deref() {
+            None => true,
+            Some(value) => parse_bool(value).ok_or(ConfigError {
+                variable: AUTH_REQUIRED_ENV_VAR,
+                rule: "must be true or false".into(),
+            })?,
+        };
+        if !auth_required {
+            warnings.push(format!(
+                "authentication is DISABLED ({AUTH_REQUIRED_ENV_VAR}=false): every caller acts with every role; use only for local development"
+            ));
+        } else if role_tokens.is_empty() && shared_token.is_none() && node_token_secret.is_none() {
+            warnings.push(format!(
+                "no token is configured: every route but /healthz answers 503 auth_not_configured (set CONTROL_API_*_TOKEN, {SHARED_TOKEN_ENV_VAR} or {NODE_TOKEN_SECRET_ENV_VAR})"
+            ));
+        }
+        for (role, token) in &role_tokens {
+            if token == "replace-me" {
+                warnings.push(format!("{} is the placeholder value replace-me", role.token_env_var()));
+            }
+        }
+        if shared_token.as_deref() == Some("replace-me") {
+            warnings.push(format!("{SHARED_TOKEN_ENV_VAR} is the placeholder value replace-me"));
+        }
+        let allowed_origins = read(ALLOWED_ORIGINS_ENV_VAR)
+            .map(|list| list.split(',').map(|origin| origin.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect())
+            .unwrap_or_default();
+        let controller_liveness_sec = read_seconds(&read, CONTROLLER_LIVENESS_ENV_VAR, 30)?;
+        let default_step_heartbeat_ttl_sec = read_seconds(&read, STEP_HEARTBEAT_TTL_ENV_VAR, 60)?;
+        Ok((
+            Config {
+                role_tokens,
+                shared_token,
+                node_token_secret,
+                auth_required,
+                allowed_origins,
+                version: read(VERSION_ENV_VAR).unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+                controller_liveness_sec,
+                default_step_heartbeat_ttl_sec,
+            },
+            warnings,
+        ))
+    }
+
+    /// Whether any credential at all is configured.
+    pub fn has_any_token(&self) -> bool {
+        !self.role_tokens.is_empty() || self.shared_token.is_some() || self.node_token_secret.is_some()
+    }
+}
+
+fn read_seconds(read: &impl Fn(&str) -> Option<String>, variable: &'static str, default: i64) -> Result<i64, ConfigError> {
+    match read(variable) {
+        None => Ok(default),
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .filter(|seconds| (1..=86_400).contains(seconds))
+            .ok_or(ConfigError { variable, rule: "must be a whole number of seconds from 1 to 86400".into() }),
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}

@@ -1,0 +1,59 @@
+//! The one error type of the core; every variant of [`ErrorCode`] maps to its status.
+
+use serde_json::{Map, Value};
+use shared::ErrorCode;
+
+use super::db::DbError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Map<String, Value>,
+    /// For 405: the methods the path has.
+    pub allow: Option<String>,
+    /// For 500: what went wrong, for the server log only; never sent to the caller.
+    pub internal: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), details: Map::new(), allow: None, internal: None }
+    }
+
+    /// A validation error: `field` broke `rule` (e.g. "must be a non-empty string").
+    pub fn invalid_field(field: &str, rule: &str) -> Self {
+        ApiError::new(ErrorCode::InvalidRequest, format!("{field} {rule}")).with_field(field).with_detail("rule", rule)
+    }
+
+    pub fn with_field(self, field: &str) -> Self {
+        self.with_detail("field", field)
+    }
+
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Conflict, message)
+    }
+
+    pub fn invalid_transition(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::InvalidTransition, message)
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        let mut error = ApiError::new(ErrorCode::InternalError, "an unexpected error occurred; see the server log for this request id");
+        error.internal = Some(detail.into());
+        error
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        ApiError::internal(error.to_string())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

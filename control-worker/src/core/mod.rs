@@ -1,0 +1,246 @@
+//! The platform-free control plane: `Core::handle(ApiRequest) -> ApiResponse`.
+//!
+//! - [`db`]: the SQL-level storage trait (query / batch) and its values and rows.
+//! - [`clock`]: the `Clock` and `Random` traits, a manual clock, id generation.
+//! - [`config`]: configuration read from env-style names (Worker env or process env).
+//! - [`auth`]: bearer token → principal; node-bound tokens; constant-time comparison.
+//! - [`http`]: request/response values, envelope, request ids, CORS.
+//! - [`input`]: validating field reader (errors name the field and the rule).
+//! - [`error`]: `ApiError`, the one error type.
+//! - [`records`]: column lists and row decoders.
+//! - [`controllers`], [`lease`], [`tasks`], [`steps`], [`system`]: the handlers and their SQL.
+//! - [`retry`]: the pure retry policy for failed and lost step attempts.
+//!
+//! The core knows neither `worker` nor `rusqlite`, reads no clock and does no I/O except
+//! through the `Db` trait: that is what lets it run unchanged in the Worker and natively.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod controllers;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod input;
+pub mod lease;
+pub mod records;
+pub mod retry;
+pub mod steps;
+pub mod system;
+pub mod tasks;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use shared::routes::{resolve, PathParams, Resolution, Route};
+use shared::{Action, ErrorCode};
+
+use self::auth::{authenticate, Principal};
+use self::clock::{new_id, Clock, Random};
+use self::config::Config;
+use self::db::Db;
+use self::error::{ApiError, ApiResult};
+use self::http::{cors_headers, preflight_headers, sanitize_request_id, ApiRequest, ApiResponse};
+
+/// The control plane over one database, clock and source of randomness.
+pub struct Core<D, C, R> {
+    pub db: D,
+    pub clock: C,
+    pub random: R,
+    pub config: Config,
+}
+
+/// One authenticated call of a route, as handlers see it.
+pub struct Call<'r> {
+    pub request: &'r ApiRequest,
+    pub route: &'static Route,
+    pub params: PathParams,
+    pub principal: Principal,
+    pub request_id: String,
+    pub now: i64,
+}
+
+impl Call<'_> {
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str()).unwrap_or("")
+    }
+
+    /// The JSON object body. Routes whose every field is optional accept an empty body.
+    pub fn body(&self, empty_allowed: bool) -> ApiResult<Map<String, Value>> {
+        input::parse_object(&self.request.body, empty_allowed)
+    }
+}
+
+/// A handler's successful answer.
+pub struct Reply {
+    pub status: u16,
+    pub data: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn with_status(status: u16, data: &impl Serialize) -> ApiResult<Reply> {
+        let data = serde_json::to_value(data).map_err(|error| ApiError::internal(format!("serialising reply: {error}")))?;
+        Ok(Reply { status, data, headers: Vec::new() })
+    }
+
+    pub fn ok(data: &impl Serialize) -> ApiResult<Reply> {
+        Self::with_status(200, data)
+    }
+}
+
+impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
+    pub fn new(db: D, clock: C, random: R, config: Config) -> Self {
+        Core { db, clock, random, config }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn new_id(&self, prefix: &str) -> String {
+        new_id(prefix, self.clock.now(), &self.random)
+    }
+
+    /// Answers one request. Never fails: every fault becomes an error envelope.
+    pub async fn handle(&self, request: ApiRequest) -> ApiResponse {
+        let request_id = request
+            .header("x-request-id")
+            .and_then(sanitize_request_id)
+            .unwrap_or_else(|| self.new_id("req"));
+        let cors = cors_headers(&self.config, request.header("origin"));
+        let cors_allowed = !cors.is_empty();
+        let mut response = self.answer(&request, &request_id, cors_allowed).await;
+        response.headers.extend(cors);
+        response
+    }
+
+    async fn answer(&self, request: &ApiRequest, request_id: &str, cors_allowed: bool) -> ApiResponse {
+        let method = request.method.to_ascii_uppercase();
+        if request.path == "/healthz" {
+            return match method.as_str() {
+                "GET" | "HEAD" => ApiResponse::text(200, "ok", request_id),
+                "OPTIONS" => self.preflight(request_id, "GET", cors_allowed),
+                _ => ApiResponse::failure(request_id, method_not_allowed("GET")),
+            };
+        }
+        if method == "OPTIONS" {
+            return match resolve("OPTIONS", &request.path) {
+                Resolution::MethodNotAllowed(methods) => {
+                    let allow: Vec<&str> = methods.iter().map(|method| method.as_str()).collect();
+                    self.preflight(request_id, &allow.join(", "), cors_allowed)
+                }
+                _ => ApiResponse::failure(request_id, route_not_found(&request.path)),
+            };
+        }
+        match resolve(&method, &request.path) {
+            Resolution::NotFound => ApiResponse::failure(request_id, route_not_found(&request.path)),
+            Resolution::MethodNotAllowed(methods) => {
+                let allow: Vec<&str> = methods.iter().map(|method| method.as_str()).collect();
+                ApiResponse::failure(request_id, method_not_allowed(&allow.join(", ")))
+            }
+            Resolution::Found(route, params) => {
+                let outcome = match self.admit(request, route) {
+                    Ok(principal) => {
+                        let call = Call {
+                            request,
+                            route,
+                            params,
+                            principal,
+                            request_id: request_id.to_string(),
+                            now: self.clock.now(),
+                        };
+                        self.dispatch(&call).await
+                    }
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(reply) => {
+                        let mut response = ApiResponse::success(reply.status, request_id, &reply.data);
+                        response.headers.extend(reply.headers);
+                        response
+                    }
+                    Err(error) => ApiResponse::failure(request_id, error.with_detail("route_id", route.id)),
+                }
+            }
+        }
+    }
+
+    fn preflight(&self, request_id: &str, methods: &str, cors_allowed: bool) -> ApiResponse {
+        let mut response = ApiResponse { status: 204, request_id: request_id.to_string(), ..ApiResponse::default() };
+        response.headers.push(("x-request-id".into(), request_id.to_string()));
+        response.headers.push(("allow".into(), format!("{methods}, OPTIONS")));
+        if cors_allowed {
+            response.headers.extend(preflight_headers(&format!("{methods}, OPTIONS")));
+        }
+        response
+    }
+
+    /// Auth, role, body size and media type: everything checked before a handler runs.
+    fn admit(&self, request: &ApiRequest, route: &'static Route) -> ApiResult<Principal> {
+        let principal = authenticate(&self.config, request.header("authorization"))?;
+        if !principal.may_call(route.roles) {
+            let allowed: Vec<&str> = route.roles.iter().map(|role| role.as_str()).collect();
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this token may not call {}; allowed roles: {}", route.id, allowed.join(", ")),
+            ));
+        }
+        if request.body.len() > route.body_limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the request body exceeds the {} byte limit of {}", route.body_limit, route.id),
+            )
+            .with_detail("limit_bytes", route.body_limit as u64));
+        }
+        if !request.body.iter().all(u8::is_ascii_whitespace) {
+            let content_type = request.header("content-type").unwrap_or("");
+            let media_type = content_type.split(';').next().unwrap_or("").trim();
+            if !media_type.eq_ignore_ascii_case("application/json") {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "request bodies must be sent as content-type: application/json",
+                ));
+            }
+        }
+        Ok(principal)
+    }
+
+    async fn dispatch(&self, call: &Call<'_>) -> ApiResult<Reply> {
+        match call.route.action {
+            Action::ControllersHeartbeat => controllers::heartbeat(self, call).await,
+            Action::ControllersList => controllers::list(self, call).await,
+            Action::LeaderAcquire => lease::acquire(self, call).await,
+            Action::LeaderRelease => lease::release(self, call).await,
+            Action::TasksCreate => tasks::create(self, call).await,
+            Action::TasksList => tasks::list(self, call).await,
+            Action::TasksRead => tasks::read(self, call).await,
+            Action::TasksCancel => tasks::cancel(self, call).await,
+            Action::TasksClaim => tasks::claim(self, call).await,
+            Action::TasksPlan => tasks::plan(self, call).await,
+            Action::TasksLogsRead => tasks::read_logs(self, call).await,
+            Action::StepsClaim => steps::claim(self, call).await,
+            Action::StepsHeartbeat => steps::heartbeat(self, call).await,
+            Action::StepsCheckpoint => steps::checkpoint(self, call).await,
+            Action::StepsLogs => steps::logs(self, call).await,
+            Action::StepsComplete => steps::complete(self, call).await,
+            Action::StepsFail => steps::fail(self, call).await,
+            Action::StepsReap => steps::reap(self, call).await,
+            Action::RunsRead => steps::read_run(self, call).await,
+            Action::SystemPause => system::change_mode(self, call, shared::status::SystemMode::Paused).await,
+            Action::SystemResume => system::change_mode(self, call, shared::status::SystemMode::Running).await,
+            Action::SystemDrain => system::change_mode(self, call, shared::status::SystemMode::Draining).await,
+            Action::SystemState => system::state(self, call).await,
+        }
+    }
+}
+
+fn route_not_found(path: &str) -> ApiError {
+    let shown: String = path.chars().take(200).collect();
+    ApiError::new(ErrorCode::RouteNotFound, format!("no route matches {shown}")).with_detail("path", shown)
+}
+
+fn method_not_allowed(allow: &str) -> ApiError {
+    let mut error = ApiError::new(ErrorCode::MethodNotAllowed, format!("this path answers only: {allow}"));
+    error.allow = Some(allow.to_string());
+    error
+}

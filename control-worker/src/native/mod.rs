@@ -1,0 +1,15 @@
+//! Native adapters around the core.
+//!
+//! - [`sqlite`]: the `Db` trait on rusqlite (bundled SQLite); a batch is one transaction.
+//! - [`migrate`]: applies `migrations/` into the `d1_migrations` ledger the way wrangler does.
+//! - [`system`]: the wall clock and OS-seeded randomness.
+//! - [`server`]: the HTTP/1.1 server (hyper) that feeds requests to `Core::handle`.
+
+pub mod migrate;
+pub mod server;
+pub mod sqlite;
+pub mod system;
+
+pub use server::{serve, start_in_thread, RunningServer, ServerOptions};
+pub use sqlite::SqliteDb;
+pub use system::{os_random, SystemClock};

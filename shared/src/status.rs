@@ -1,0 +1,144 @@
+//! Lifecycle enums and their wire spellings.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(value: &str) -> Option<Self> {
+                match value {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// The accepted spellings, for error messages: `a, b, c`.
+            pub fn choices() -> String {
+                [$($text),+].join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// Fleet-wide mode set by administrators.
+    SystemMode { Running => "running", Paused => "paused", Draining => "draining" }
+);
+
+wire_enum!(
+    TaskStatus {
+        Queued => "queued",
+        Planning => "planning",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Blocked => "blocked",
+        Canceled => "canceled",
+    }
+);
+
+impl TaskStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Canceled)
+    }
+}
+
+wire_enum!(
+    StepStatus {
+        Pending => "pending",
+        Ready => "ready",
+        Claimed => "claimed",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Blocked => "blocked",
+        TimedOut => "timed_out",
+        Canceled => "canceled",
+    }
+);
+
+impl StepStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Blocked | StepStatus::TimedOut | StepStatus::Canceled
+        )
+    }
+
+    /// Claimed or running: a run of this step is in flight on some host.
+    pub fn is_active(self) -> bool {
+        matches!(self, StepStatus::Claimed | StepStatus::Running)
+    }
+}
+
+wire_enum!(
+    /// One attempt of a step. `lost` is a run whose heartbeat deadline passed (reaped).
+    RunStatus {
+        Claimed => "claimed",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Blocked => "blocked",
+        TimedOut => "timed_out",
+        Canceled => "canceled",
+        Lost => "lost",
+    }
+);
+
+wire_enum!(ControllerRole { Primary => "primary", Standby => "standby" });
+
+wire_enum!(
+    /// What a step does: run the coding agent, run a shell command, run an acceptance test.
+    StepKind { Agent => "agent", Shell => "shell", Test => "test" }
+);
+
+wire_enum!(
+    /// Task types the built-in planner knows; any other is refused at creation.
+    TaskType { Shell => "shell", Codex => "codex" }
+);
+
+wire_enum!(
+    CheckpointType {
+        Summary => "summary",
+        GitDiff => "git_diff",
+        LogTail => "log_tail",
+        TestOutput => "test_output",
+    }
+);
+
+wire_enum!(CheckpointFormat { Json => "json", Text => "text", Patch => "patch" });
+
+wire_enum!(LogStream { Stdout => "stdout", Stderr => "stderr", Worker => "worker" });
+
+wire_enum!(
+    /// What `leader.acquire` did for the caller.
+    LeaseOperation {
+        Acquire => "acquire",
+        Renew => "renew",
+        /// The caller held the lease but the preferred controller asked for it back: the
+        /// lease was released so the preferred one takes it on its next call.
+        HandOver => "hand_over",
+        /// Nothing changed for the caller: someone else leads.
+        None => "none",
+    }
+);
