@@ -1,0 +1,21 @@
+//! The black-box API suite: every route of the contract through real HTTP on 127.0.0.1 against
+//! a fresh SQLite database with a manual clock.
+//!
+//! - `conventions`: envelope, request ids, error codes, 404/405/413/415, CORS, healthz.
+//! - `auth`: the auth matrix generated from the route table, ownership, secure default.
+//! - `lease`: the leader lease table, hand-over, fencing, concurrent acquirers.
+//! - `lifecycle`: the whole chain, retries, failures, cancel, pause and drain, idempotency.
+//! - `races`: concurrent step claimers, late completion from a reaped attempt.
+//! - `process`: the `control-local` binary: restart on an existing database, signals, logs.
+//! - `tidy`: invariants of the source tree (no BEGIN/COMMIT, core free of I/O, migrations).
+
+mod client;
+mod support;
+
+mod auth;
+mod conventions;
+mod lease;
+mod lifecycle;
+mod process;
+mod races;
+mod tidy;

@@ -1,0 +1,83 @@
+//! Invariants of the source tree that no compiler checks.
+
+use std::path::{Path, PathBuf};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The code part of a file: comments and unit tests (`#[cfg(test)]` to the end) are left out.
+fn code_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let code = text.split("#[cfg(test)]").next().unwrap();
+    code.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// The text of every `const …_SQL: &str = …;` item.
+fn sql_constants(code: &str) -> Vec<String> {
+    code.split("_SQL: &str =").skip(1).map(|rest| rest.split(";\n").next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn core_and_shared_do_no_io_and_read_no_clock() {
+    let root = repo_root();
+    let mut files = rust_files(&root.join("control-worker/src/core"));
+    files.extend(rust_files(&root.join("shared/src")));
+    assert!(files.len() > 10);
+    for file in files {
+        let code = code_of(&file);
+        for forbidden in ["SystemTime", "Instant::now", "std::fs", "std::net", "tokio", "rusqlite", "worker::", "std::env", "println!", "eprintln!"] {
+            assert!(!code.contains(forbidden), "{} uses {forbidden}", file.display());
+        }
+    }
+}
+
+#[test]
+fn sql_never_opens_transactions_and_uses_numbered_parameters() {
+    let root = repo_root();
+    let mut statements = 0;
+    for file in rust_files(&root.join("control-worker/src/core")) {
+        let code = code_of(&file);
+        for forbidden in ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT"] {
+            assert!(!code.contains(forbidden), "{} contains {forbidden}: D1 rejects it; use a batch", file.display());
+        }
+        for sql in sql_constants(&code) {
+            statements += 1;
+            for (index, _) in sql.match_indices('?') {
+                let next = sql[index + 1..].chars().next().unwrap_or(' ');
+                assert!(next.is_ascii_digit(), "{}: unnumbered SQL parameter in {sql}", file.display());
+            }
+        }
+    }
+    assert!(statements > 40, "found the SQL constants ({statements})");
+}
+
+#[test]
+fn the_migration_list_matches_the_migrations_folder() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("migrations"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    on_disk.sort();
+    let listed: Vec<String> = control_worker::native::migrate::MIGRATIONS.iter().map(|(name, _)| name.to_string()).collect();
+    assert_eq!(listed, on_disk);
+    for name in &listed {
+        let (number, rest) = name.split_once('_').unwrap();
+        assert!(number.len() == 4 && number.chars().all(|c| c.is_ascii_digit()), "{name}: NNNN_snake_name.sql");
+        assert!(rest.trim_end_matches(".sql").chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()), "{name}");
+    }
+}
