@@ -146,3 +146,36 @@ impl<T: Db + ?Sized> Db for &T {
         (**self).batch(statements).await
     }
 }
+
+/// Wraps a `Db` and counts its round trips (one per `query` or `batch`): the benchmark and the
+/// round-trip test use it to hold the hot routes to one round trip each.
+pub struct CountingDb<D> {
+    pub inner: D,
+    round_trips: std::cell::Cell<u64>,
+}
+
+impl<D> CountingDb<D> {
+    pub fn new(inner: D) -> Self {
+        CountingDb { inner, round_trips: std::cell::Cell::new(0) }
+    }
+
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
+    }
+
+    pub fn reset(&self) {
+        self.round_trips.set(0);
+    }
+}
+
+impl<D: Db> Db for CountingDb<D> {
+    async fn query(&self, statement: Statement) -> Result<Vec<Row>, DbError> {
+        self.round_trips.set(self.round_trips.get() + 1);
+        self.inner.query(statement).await
+    }
+
+    async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Vec<Row>>, DbError> {
+        self.round_trips.set(self.round_trips.get() + 1);
+        self.inner.batch(statements).await
+    }
+}

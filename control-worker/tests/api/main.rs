@@ -7,6 +7,7 @@
 //! - `lifecycle`: the whole chain, retries, failures, cancel, pause and drain, idempotency.
 //! - `races`: concurrent step claimers, late completion from a reaped attempt.
 //! - `process`: the `control-local` binary: restart on an existing database, signals, logs.
+//! - `round_trips`: database round trips per route (hot routes: exactly one).
 //! - `tidy`: invariants of the source tree (no BEGIN/COMMIT, core free of I/O, migrations).
 
 mod client;
@@ -18,4 +19,5 @@ mod lease;
 mod lifecycle;
 mod process;
 mod races;
+mod round_trips;
 mod tidy;

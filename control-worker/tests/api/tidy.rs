@@ -81,3 +81,12 @@ fn the_migration_list_matches_the_migrations_folder() {
         assert!(rest.trim_end_matches(".sql").chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()), "{name}");
     }
 }
+
+#[test]
+fn the_api_docs_cover_every_route_of_the_table() {
+    let docs = std::fs::read_to_string(repo_root().join("docs/api.md")).unwrap();
+    for route in shared::ROUTES {
+        let heading = format!("`{}` — `{} {}`", route.id, route.method.as_str(), route.path);
+        assert!(docs.contains(&heading), "docs/api.md lacks the route heading {heading}");
+    }
+}

@@ -1,0 +1,106 @@
+//! Database round trips per route, counted on a `CountingDb` around SQLite while every route is
+//! called once in a realistic order. Shared by the `round_trips` test (hot routes take exactly
+//! one) and the `round_trips` benchmark (which prints the table).
+
+use std::collections::BTreeMap;
+
+use control_worker::core::clock::{ManualClock, SeededRandom};
+use control_worker::core::config::Config;
+use control_worker::core::db::CountingDb;
+use control_worker::core::http::ApiRequest;
+use control_worker::core::Core;
+use control_worker::native::SqliteDb;
+use serde_json::{json, Value};
+
+/// Routes that run on every agent tick: each must be one statement or one batch.
+pub const HOT_ROUTES: &[&str] = &[
+    "controllers.heartbeat",
+    "leader.acquire",
+    "steps.heartbeat",
+    "steps.logs",
+    "steps.complete",
+    "steps.claim",
+    "tasks.claim",
+];
+
+const ADMIN: &str = "bench-admin";
+const SERVICE: &str = "bench-service";
+
+/// Calls every route once (plus the cold paths the scenario needs) and returns, per route
+/// id, the round trips of its successful call.
+pub fn measure() -> BTreeMap<&'static str, u64> {
+    let env: BTreeMap<&str, &str> = [("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)].into();
+    let (config, _) = Config::from_lookup(|name| env.get(name).map(|value| value.to_string())).unwrap();
+    let db = CountingDb::new(SqliteDb::open_in_memory().unwrap());
+    let core = Core::new(db, ManualClock::new(1_800_000_000), SeededRandom::new(7), config);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut counts = BTreeMap::new();
+    let mut call = |route: &'static str, method: &str, path: &str, token: &str, body: Option<Value>| -> Value {
+        core.db.reset();
+        let request = ApiRequest {
+            method: method.into(),
+            path: path.into(),
+            headers: vec![("authorization".into(), format!("Bearer {token}")), ("content-type".into(), "application/json".into())],
+            body: body.map(|body| body.to_string().into_bytes()).unwrap_or_default(),
+            ..ApiRequest::default()
+        };
+        let response = runtime.block_on(core.handle(request));
+        let answer: Value = serde_json::from_slice(&response.body).unwrap();
+        assert!(response.status < 300, "{route}: {answer}");
+        counts.insert(route, core.db.round_trips());
+        answer["data"].clone()
+    };
+    call("controllers.heartbeat", "POST", "/v1/controllers/heartbeat", SERVICE,
+        Some(json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"})));
+    call("controllers.list", "GET", "/v1/controllers", ADMIN, None);
+    let lease = call("leader.acquire", "POST", "/v1/leader/acquire", SERVICE,
+        Some(json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 30})));
+    let term = lease["term"].clone();
+    let created = call("tasks.create", "POST", "/v1/tasks", ADMIN,
+        Some(json!({"repo": "/r", "task_type": "shell", "title": "t", "goal": "true"})));
+    let task_id = created["task_id"].as_str().unwrap().to_string();
+    call("tasks.list", "GET", "/v1/tasks", ADMIN, None);
+    call("tasks.claim", "POST", "/v1/tasks/claim", SERVICE, Some(json!({"controller_id": "mini-main", "host": "mini", "term": term})));
+    call("tasks.plan", "POST", &format!("/v1/tasks/{task_id}/plan"), SERVICE, Some(json!({"controller_id": "mini-main", "term": term,
+        "planner_provider": "builtin", "planning_strategy": "bench",
+        "steps": [{"step_kind": "shell", "worker_kind": "shell", "title": "a", "command": "true", "max_attempts": 2},
+                  {"step_kind": "test", "worker_kind": "shell", "title": "b", "command": "true"}]})));
+    let claimed = call("steps.claim", "POST", "/v1/steps/claim", SERVICE, Some(json!({"worker_id": "mini-main", "host": "mini"})));
+    let step_id = claimed["steps"][0]["step"]["step_id"].as_str().unwrap().to_string();
+    let run_id = claimed["steps"][0]["run_id"].as_str().unwrap().to_string();
+    call("steps.heartbeat", "POST", &format!("/v1/steps/{step_id}/heartbeat"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id})));
+    call("steps.logs", "POST", &format!("/v1/steps/{step_id}/logs"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id,
+        "chunks": [{"seq": 0, "stream": "stdout", "text": "hi\n"}, {"seq": 1, "stream": "stderr", "text": "ho\n"}]})));
+    call("steps.checkpoint", "POST", &format!("/v1/steps/{step_id}/checkpoint"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id,
+        "seq": 1, "checkpoint_type": "log_tail", "format": "text", "content": "abc", "size": 3,
+        "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})));
+    call("steps.fail", "POST", &format!("/v1/steps/{step_id}/fail"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id, "error": "flaky"})));
+    let claimed = call("steps.claim", "POST", "/v1/steps/claim", SERVICE, Some(json!({"worker_id": "mini-main", "host": "mini"})));
+    let run_id = claimed["steps"][0]["run_id"].as_str().unwrap().to_string();
+    call("steps.complete", "POST", &format!("/v1/steps/{step_id}/complete"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id, "summary": "ok", "exit_code": 0})));
+    call("steps.reap", "POST", "/v1/steps/reap", SERVICE, Some(json!({"controller_id": "mini-main", "term": term})));
+    call("tasks.read", "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None);
+    call("tasks.logs.read", "GET", &format!("/v1/tasks/{task_id}/logs"), ADMIN, None);
+    call("runs.read", "GET", &format!("/v1/runs/{run_id}"), ADMIN, None);
+    call("tasks.cancel", "POST", &format!("/v1/tasks/{task_id}/cancel"), ADMIN, None);
+    call("system.pause", "POST", "/v1/system/pause", ADMIN, None);
+    call("system.resume", "POST", "/v1/system/resume", ADMIN, None);
+    call("system.drain", "POST", "/v1/system/drain", ADMIN, None);
+    call("system.state", "GET", "/v1/system/state", ADMIN, None);
+    call("leader.release", "POST", "/v1/leader/release", SERVICE, Some(json!({"controller_id": "mini-main"})));
+    counts
+}
+
+#[cfg(test)]
+#[test]
+fn hot_routes_take_exactly_one_round_trip_and_every_route_is_measured() {
+    let counts = measure();
+    for route in shared::ROUTES {
+        assert!(counts.contains_key(route.id), "{} was not measured", route.id);
+    }
+    for route in HOT_ROUTES {
+        assert_eq!(counts[route], 1, "{route} takes {} round trips", counts[route]);
+    }
+    // Nothing takes more than two (read, then a compare-and-set write).
+    assert!(counts.values().all(|count| *count <= 2), "{counts:?}");
+}
