@@ -179,8 +179,10 @@ pub struct TaskDetail {
     pub runs: Vec<Run>,
 }
 
+/// Why, and on whose behalf, an administrator changes something: the optional body of
+/// `tasks.cancel` and of `system.pause` / `resume` / `drain`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TaskCancelRequest {
+pub struct ChangeReason {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -475,14 +477,6 @@ pub struct RunDetail {
 }
 
 // ---------------------------------------------------------------- system
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SystemChangeRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_by: Option<String>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModeChange {

@@ -74,11 +74,11 @@ impl Config {
         }
         for (role, token) in &role_tokens {
             if token == "replace-me" {
-                warnings.push(format!("{} is the placeholder value replace-me", role.token_env_var()));
+                warnings.push(format!("{} is still the sample value replace-me", role.token_env_var()));
             }
         }
         if shared_token.as_deref() == Some("replace-me") {
-            warnings.push(format!("{SHARED_TOKEN_ENV_VAR} is the placeholder value replace-me"));
+            warnings.push(format!("{SHARED_TOKEN_ENV_VAR} is still the sample value replace-me"));
         }
         let allowed_origins = read(ALLOWED_ORIGINS_ENV_VAR)
             .map(|list| list.split(',').map(|origin| origin.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect())

@@ -188,6 +188,26 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An integer query parameter within `min..=max`, or `default` when absent or empty.
+pub fn query_i64(params: &[(String, String)], name: &str, default: i64, min: i64, max: i64) -> ApiResult<i64> {
+    match query_param(params, name) {
+        None | Some("") => Ok(default),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|value| (min..=max).contains(value))
+            .ok_or_else(|| ApiError::invalid_field(name, &format!("must be an integer from {min} to {max}"))),
+    }
+}
+
+/// An enum-valued query parameter, or `None` when absent or empty.
+pub fn query_enum<T>(params: &[(String, String)], name: &str, parse: fn(&str) -> Option<T>, choices: &str) -> ApiResult<Option<T>> {
+    match query_param(params, name) {
+        None | Some("") => Ok(None),
+        Some(text) => parse(text).map(Some).ok_or_else(|| ApiError::invalid_field(name, &format!("must be one of {choices}"))),
+    }
+}
+
 pub fn query_param<'q>(params: &'q [(String, String)], name: &str) -> Option<&'q str> {
     params.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }

@@ -12,7 +12,7 @@ use super::auth::encode_hex;
 use super::clock::{Clock, Random};
 use super::db::{Db, Statement, MAX_SAFE_INTEGER};
 use super::error::{ApiError, ApiResult};
-use super::input::{parse_query, query_param, Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
+use super::input::{parse_query, query_enum, query_i64, query_param, Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
 use super::lease::{check_fence, SELECT_LEASE_SQL};
 use super::records::{self, fence, log_chunk_columns, run_columns, step_columns, task_columns};
 use super::system::SELECT_MODE_SQL;
@@ -187,20 +187,8 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
 
 pub async fn list<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
     let params = parse_query(&call.request.query);
-    let status = match query_param(&params, "status") {
-        None | Some("") => None,
-        Some(text) => Some(TaskStatus::parse(text).ok_or_else(|| {
-            ApiError::invalid_field("status", &format!("must be one of {}", TaskStatus::choices()))
-        })?),
-    };
-    let limit = match query_param(&params, "limit") {
-        None | Some("") => 50,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=200).contains(limit))
-            .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 200"))?,
-    };
+    let status = query_enum(&params, "status", TaskStatus::parse, &TaskStatus::choices())?;
+    let limit = query_i64(&params, "limit", 50, 1, 200)?;
     let cursor = match query_param(&params, "cursor") {
         None | Some("") => None,
         Some(text) => Some(
@@ -406,30 +394,10 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
 pub async fn read_logs<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
     let task_id = call.param("task_id");
     let params = parse_query(&call.request.query);
-    let after = match query_param(&params, "after") {
-        None | Some("") => 0,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|after| (0..=MAX_SAFE_INTEGER).contains(after))
-            .ok_or_else(|| ApiError::invalid_field("after", "must be a cursor: an integer of 0 or more"))?,
-    };
-    let limit = match query_param(&params, "limit") {
-        None | Some("") => 500,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=1000).contains(limit))
-            .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 1000"))?,
-    };
+    let after = query_i64(&params, "after", 0, 0, MAX_SAFE_INTEGER)?;
+    let limit = query_i64(&params, "limit", 500, 1, 1000)?;
+    let stream = query_enum(&params, "stream", LogStream::parse, &LogStream::choices())?;
     let text_filter = |name: &str| query_param(&params, name).filter(|value| !value.is_empty()).map(str::to_string);
-    let stream = match text_filter("stream") {
-        None => None,
-        Some(text) => Some(
-            LogStream::parse(&text)
-                .ok_or_else(|| ApiError::invalid_field("stream", &format!("must be one of {}", LogStream::choices())))?,
-        ),
-    };
     let results = core
         .db
         .batch(vec![
