@@ -8,8 +8,9 @@ use crate::core::db::DbError;
 /// Every migration, in order. A test checks this list against the `migrations/` folder.
 pub const MIGRATIONS: &[(&str, &str)] = &[("0001_initial.sql", include_str!("../../../migrations/0001_initial.sql"))];
 
-/// wrangler's ledger table, created the way wrangler creates it.
-const LEDGER_SQL: &str = "CREATE TABLE IF NOT EXISTS d1_migrations(
+/// wrangler's ledger table, created with wrangler's very text (the name quoted), so that the
+/// schema in `sqlite_master` is identical on both sides (the `edge` test compares them).
+const LEDGER_SQL: &str = "CREATE TABLE IF NOT EXISTS \"d1_migrations\"(
 		id         INTEGER PRIMARY KEY AUTOINCREMENT,
 		name       TEXT UNIQUE,
 		applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL

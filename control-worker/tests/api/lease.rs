@@ -169,8 +169,8 @@ fn preferred_hand_back_never_has_two_leaders() {
 #[test]
 fn concurrent_acquirers_get_exactly_one_leader_per_term() {
     let t = Target::new();
-    let servers = t.sibling_servers(3);
-    let bases: Vec<String> = std::iter::once(t.base.clone()).chain(servers.iter().map(|server| server.base_url())).collect();
+    let siblings = t.siblings(3);
+    let bases: Vec<String> = std::iter::once(t.base.clone()).chain(siblings.bases.iter().cloned()).collect();
     let grants: Arc<Mutex<HashMap<i64, Vec<String>>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,6 +1,9 @@
-//! The black-box API suite: every route of the contract through real HTTP on 127.0.0.1 against
-//! a fresh SQLite database with a manual clock.
+//! The black-box API suite: every route of the contract through real HTTP on 127.0.0.1, each
+//! case against a fresh database with a clock it moves. By default the target is the native
+//! server on SQLite; `BAA_API_TARGET=worker` runs the same cases against the Worker under
+//! `wrangler dev` on a local D1 (see `support` and `worker`).
 //!
+//! - `edge`: with the Worker only: the schema wrangler creates equals the native one.
 //! - `conventions`: envelope, request ids, error codes, 404/405/413/415, CORS, healthz.
 //! - `auth`: the auth matrix generated from the route table, ownership, secure default.
 //! - `lease`: the leader lease table, hand-over, fencing, concurrent acquirers.
@@ -12,9 +15,11 @@
 
 mod client;
 mod support;
+mod worker;
 
 mod auth;
 mod conventions;
+mod edge;
 mod lease;
 mod lifecycle;
 mod process;

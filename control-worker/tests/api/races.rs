@@ -22,8 +22,8 @@ fn concurrent_claimers_claim_each_step_exactly_once_per_attempt() {
     for task in ok(&t.get("/v1/tasks?status=planning&limit=200", READONLY), 200)["tasks"].as_array().unwrap() {
         ok(&plan(&t, &leader, task["task_id"].as_str().unwrap(), json!([shell_step("true", 2)])), 200);
     }
-    let servers = t.sibling_servers(3);
-    let bases: Vec<String> = std::iter::once(t.base.clone()).chain(servers.iter().map(|server| server.base_url())).collect();
+    let siblings = t.siblings(3);
+    let bases: Vec<String> = std::iter::once(t.base.clone()).chain(siblings.bases.iter().cloned()).collect();
     let claims: Arc<Mutex<Vec<(String, i64, String)>>> = Arc::default();
     let threads: Vec<_> = (0..8)
         .map(|index| {

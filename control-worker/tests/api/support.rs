@@ -1,8 +1,9 @@
 //! The target under test and the fixtures every case uses.
 //!
-//! A [`Target`] is a base URL plus, when the test owns the server, its manual clock. Today the
-//! target is `control-local`'s library server on a fresh SQLite file; the cases only speak
-//! HTTP, so the Worker under `wrangler dev` can be pointed at by a base URL.
+//! A [`Target`] is a base URL and a clock the test can move. By default it is the native server
+//! on a fresh SQLite file with a manual clock; with `BAA_API_TARGET=worker` it is the Worker
+//! under `wrangler dev` (workerd) on a fresh local D1, its clock moved through the opt-in test
+//! hook. The cases only speak HTTP, so both backends answer the same cases.
 
 use std::collections::HashMap;
 
@@ -45,12 +46,57 @@ pub fn node_token(node_id: &str) -> String {
     control_worker::core::auth::mint_node_token(NODE_SECRET, node_id).unwrap()
 }
 
+/// The clock of a target: a local manual clock, mirrored to the Worker's test clock hook when
+/// the target is a Worker. Cheap to clone; every clone moves the same time.
+#[derive(Clone)]
+pub struct TestClock {
+    local: ManualClock,
+    hook: Option<String>,
+}
+
+impl TestClock {
+    pub fn advance(&self, seconds: i64) {
+        self.local.advance(seconds);
+        self.push();
+    }
+
+    pub fn now(&self) -> i64 {
+        use control_worker::core::clock::Clock;
+        self.local.now()
+    }
+
+    fn push(&self) {
+        if let Some(base) = &self.hook {
+            let auth = format!("Bearer {BROWSER_ADMIN}");
+            let body = json!({"set": self.now()}).to_string();
+            let response = request(base, "POST", "/__test/clock", &[("authorization", &auth), ("content-type", "application/json")], body.as_bytes());
+            assert_eq!(response.status, 200, "test clock hook: {}", response.text());
+        }
+    }
+}
+
+enum Backend {
+    Native { _server: RunningServer, db_path: std::path::PathBuf },
+    Worker { _worker: crate::worker::WorkerProcess },
+}
+
+/// More servers over one database: separate SQLite connections natively (as several
+/// processes would have); the same Worker, which workerd serves concurrently, on the edge.
+pub struct Siblings {
+    pub bases: Vec<String>,
+    _servers: Vec<RunningServer>,
+}
+
 pub struct Target {
     pub base: String,
-    pub clock: ManualClock,
-    pub db_path: std::path::PathBuf,
-    _server: RunningServer,
+    pub clock: TestClock,
+    backend: Backend,
     _dir: tempfile::TempDir,
+}
+
+/// Whether the suite runs against the Worker under `wrangler dev` (`BAA_API_TARGET=worker`).
+pub fn worker_target() -> bool {
+    std::env::var("BAA_API_TARGET").is_ok_and(|target| target == "worker")
 }
 
 impl Target {
@@ -61,41 +107,49 @@ impl Target {
 
     pub fn with_env(env: HashMap<String, String>) -> Target {
         let dir = tempfile::tempdir().unwrap();
+        let local = ManualClock::new(START_TIME);
+        if worker_target() {
+            let worker = crate::worker::WorkerProcess::start(&env, dir.path());
+            // The hook takes an admin token (or auth turned off); without one, time stands still.
+            let hook_usable = env.contains_key("CONTROL_API_BROWSER_ADMIN_TOKEN") || env.contains_key("CONTROL_API_AUTH_REQUIRED");
+            let clock = TestClock { local, hook: hook_usable.then(|| worker.base.clone()) };
+            clock.push();
+            return Target { base: worker.base.clone(), clock, backend: Backend::Worker { _worker: worker }, _dir: dir };
+        }
         let db_path = dir.path().join("control.db");
-        Self::on_database(dir, db_path, env, ManualClock::new(START_TIME))
-    }
-
-    fn on_database(dir: tempfile::TempDir, db_path: std::path::PathBuf, env: HashMap<String, String>, clock: ManualClock) -> Target {
         let (config, _) = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
         let server = start_in_thread(
             ServerOptions { listen: "127.0.0.1:0".parse().unwrap(), db_path: db_path.clone(), config, access_log: false },
-            clock.clone(),
+            local.clone(),
             SeededRandom::new(rand_seed()),
         )
         .unwrap();
-        Target { base: server.base_url(), clock, db_path, _server: server, _dir: dir }
+        Target {
+            base: server.base_url(),
+            clock: TestClock { local, hook: None },
+            backend: Backend::Native { _server: server, db_path },
+            _dir: dir,
+        }
     }
 
-    /// More servers over the same database file and clock: separate SQLite connections, as
-    /// several processes would have.
-    pub fn sibling_servers(&self, count: usize) -> Vec<RunningServer> {
+    /// `count` more ways in to the same database and clock.
+    pub fn siblings(&self, count: usize) -> Siblings {
+        let Backend::Native { db_path, .. } = &self.backend else {
+            return Siblings { bases: vec![self.base.clone(); count], _servers: Vec::new() };
+        };
         let env = test_env();
         let (config, _) = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-        (0..count)
+        let servers: Vec<RunningServer> = (0..count)
             .map(|index| {
                 start_in_thread(
-                    ServerOptions {
-                        listen: "127.0.0.1:0".parse().unwrap(),
-                        db_path: self.db_path.clone(),
-                        config: config.clone(),
-                        access_log: false,
-                    },
-                    self.clock.clone(),
+                    ServerOptions { listen: "127.0.0.1:0".parse().unwrap(), db_path: db_path.clone(), config: config.clone(), access_log: false },
+                    self.clock.local.clone(),
                     SeededRandom::new(rand_seed() ^ index as u64),
                 )
                 .unwrap()
             })
-            .collect()
+            .collect();
+        Siblings { bases: servers.iter().map(RunningServer::base_url).collect(), _servers: servers }
     }
 
     pub fn advance(&self, seconds: i64) {
@@ -103,12 +157,14 @@ impl Target {
     }
 
     pub fn now(&self) -> i64 {
-        use control_worker::core::clock::Clock;
         self.clock.now()
     }
 
+    /// Every request of the suite goes through here, and none may ever answer 500.
     pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        request(&self.base, method, path, headers, body)
+        let response = request(&self.base, method, path, headers, body);
+        assert_ne!(response.status, 500, "{method} {path} answered 500: {}", response.text());
+        response
     }
 
     pub fn get(&self, path: &str, token: &str) -> Response {

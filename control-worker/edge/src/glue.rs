@@ -1,0 +1,91 @@
+//! `#[event(fetch)]`: converts the Worker request, runs `Core::handle`, converts the answer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use control_worker::core::clock::new_id;
+use control_worker::core::config::Config;
+use control_worker::core::error::ApiError;
+use control_worker::core::http::{sanitize_request_id, ApiRequest, ApiResponse};
+use control_worker::core::Core;
+use worker::{console_error, console_log, console_warn, event, Context, Env, Headers, Request, Response};
+
+use crate::d1::D1Db;
+use crate::platform::JsRandom;
+use crate::test_clock::{self, EdgeClock};
+
+/// The D1 binding name, as in `wrangler.toml`.
+const DATABASE_BINDING: &str = "CONTROL_DB";
+
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Secrets first, then plain vars: the same names as `control-local` reads from its environment.
+fn lookup(env: &Env, name: &str) -> Option<String> {
+    env.secret(name).ok().map(|secret| secret.to_string()).or_else(|| env.var(name).ok().map(|var| var.to_string()))
+}
+
+async fn read_request(mut request: Request) -> worker::Result<ApiRequest> {
+    let url = request.url()?;
+    let headers = request.headers().entries().collect();
+    Ok(ApiRequest {
+        method: request.method().to_string(),
+        path: url.path().to_string(),
+        query: url.query().unwrap_or("").to_string(),
+        headers,
+        body: request.bytes().await?,
+    })
+}
+
+fn to_worker(response: ApiResponse) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &response.headers {
+        headers.append(name, value)?;
+    }
+    // A 204 must have a null body, not an empty one.
+    let reply = if response.status == 204 { Response::empty()? } else { Response::from_bytes(response.body)? };
+    Ok(reply.with_status(response.status).with_headers(headers))
+}
+
+#[event(fetch)]
+pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<Response> {
+    let api_request = read_request(request).await?;
+    let (method, path) = (api_request.method.clone(), api_request.path.clone());
+    let response = match Config::from_lookup(|name| lookup(&env, name)) {
+        Ok((config, warnings)) => {
+            let manual_clock = lookup(&env, test_clock::ENV_VAR).as_deref() == Some("true");
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                for warning in warnings {
+                    console_warn!("WARNING: {warning}");
+                }
+                if manual_clock {
+                    console_warn!("WARNING: {} is set: the clock is manual; for tests only, never in a deployment", test_clock::ENV_VAR);
+                }
+            }
+            match env.d1(DATABASE_BINDING) {
+                Ok(_) if manual_clock && api_request.path == test_clock::PATH => {
+                    let request_id = request_id_of(&api_request);
+                    test_clock::handle(&config, &api_request, &request_id)
+                }
+                Ok(database) => {
+                    Core::new(D1Db::new(database), EdgeClock { manual: manual_clock }, JsRandom, config).handle(api_request).await
+                }
+                Err(_) => unconfigured(&api_request, format!("the D1 binding {DATABASE_BINDING} is missing")),
+            }
+        }
+        Err(error) => unconfigured(&api_request, format!("configuration: {error}")),
+    };
+    if let Some(note) = &response.log_note {
+        console_error!("{method} {path} {} request_id={} fault={note:?}", response.status, response.request_id);
+    } else {
+        console_log!("{method} {path} {} request_id={}", response.status, response.request_id);
+    }
+    to_worker(response)
+}
+
+fn request_id_of(request: &ApiRequest) -> String {
+    request.header("x-request-id").and_then(sanitize_request_id).unwrap_or_else(|| new_id("req", 0, &JsRandom))
+}
+
+/// A 500 envelope for a Worker that cannot build its core (bad vars, missing binding).
+fn unconfigured(request: &ApiRequest, detail: String) -> ApiResponse {
+    ApiResponse::failure(&request_id_of(request), ApiError::internal(detail))
+}
