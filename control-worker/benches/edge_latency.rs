@@ -62,15 +62,20 @@ fn start(mut command: Command, port: u16, log: &Path) -> Server {
     }
 }
 
+/// POSTs `body` (or GETs when it is null) and returns the latency and the parsed answer.
 fn post(connection: &mut client::Connection, path: &str, token: &str, body: &Value) -> (Duration, Value) {
     let auth = format!("Bearer {token}");
     let started = Instant::now();
-    let response = connection
-        .send("POST", path, &[("authorization", &auth), ("content-type", "application/json")], body.to_string().as_bytes(), true)
-        .unwrap();
+    let response = if body.is_null() {
+        connection.send("GET", path, &[], b"", true).unwrap()
+    } else {
+        connection
+            .send("POST", path, &[("authorization", &auth), ("content-type", "application/json")], body.to_string().as_bytes(), true)
+            .unwrap()
+    };
     let elapsed = started.elapsed();
     assert!(response.status < 300, "{path}: {}", response.text());
-    (elapsed, response.json())
+    (elapsed, if body.is_null() { Value::Null } else { response.json() })
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
@@ -142,6 +147,7 @@ fn main() {
         ("/v1/controllers/heartbeat", json!({"controller_id": format!("node-{}", index % 4), "host": "mini", "role": "primary", "priority": 100, "status": "ok"}))
     };
     compare("warm-up (heartbeat)", &rust, &js, heartbeat);
+    compare("healthz (no D1)", &rust, &js, |_| ("/healthz", Value::Null));
     let (heartbeat_median, heartbeat_p99) = compare("controllers.heartbeat", &rust, &js, heartbeat);
     let (claim_median, claim_p99) = compare("tasks.claim", &rust, &js, |_| {
         ("/v1/tasks/claim", json!({"controller_id": "node-0", "host": "mini", "term": term, "limit": 1}))

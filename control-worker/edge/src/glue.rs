@@ -7,7 +7,7 @@ use control_worker::core::config::Config;
 use control_worker::core::error::ApiError;
 use control_worker::core::http::{sanitize_request_id, ApiRequest, ApiResponse};
 use control_worker::core::Core;
-use worker::{console_error, console_log, console_warn, event, Context, Env, Headers, Request, Response};
+use worker::{console_error, console_warn, event, Context, Env, Headers, Request, Response};
 
 use crate::d1::D1Db;
 use crate::platform::JsRandom;
@@ -73,10 +73,10 @@ pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Res
         }
         Err(error) => unconfigured(&api_request, format!("configuration: {error}")),
     };
+    // Only faults are logged: Cloudflare records every request itself (`wrangler tail`, request
+    // logs), and a console line per request costs milliseconds under `wrangler dev`.
     if let Some(note) = &response.log_note {
         console_error!("{method} {path} {} request_id={} fault={note:?}", response.status, response.request_id);
-    } else {
-        console_log!("{method} {path} {} request_id={}", response.status, response.request_id);
     }
     to_worker(response)
 }
