@@ -1,0 +1,86 @@
+//! Raw command-line arguments with their environment fallbacks, exactly as typed. Nothing is
+//! validated here: [`crate::config`] turns them into one validated configuration.
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "node-agent",
+    about = "baa-conductor node agent: registers this host, competes for the leader lease, schedules while leading",
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    allow_negative_numbers = true
+)]
+pub struct RawArgs {
+    /// What to do: start (run the agent), config (print the resolved configuration),
+    /// checklist (print the startup checklist), help.
+    #[arg(value_parser = ["start", "config", "checklist", "help"])]
+    pub command: Option<String>,
+
+    /// This node's id [default: <host>-main for a primary, <host>-standby for a standby]
+    #[arg(long, env = "BAA_NODE_ID")]
+    pub node_id: Option<String>,
+    /// This host's name [default: localhost]
+    #[arg(long, env = "BAA_CONDUCTOR_HOST")]
+    pub host: Option<String>,
+    /// primary or standby [default: primary]
+    #[arg(long, env = "BAA_CONDUCTOR_ROLE")]
+    pub role: Option<String>,
+    /// Base URL of the Control API, e.g. https://control.example.workers.dev
+    #[arg(long, env = "BAA_CONTROL_API_BASE")]
+    pub control_api_base: Option<String>,
+    /// Status server address, host:port or http://host:port; "off" disables it [default: 127.0.0.1:4317]
+    #[arg(long, env = "BAA_CONDUCTOR_LOCAL_API")]
+    pub local_api: Option<String>,
+    /// Service token for the Control API (a shared or node-bound token)
+    #[arg(long, env = "BAA_SHARED_TOKEN", hide_env_values = true)]
+    pub shared_token: Option<String>,
+    /// Lease priority [default: 100 for a primary, 50 for a standby]
+    #[arg(long, env = "BAA_CONDUCTOR_PRIORITY")]
+    pub priority: Option<String>,
+    /// Version string this agent reports
+    #[arg(long = "version", env = "BAA_CONDUCTOR_VERSION")]
+    pub agent_version: Option<String>,
+    /// Ask for the lease back from a standby (BAA_CONDUCTOR_PREFERRED=true|false) [default: true for a primary]
+    #[arg(long, overrides_with = "no_preferred")]
+    pub preferred: bool,
+    /// Never ask for the lease back
+    #[arg(long, overrides_with = "preferred")]
+    pub no_preferred: bool,
+    /// Controller heartbeat interval in milliseconds [default: 5000]
+    #[arg(long, env = "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<String>,
+    /// Lease renewal interval in milliseconds [default: 5000]
+    #[arg(long, env = "BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS")]
+    pub lease_renew_interval_ms: Option<String>,
+    /// Lease time to live in seconds [default: 30]
+    #[arg(long, env = "BAA_CONDUCTOR_LEASE_TTL_SEC")]
+    pub lease_ttl_sec: Option<String>,
+    /// Consecutive renewal failures before the agent reports degraded [default: 2]
+    #[arg(long, env = "BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD")]
+    pub renew_failure_threshold: Option<String>,
+    /// Folder holding runs/, worktrees/, logs/, tmp/ and state/ [default: ~/Library/Application Support/baa-conductor on macOS, ~/.local/state/baa-conductor elsewhere]
+    #[arg(long, env = "BAA_RUNTIME_ROOT")]
+    pub runtime_root: Option<String>,
+    /// Run directories [default: <runtime root>/runs]
+    #[arg(long, env = "BAA_RUNS_DIR")]
+    pub runs_dir: Option<String>,
+    /// Git worktrees [default: <runtime root>/worktrees]
+    #[arg(long, env = "BAA_WORKTREES_DIR")]
+    pub worktrees_dir: Option<String>,
+    /// Agent logs [default: <runtime root>/logs]
+    #[arg(long, env = "BAA_LOGS_DIR")]
+    pub logs_dir: Option<String>,
+    /// Scratch files [default: <runtime root>/tmp]
+    #[arg(long, env = "BAA_TMP_DIR")]
+    pub tmp_dir: Option<String>,
+    /// Durable agent state [default: <runtime root>/state]
+    #[arg(long, env = "BAA_STATE_DIR")]
+    pub state_dir: Option<String>,
+    /// start: perform one cycle, print the runtime snapshot and exit
+    #[arg(long)]
+    pub run_once: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}

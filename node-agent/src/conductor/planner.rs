@@ -1,0 +1,57 @@
+//! The built-in planner: a task → its steps, by `task_type`. Pure.
+//!
+//! - `shell`: one step runs the goal as a shell command (`sh -c`) in the worktree.
+//! - `codex`: one step runs the host's coding-agent command with the goal handed over.
+//! - then each `acceptance` entry becomes a test step (a shell command whose output is kept).
+
+use shared::status::{StepKind, TaskType};
+use shared::wire::{PlannedStep, Task, TaskPlanRequest};
+
+pub const PLANNER_PROVIDER: &str = "builtin";
+pub const SHELL_TIMEOUT_SEC: i64 = 1_800;
+pub const AGENT_TIMEOUT_SEC: i64 = 3_600;
+pub const TEST_TIMEOUT_SEC: i64 = 900;
+
+pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
+    let first = match task.task_type {
+        TaskType::Shell => PlannedStep {
+            step_kind: StepKind::Shell,
+            worker_kind: "shell".into(),
+            title: "run the goal".into(),
+            command: Some(task.goal.clone()),
+            prompt: None,
+            timeout_sec: Some(SHELL_TIMEOUT_SEC),
+            max_attempts: Some(1),
+            metadata: None,
+        },
+        TaskType::Codex => PlannedStep {
+            step_kind: StepKind::Agent,
+            worker_kind: "codex".into(),
+            title: "coding agent".into(),
+            command: None,
+            prompt: Some(task.goal.clone()),
+            timeout_sec: Some(AGENT_TIMEOUT_SEC),
+            max_attempts: Some(1),
+            metadata: None,
+        },
+    };
+    let tests = task.acceptance.iter().enumerate().map(|(index, command)| PlannedStep {
+        step_kind: StepKind::Test,
+        worker_kind: "shell".into(),
+        title: format!("acceptance {}: {}", index + 1, command.chars().take(200).collect::<String>()),
+        command: Some(command.clone()),
+        prompt: None,
+        timeout_sec: Some(TEST_TIMEOUT_SEC),
+        max_attempts: Some(1),
+        metadata: None,
+    });
+    TaskPlanRequest {
+        controller_id: controller_id.to_string(),
+        term,
+        planner_provider: PLANNER_PROVIDER.into(),
+        planning_strategy: format!("task_type:{}", task.task_type),
+        base_ref: None,
+        branch_name: None,
+        steps: std::iter::once(first).chain(tests).collect(),
+    }
+}

@@ -1,0 +1,314 @@
+//! Raw arguments → one validated [`AgentConfig`]. Every bad value is one [`ConfigError`]
+//! naming the option and its environment variable; warnings are collected, not fatal.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use shared::ids::is_valid_node_id;
+use shared::status::ControllerRole;
+use thiserror::Error;
+
+use crate::cli::RawArgs;
+
+pub const PREFERRED_ENV: &str = "BAA_CONDUCTOR_PREFERRED";
+pub const DEFAULT_LOCAL_API: &str = "127.0.0.1:4317";
+
+#[derive(Debug, Error, PartialEq)]
+#[error("{option}{}: {rule}", env.map(|env| format!(" ({env})")).unwrap_or_default())]
+pub struct ConfigError {
+    pub option: &'static str,
+    pub env: Option<&'static str>,
+    pub rule: String,
+}
+
+fn bad(option: &'static str, env: &'static str, rule: impl Into<String>) -> ConfigError {
+    ConfigError { option, env: Some(env), rule: rule.into() }
+}
+
+/// A secret that never prints: `Debug` and `Display` say only that it is set.
+#[derive(Clone, PartialEq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(set)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimePaths {
+    pub root: PathBuf,
+    pub runs: PathBuf,
+    pub worktrees: PathBuf,
+    pub logs: PathBuf,
+    pub tmp: PathBuf,
+    pub state: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub node_id: String,
+    pub host: String,
+    pub role: ControllerRole,
+    pub control_api_base: Option<String>,
+    /// `None` when the status server is turned off.
+    pub local_api: Option<String>,
+    pub shared_token: Option<Secret>,
+    pub priority: i64,
+    pub version: Option<String>,
+    pub preferred: bool,
+    pub heartbeat_interval: Duration,
+    pub lease_renew_interval: Duration,
+    pub lease_ttl_sec: i64,
+    pub renew_failure_threshold: u32,
+    pub paths: RuntimePaths,
+    pub run_once: bool,
+    pub json: bool,
+    pub warnings: Vec<String>,
+}
+
+fn milliseconds(value: Option<&str>, option: &'static str, env: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_millis(default)),
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (100..=3_600_000).contains(ms))
+            .map(Duration::from_millis)
+            .ok_or_else(|| bad(option, env, format!("must be a whole number of milliseconds from 100 to 3600000, got {text:?}"))),
+    }
+}
+
+fn integer(value: Option<&str>, option: &'static str, env: &'static str, min: i64, max: i64, default: i64) -> Result<i64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|number| (min..=max).contains(number))
+            .ok_or_else(|| bad(option, env, format!("must be a whole number from {min} to {max}, got {text:?}"))),
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `host:port` or `http://host:port` → `host:port`; `off`/`none` → `None`.
+fn local_api(value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let text = value.unwrap_or(DEFAULT_LOCAL_API).trim();
+    if matches!(text.to_ascii_lowercase().as_str(), "off" | "none" | "") {
+        return Ok(None);
+    }
+    let address = text.strip_prefix("http://").unwrap_or(text).trim_end_matches('/');
+    let valid = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|port| port > 0));
+    if !valid {
+        return Err(bad("--local-api", "BAA_CONDUCTOR_LOCAL_API", format!("must be host:port or http://host:port (or off), got {text:?}")));
+    }
+    Ok(Some(address.to_string()))
+}
+
+fn control_api_base(value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(text) = value.map(str::trim).filter(|text| !text.is_empty()) else { return Ok(None) };
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(Some(text.trim_end_matches('/').to_string())),
+        _ => Err(bad("--control-api-base", "BAA_CONTROL_API_BASE", format!("must be an http:// or https:// URL, got {text:?}"))),
+    }
+}
+
+/// The default runtime root for this platform under `home`.
+pub fn default_runtime_root(home: Option<&str>) -> PathBuf {
+    let home = PathBuf::from(home.unwrap_or("."));
+    if cfg!(target_os = "macos") {
+        home.join("Library/Application Support/baa-conductor")
+    } else {
+        home.join(".local/state/baa-conductor")
+    }
+}
+
+impl AgentConfig {
+    /// Validates `raw`; `lookup` reads the environment for what clap does not (the
+    /// `BAA_CONDUCTOR_PREFERRED` fallback of the two preferred flags, and `HOME`).
+    pub fn resolve(raw: &RawArgs, lookup: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, ConfigError> {
+        let mut warnings = Vec::new();
+        let role = match raw.role.as_deref().map(str::trim) {
+            None => ControllerRole::Primary,
+            Some(text) => ControllerRole::parse(text)
+                .ok_or_else(|| bad("--role", "BAA_CONDUCTOR_ROLE", format!("must be primary or standby, got {text:?}")))?,
+        };
+        let host = raw.host.as_deref().map(str::trim).unwrap_or("localhost").to_string();
+        if host.is_empty() || host.len() > 255 || host.contains(char::is_whitespace) {
+            return Err(bad("--host", "BAA_CONDUCTOR_HOST", format!("must be a host name without spaces, got {host:?}")));
+        }
+        let node_id = match raw.node_id.as_deref().map(str::trim) {
+            Some(id) => id.to_string(),
+            None => match role {
+                ControllerRole::Primary => format!("{host}-main"),
+                ControllerRole::Standby => format!("{host}-standby"),
+            },
+        };
+        if !is_valid_node_id(&node_id) {
+            return Err(bad(
+                "--node-id",
+                "BAA_NODE_ID",
+                format!("must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit, got {node_id:?}"),
+            ));
+        }
+        let primary = role == ControllerRole::Primary;
+        let priority = integer(raw.priority.as_deref(), "--priority", "BAA_CONDUCTOR_PRIORITY", 0, 1_000_000, if primary { 100 } else { 50 })?;
+        let preferred = if raw.preferred {
+            true
+        } else if raw.no_preferred {
+            false
+        } else {
+            match lookup(PREFERRED_ENV).filter(|text| !text.trim().is_empty()) {
+                None => primary,
+                Some(text) => parse_bool(&text).ok_or_else(|| ConfigError {
+                    option: "--preferred/--no-preferred",
+                    env: Some(PREFERRED_ENV),
+                    rule: format!("must be true or false, got {text:?}"),
+                })?,
+            }
+        };
+        let heartbeat_interval = milliseconds(raw.heartbeat_interval_ms.as_deref(), "--heartbeat-interval-ms", "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS", 5_000)?;
+        let lease_renew_interval =
+            milliseconds(raw.lease_renew_interval_ms.as_deref(), "--lease-renew-interval-ms", "BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS", 5_000)?;
+        let lease_ttl_sec = integer(raw.lease_ttl_sec.as_deref(), "--lease-ttl-sec", "BAA_CONDUCTOR_LEASE_TTL_SEC", 1, 3_600, 30)?;
+        let renew_failure_threshold = integer(
+            raw.renew_failure_threshold.as_deref(),
+            "--renew-failure-threshold",
+            "BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD",
+            1,
+            100,
+            2,
+        )? as u32;
+        if lease_renew_interval >= Duration::from_secs(lease_ttl_sec as u64) {
+            warnings.push(format!(
+                "the lease renew interval ({} ms) is not shorter than the lease TTL ({lease_ttl_sec} s): the lease will lapse between renewals",
+                lease_renew_interval.as_millis()
+            ));
+        }
+        let local_api = local_api(raw.local_api.as_deref())?;
+        if local_api.is_none() {
+            warnings.push("no local API: the status server is off, so this host's state is visible only through the control plane".into());
+        }
+        let control_api_base = control_api_base(raw.control_api_base.as_deref())?;
+        if control_api_base.is_none() {
+            warnings.push("no control API base (--control-api-base / BAA_CONTROL_API_BASE): start will refuse to run".into());
+        }
+        let shared_token = raw.shared_token.as_deref().map(str::trim).filter(|token| !token.is_empty()).map(|token| Secret(token.to_string()));
+        match &shared_token {
+            None => warnings.push("no token (--shared-token / BAA_SHARED_TOKEN): the control plane will refuse this agent".into()),
+            Some(token) if token.expose() == "replace-me" => {
+                warnings.push("the token is still the sample value replace-me: set BAA_SHARED_TOKEN to a real token".into())
+            }
+            Some(_) => {}
+        }
+        let version = raw.agent_version.as_deref().map(str::trim).filter(|version| !version.is_empty()).map(str::to_string);
+        let root = match raw.runtime_root.as_deref().map(str::trim).filter(|root| !root.is_empty()) {
+            Some(root) => PathBuf::from(root),
+            None => default_runtime_root(lookup("HOME").as_deref()),
+        };
+        let path = |value: &Option<String>, name: &str| match value.as_deref().map(str::trim).filter(|path| !path.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => root.join(name),
+        };
+        let paths = RuntimePaths {
+            runs: path(&raw.runs_dir, "runs"),
+            worktrees: path(&raw.worktrees_dir, "worktrees"),
+            logs: path(&raw.logs_dir, "logs"),
+            tmp: path(&raw.tmp_dir, "tmp"),
+            state: path(&raw.state_dir, "state"),
+            root,
+        };
+        Ok(AgentConfig {
+            node_id,
+            host,
+            role,
+            control_api_base,
+            local_api,
+            shared_token,
+            priority,
+            version,
+            preferred,
+            heartbeat_interval,
+            lease_renew_interval,
+            lease_ttl_sec,
+            renew_failure_threshold,
+            paths,
+            run_once: raw.run_once,
+            json: raw.json,
+            warnings,
+        })
+    }
+
+    /// The configuration as JSON; the token appears only as whether it is set.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "node_id": self.node_id,
+            "host": self.host,
+            "role": self.role,
+            "control_api_base": self.control_api_base,
+            "local_api": self.local_api,
+            "token_set": self.shared_token.is_some(),
+            "priority": self.priority,
+            "version": self.version,
+            "preferred": self.preferred,
+            "heartbeat_interval_ms": self.heartbeat_interval.as_millis() as u64,
+            "lease_renew_interval_ms": self.lease_renew_interval.as_millis() as u64,
+            "lease_ttl_sec": self.lease_ttl_sec,
+            "renew_failure_threshold": self.renew_failure_threshold,
+            "paths": self.paths,
+            "warnings": self.warnings,
+        })
+    }
+
+    /// The configuration as aligned `key: value` lines, then the warnings.
+    pub fn to_text(&self) -> String {
+        let unset = || "(not set)".to_string();
+        let rows = [
+            ("node_id", self.node_id.clone()),
+            ("host", self.host.clone()),
+            ("role", self.role.to_string()),
+            ("control_api_base", self.control_api_base.clone().unwrap_or_else(unset)),
+            ("local_api", self.local_api.clone().unwrap_or_else(|| "off".into())),
+            ("token", if self.shared_token.is_some() { "set".into() } else { unset() }),
+            ("priority", self.priority.to_string()),
+            ("version", self.version.clone().unwrap_or_else(unset)),
+            ("preferred", self.preferred.to_string()),
+            ("heartbeat_interval_ms", self.heartbeat_interval.as_millis().to_string()),
+            ("lease_renew_interval_ms", self.lease_renew_interval.as_millis().to_string()),
+            ("lease_ttl_sec", self.lease_ttl_sec.to_string()),
+            ("renew_failure_threshold", self.renew_failure_threshold.to_string()),
+            ("runtime_root", self.paths.root.display().to_string()),
+            ("runs_dir", self.paths.runs.display().to_string()),
+            ("worktrees_dir", self.paths.worktrees.display().to_string()),
+            ("logs_dir", self.paths.logs.display().to_string()),
+            ("tmp_dir", self.paths.tmp.display().to_string()),
+            ("state_dir", self.paths.state.display().to_string()),
+        ];
+        let mut text: String = rows.iter().map(|(key, value)| format!("{key:<24} {value}\n")).collect();
+        for warning in &self.warnings {
+            text.push_str(&format!("warning: {warning}\n"));
+        }
+        text
+    }
+}
