@@ -102,12 +102,12 @@ impl LeaseMachine {
         self.holder_id = None;
     }
 
-    /// The next instant something changes without any input: a call falls due, or the local
-    /// deadline passes.
-    pub fn poll_timeout(&self) -> Instant {
+    /// The next instant after `now` at which something changes without any input: a call
+    /// falls due, or the local deadline passes. A deadline already passed is no wake-up.
+    pub fn poll_timeout(&self, now: Instant) -> Instant {
         match self.leadership {
-            Some((_, deadline)) => deadline.min(self.next_attempt),
-            None => self.next_attempt,
+            Some((_, deadline)) if deadline > now => deadline.min(self.next_attempt),
+            _ => self.next_attempt,
         }
     }
 
@@ -197,7 +197,8 @@ mod tests {
         assert_eq!(machine.leading_term(start + Duration::from_millis(1_699)), Some(4));
         assert_eq!(machine.leading_term(start + Duration::from_millis(1_700)), None);
         assert_eq!(machine.status(start + Duration::from_secs(2)), LeaseStatus::Standby);
-        assert_eq!(machine.poll_timeout(), start + Duration::from_millis(1_700).min(Duration::from_secs(2)));
+        assert_eq!(machine.poll_timeout(start + Duration::from_millis(1_100)), start + Duration::from_millis(1_700));
+        assert_eq!(machine.poll_timeout(start + Duration::from_millis(1_800)), start + Duration::from_secs(2), "a passed deadline is no wake-up");
         // The server's expiry is at the earliest receipt + TTL - 1 s of whole-second rounding,
         // and receipt is after sending: strictly later than the local deadline.
         assert!(Duration::from_millis(1_700) < TIMING.ttl - Duration::from_secs(1) + Duration::from_millis(1));

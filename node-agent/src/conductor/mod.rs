@@ -9,6 +9,9 @@
 pub mod lease;
 pub mod planner;
 
+#[cfg(test)]
+mod driver_tests;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -217,13 +220,13 @@ impl<P: ControlPlane> Conductor<P> {
         }
     }
 
-    /// The next instant a loop is due or the lease changes on its own.
-    pub fn next_wake(&self) -> Instant {
-        let mut wake = self.lease.poll_timeout();
+    /// The next instant after `now` a loop is due or the lease changes on its own.
+    pub fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = self.lease.poll_timeout(now);
         if let Some(due) = self.heartbeat.next_due {
             wake = wake.min(due);
         }
-        if let (Some(due), Some(_)) = (self.scheduler.next_due, self.lease.held_term()) {
+        if let (Some(due), Some(_)) = (self.scheduler.next_due, self.lease.leading_term(now)) {
             wake = wake.min(due);
         }
         wake
@@ -367,7 +370,7 @@ pub async fn run<P: ControlPlane>(conductor: &mut Conductor<P>, shutdown: impl F
     let started = clock_now();
     conductor.startup(started, false).await;
     loop {
-        let wake = conductor.next_wake();
+        let wake = conductor.next_wake(clock_now());
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
