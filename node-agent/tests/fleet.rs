@@ -250,6 +250,10 @@ fn failover_hand_back_and_release_with_never_two_leaders() {
     stop.store(true, Ordering::Relaxed);
     poller.join().unwrap();
 
+    for agent in [&primary, &standby] {
+        assert!(!agent.log_text().contains(SERVICE), "no token in {}'s log", agent.name);
+    }
+
     // One holder per term, as the control plane saw it.
     let observations = observations.lock().unwrap();
     let mut holders: BTreeMap<i64, Vec<String>> = BTreeMap::new();
