@@ -33,14 +33,8 @@ fn main() {
     println!("  hot routes at one round trip: {}", if hot_ok { "yes" } else { "NO" });
 
     let dir = tempfile::tempdir().unwrap();
-    let env = [("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", TOKEN)];
-    let (config, _) = Config::from_lookup(|name| env.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string())).unwrap();
-    let server = start_in_thread(
-        ServerOptions { listen: "127.0.0.1:0".parse().unwrap(), db_path: dir.path().join("bench.db"), config, access_log: false },
-        SystemClock,
-        os_random(),
-    )
-    .unwrap();
+    let (config, _) = Config::from_pairs(&[("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", TOKEN)]).unwrap();
+    let server = start_in_thread(ServerOptions::loopback(dir.path().join("bench.db"), config), SystemClock, os_random()).unwrap();
     let base = server.base_url();
     println!("\nloopback throughput of the native server ({CLIENTS} keep-alive clients, file database, WAL)");
 

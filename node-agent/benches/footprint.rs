@@ -3,7 +3,6 @@
 //! (`BAA_FOOTPRINT_SECS` to change); prints RSS, threads and CPU use read from /proc.
 //! Targets: RSS ≤ 15 MB, CPU < 0.1 % of a core, ≤ 4 threads.
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,14 +30,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn main() {
     let seconds: u64 = std::env::var("BAA_FOOTPRINT_SECS").ok().and_then(|value| value.parse().ok()).unwrap_or(60);
     let dir = tempfile::tempdir().unwrap();
-    let env: HashMap<&str, &str> = [("BAA_SHARED_TOKEN", "footprint-token")].into();
-    let (config, _) = Config::from_lookup(|name| env.get(name).map(|value| value.to_string())).unwrap();
-    let server = start_in_thread(
-        ServerOptions { listen: "127.0.0.1:0".parse().unwrap(), db_path: dir.path().join("control.db"), config, access_log: false },
-        SystemClock,
-        os_random(),
-    )
-    .unwrap();
+    let (config, _) = Config::from_pairs(&[("BAA_SHARED_TOKEN", "footprint-token")]).unwrap();
+    let server = start_in_thread(ServerOptions::loopback(dir.path().join("control.db"), config), SystemClock, os_random()).unwrap();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_node-agent"))
         .args(["start", "--control-api-base", &server.base_url(), "--local-api", "off", "--runtime-root"])
         .arg(dir.path().join("agent"))

@@ -3,7 +3,7 @@
 //! the primary, fast failover after SIGTERM. Every lease state is recorded; the agents' own logs
 //! give each one's leadership intervals, which must never overlap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -180,14 +180,8 @@ fn wait_planned(base: &str, task_ids: &[String], limit: Duration) {
 #[test]
 fn failover_hand_back_and_release_with_never_two_leaders() {
     let dir = tempfile::tempdir().unwrap();
-    let env: HashMap<&str, &str> = [("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)].into();
-    let (config, _) = Config::from_lookup(|name| env.get(name).map(|value| value.to_string())).unwrap();
-    let server = start_in_thread(
-        ServerOptions { listen: "127.0.0.1:0".parse().unwrap(), db_path: dir.path().join("control.db"), config, access_log: false },
-        SystemClock,
-        os_random(),
-    )
-    .unwrap();
+    let (config, _) = Config::from_pairs(&[("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)]).unwrap();
+    let server = start_in_thread(ServerOptions::loopback(dir.path().join("control.db"), config), SystemClock, os_random()).unwrap();
     let base = server.base_url();
 
     let observations: Arc<Mutex<Vec<Observation>>> = Arc::default();

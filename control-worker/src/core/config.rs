@@ -100,6 +100,11 @@ impl Config {
         ))
     }
 
+    /// The configuration from name/value pairs (tests, benchmarks, embedded use).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<(Config, Vec<String>), ConfigError> {
+        Self::from_lookup(|name| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string()))
+    }
+
     /// Whether any credential at all is configured.
     pub fn has_any_token(&self) -> bool {
         !self.role_tokens.is_empty() || self.shared_token.is_some() || self.node_token_secret.is_some()

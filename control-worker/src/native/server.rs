@@ -37,6 +37,13 @@ pub struct ServerOptions {
     pub access_log: bool,
 }
 
+impl ServerOptions {
+    /// A server on a free loopback port, without access log: what tests and benchmarks run.
+    pub fn loopback(db_path: PathBuf, config: Config) -> ServerOptions {
+        ServerOptions { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db_path, config, access_log: false }
+    }
+}
+
 async fn read_request(request: hyper::Request<Incoming>) -> Result<ApiRequest, hyper::Error> {
     let (parts, mut body) = request.into_parts();
     let mut bytes = Vec::new();

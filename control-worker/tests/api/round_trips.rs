@@ -29,8 +29,7 @@ const SERVICE: &str = "bench-service";
 /// Calls every route once (plus the cold paths the scenario needs) and returns, per route
 /// id, the round trips of its successful call.
 pub fn measure() -> BTreeMap<&'static str, u64> {
-    let env: BTreeMap<&str, &str> = [("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)].into();
-    let (config, _) = Config::from_lookup(|name| env.get(name).map(|value| value.to_string())).unwrap();
+    let (config, _) = Config::from_pairs(&[("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)]).unwrap();
     let db = CountingDb::new(SqliteDb::open_in_memory().unwrap());
     let core = Core::new(db, ManualClock::new(1_800_000_000), SeededRandom::new(7), config);
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -118,12 +118,7 @@ impl Target {
         }
         let db_path = dir.path().join("control.db");
         let (config, _) = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-        let server = start_in_thread(
-            ServerOptions { listen: "127.0.0.1:0".parse().unwrap(), db_path: db_path.clone(), config, access_log: false },
-            local.clone(),
-            SeededRandom::new(rand_seed()),
-        )
-        .unwrap();
+        let server = start_in_thread(ServerOptions::loopback(db_path.clone(), config), local.clone(), SeededRandom::new(rand_seed())).unwrap();
         Target {
             base: server.base_url(),
             clock: TestClock { local, hook: None },
@@ -141,12 +136,8 @@ impl Target {
         let (config, _) = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
         let servers: Vec<RunningServer> = (0..count)
             .map(|index| {
-                start_in_thread(
-                    ServerOptions { listen: "127.0.0.1:0".parse().unwrap(), db_path: db_path.clone(), config: config.clone(), access_log: false },
-                    self.clock.local.clone(),
-                    SeededRandom::new(rand_seed() ^ index as u64),
-                )
-                .unwrap()
+                start_in_thread(ServerOptions::loopback(db_path.clone(), config.clone()), self.clock.local.clone(), SeededRandom::new(rand_seed() ^ index as u64))
+                    .unwrap()
             })
             .collect();
         Siblings { bases: servers.iter().map(RunningServer::base_url).collect(), _servers: servers }
