@@ -87,17 +87,13 @@ fn start(config: AgentConfig) -> ExitCode {
         log::log!("warning: {warning}");
     }
     let run_once = config.run_once;
-    let json = config.json;
     runtime.block_on(async move {
         let mut conductor = conductor::Conductor::new(config, client, conductor::clock_now());
         if run_once {
             conductor.startup(conductor::clock_now(), true).await;
+            // The snapshot is JSON with or without --json: it is meant for tools and people alike.
             let snapshot = conductor.snapshot(conductor::clock_now());
-            if json {
-                println!("{}", serde_json::to_string_pretty(&snapshot).unwrap_or_default());
-            } else {
-                println!("{snapshot:#}");
-            }
+            println!("{}", serde_json::to_string_pretty(&snapshot).unwrap_or_default());
             // One cycle is a probe: do not keep the fleet's lease for a TTL after exiting.
             conductor.shutdown().await;
             return ExitCode::SUCCESS;

@@ -432,24 +432,21 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
     if result.as_ref().is_some_and(|result| result.len() > MAX_TEXT_LEN) {
         return Err(ApiError::invalid_field("result", &format!("must serialise to at most {MAX_TEXT_LEN} bytes")));
     }
-    let step_args = || -> Vec<super::db::Value> {
-        vec![
-            step_id.into(),
-            run_id.clone().into(),
-            worker_id.clone().into(),
-            call.now.into(),
-            exit_code.into(),
-            summary.clone().into(),
-            result.clone().into(),
-        ]
-    };
-    let mut complete_step_args = step_args();
-    complete_step_args.truncate(6);
+    // ?1 step … ?6 summary serve both statements; the run also takes ?7 result.
+    let run_args: Vec<super::db::Value> = vec![
+        step_id.into(),
+        run_id.clone().into(),
+        worker_id.clone().into(),
+        call.now.into(),
+        exit_code.into(),
+        summary.into(),
+        result.into(),
+    ];
     let results = core
         .db
         .batch(vec![
-            Statement::new(COMPLETE_STEP_SQL, complete_step_args),
-            Statement::new(COMPLETE_RUN_SQL, step_args()),
+            Statement::new(COMPLETE_STEP_SQL, run_args[..6].to_vec()),
+            Statement::new(COMPLETE_RUN_SQL, run_args),
             Statement::new(READY_NEXT_STEP_SQL, vec![step_id.into(), call.now.into()]),
             Statement::new(FINISH_SUCCEEDED_TASK_SQL, vec![step_id.into(), call.now.into()]),
             Statement::new(SELECT_STEP_SQL, vec![step_id.into()]),

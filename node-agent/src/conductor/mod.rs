@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use shared::status::{SystemMode, TaskStatus};
 use shared::wire::{ControllerHeartbeatRequest, LeaderAcquireRequest, LeaderReleaseRequest, StepsReapRequest, TasksClaimRequest};
 
+use crate::checklist::STARTUP_CHECKLIST;
 use crate::client::{ClientError, ControlPlane};
 use crate::config::AgentConfig;
 use crate::log::log;
@@ -93,7 +94,10 @@ impl<P: ControlPlane> Conductor<P> {
         }
     }
 
+    /// Records the next checklist step; `STARTUP_CHECKLIST` is the one list of steps and
+    /// their order, and each call must be the step that list names next.
     fn check(&mut self, id: &'static str, status: &'static str, detail: String) {
+        assert_eq!(STARTUP_CHECKLIST.get(self.checklist.len()).map(|item| item.id), Some(id), "checklist out of order");
         log!("checklist {id}: {status} ({detail})");
         self.checklist.push(ChecklistEntry { id, status, detail });
     }
