@@ -59,6 +59,30 @@ pub struct RawArgs {
     /// Consecutive renewal failures before the agent reports degraded [default: 2]
     #[arg(long, env = "BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD")]
     pub renew_failure_threshold: Option<String>,
+    /// How often the leader's scheduler reaps, claims and plans, in milliseconds [default: 1000]
+    #[arg(long, env = "BAA_CONDUCTOR_SCHEDULER_INTERVAL_MS")]
+    pub scheduler_interval_ms: Option<String>,
+    /// Steps this host runs at once; 0 turns the runner off [default: 1]
+    #[arg(long, env = "BAA_RUNNER_CAPACITY")]
+    pub capacity: Option<String>,
+    /// How often the runner asks for ready steps while it has room, in milliseconds [default: 2000]
+    #[arg(long, env = "BAA_RUNNER_CLAIM_INTERVAL_MS")]
+    pub claim_interval_ms: Option<String>,
+    /// Step heartbeat interval in milliseconds (also how soon a cancel is noticed) [default: 5000]
+    #[arg(long, env = "BAA_RUNNER_HEARTBEAT_INTERVAL_MS")]
+    pub step_heartbeat_interval_ms: Option<String>,
+    /// Grace between SIGTERM and SIGKILL when a step times out or is canceled, in milliseconds [default: 10000]
+    #[arg(long, env = "BAA_RUNNER_KILL_GRACE_MS")]
+    pub kill_grace_ms: Option<String>,
+    /// On SIGTERM, how long running steps may take to finish before the agent exits and leaves them to the next agent, in milliseconds [default: 10000]
+    #[arg(long, env = "BAA_RUNNER_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<String>,
+    /// Bytes of stdout and stderr shipped per run; the rest stays in the run directory [default: 16777216]
+    #[arg(long, env = "BAA_RUNNER_LOG_SHIP_LIMIT_BYTES")]
+    pub log_ship_limit_bytes: Option<String>,
+    /// The coding-agent command template for codex steps, run with sh -c in the worktree; placeholders {goal_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
+    #[arg(long, env = "BAA_AGENT_COMMAND")]
+    pub agent_command: Option<String>,
     /// Folder holding runs/, worktrees/, logs/, tmp/ and state/ [default: ~/Library/Application Support/baa-conductor on macOS, ~/.local/state/baa-conductor elsewhere]
     #[arg(long, env = "BAA_RUNTIME_ROOT")]
     pub runtime_root: Option<String>,

@@ -54,6 +54,18 @@ pub struct RuntimePaths {
     pub state: PathBuf,
 }
 
+/// The worker runner's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerConfig {
+    pub capacity: usize,
+    pub claim_interval: Duration,
+    pub step_heartbeat_interval: Duration,
+    pub kill_grace: Duration,
+    pub shutdown_grace: Duration,
+    pub log_ship_limit_bytes: u64,
+    pub agent_command: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     pub node_id: String,
@@ -70,6 +82,8 @@ pub struct AgentConfig {
     pub lease_renew_interval: Duration,
     pub lease_ttl_sec: i64,
     pub renew_failure_threshold: u32,
+    pub scheduler_interval: Duration,
+    pub runner: RunnerConfig,
     pub paths: RuntimePaths,
     pub run_once: bool,
     pub json: bool,
@@ -200,6 +214,32 @@ impl AgentConfig {
             100,
             2,
         )? as u32;
+        let scheduler_interval =
+            milliseconds(raw.scheduler_interval_ms.as_deref(), "--scheduler-interval-ms", "BAA_CONDUCTOR_SCHEDULER_INTERVAL_MS", 1_000)?;
+        let runner = RunnerConfig {
+            capacity: integer(raw.capacity.as_deref(), "--capacity", "BAA_RUNNER_CAPACITY", 0, 32, 1)? as usize,
+            claim_interval: milliseconds(raw.claim_interval_ms.as_deref(), "--claim-interval-ms", "BAA_RUNNER_CLAIM_INTERVAL_MS", 2_000)?,
+            step_heartbeat_interval: milliseconds(
+                raw.step_heartbeat_interval_ms.as_deref(),
+                "--step-heartbeat-interval-ms",
+                "BAA_RUNNER_HEARTBEAT_INTERVAL_MS",
+                5_000,
+            )?,
+            kill_grace: milliseconds(raw.kill_grace_ms.as_deref(), "--kill-grace-ms", "BAA_RUNNER_KILL_GRACE_MS", 10_000)?,
+            shutdown_grace: milliseconds(raw.shutdown_grace_ms.as_deref(), "--shutdown-grace-ms", "BAA_RUNNER_SHUTDOWN_GRACE_MS", 10_000)?,
+            log_ship_limit_bytes: integer(
+                raw.log_ship_limit_bytes.as_deref(),
+                "--log-ship-limit-bytes",
+                "BAA_RUNNER_LOG_SHIP_LIMIT_BYTES",
+                0,
+                1 << 40,
+                16 << 20,
+            )? as u64,
+            agent_command: raw.agent_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
+        };
+        if runner.capacity > 0 && runner.agent_command.is_none() {
+            warnings.push("no coding-agent command (--agent-command / BAA_AGENT_COMMAND): this host runs shell and test steps only, and leaves codex steps to hosts that have one".into());
+        }
         if lease_renew_interval >= Duration::from_secs(lease_ttl_sec as u64) {
             warnings.push(format!(
                 "the lease renew interval ({} ms) is not shorter than the lease TTL ({lease_ttl_sec} s): the lease will lapse between renewals",
@@ -253,6 +293,8 @@ impl AgentConfig {
             lease_renew_interval,
             lease_ttl_sec,
             renew_failure_threshold,
+            scheduler_interval,
+            runner,
             paths,
             run_once: raw.run_once,
             json: raw.json,
@@ -276,6 +318,16 @@ impl AgentConfig {
             "lease_renew_interval_ms": self.lease_renew_interval.as_millis() as u64,
             "lease_ttl_sec": self.lease_ttl_sec,
             "renew_failure_threshold": self.renew_failure_threshold,
+            "scheduler_interval_ms": self.scheduler_interval.as_millis() as u64,
+            "runner": {
+                "capacity": self.runner.capacity,
+                "claim_interval_ms": self.runner.claim_interval.as_millis() as u64,
+                "step_heartbeat_interval_ms": self.runner.step_heartbeat_interval.as_millis() as u64,
+                "kill_grace_ms": self.runner.kill_grace.as_millis() as u64,
+                "shutdown_grace_ms": self.runner.shutdown_grace.as_millis() as u64,
+                "log_ship_limit_bytes": self.runner.log_ship_limit_bytes,
+                "agent_command": self.runner.agent_command,
+            },
             "paths": self.paths,
             "warnings": self.warnings,
         })
@@ -298,6 +350,14 @@ impl AgentConfig {
             ("lease_renew_interval_ms", self.lease_renew_interval.as_millis().to_string()),
             ("lease_ttl_sec", self.lease_ttl_sec.to_string()),
             ("renew_failure_threshold", self.renew_failure_threshold.to_string()),
+            ("scheduler_interval_ms", self.scheduler_interval.as_millis().to_string()),
+            ("capacity", self.runner.capacity.to_string()),
+            ("claim_interval_ms", self.runner.claim_interval.as_millis().to_string()),
+            ("step_heartbeat_interval_ms", self.runner.step_heartbeat_interval.as_millis().to_string()),
+            ("kill_grace_ms", self.runner.kill_grace.as_millis().to_string()),
+            ("shutdown_grace_ms", self.runner.shutdown_grace.as_millis().to_string()),
+            ("log_ship_limit_bytes", self.runner.log_ship_limit_bytes.to_string()),
+            ("agent_command", self.runner.agent_command.clone().unwrap_or_else(unset)),
             ("runtime_root", self.paths.root.display().to_string()),
             ("runs_dir", self.paths.runs.display().to_string()),
             ("worktrees_dir", self.paths.worktrees.display().to_string()),

@@ -62,7 +62,7 @@ impl Agent {
         let child = Command::new(env!("CARGO_BIN_EXE_node-agent"))
             .args(["start", "--control-api-base", base, "--node-id", self.name, "--host", host, "--role", role])
             .args(["--lease-ttl-sec", &TTL_SEC.to_string(), "--lease-renew-interval-ms", &RENEW_MS.to_string()])
-            .args(["--heartbeat-interval-ms", "1000", "--local-api", "off"])
+            .args(["--heartbeat-interval-ms", "1000", "--local-api", "off", "--capacity", "0"])
             .arg("--runtime-root")
             .arg(dir.join(self.name))
             .env_clear()

@@ -20,6 +20,8 @@ use super::{Call, Core, Reply};
 
 pub const DEFAULT_PRIORITY: i64 = 50;
 pub const DEFAULT_BASE_REF: &str = "HEAD";
+/// A week: the longest a step may run.
+pub const MAX_STEP_TIMEOUT_SEC: i64 = 604_800;
 pub const MAX_STEPS_PER_PLAN: usize = 50;
 pub const DEFAULT_STEP_TIMEOUT_SEC: i64 = 1_800;
 
@@ -120,6 +122,8 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     let constraint_fields = Fields::nested(&constraints, "constraints".into());
     let target_host = constraint_fields.opt_str("target_host", 255)?;
     let base_ref = constraint_fields.opt_str("base_ref", 255)?.unwrap_or_else(|| DEFAULT_BASE_REF.into());
+    // Read by the planner as each step's timeout; checked here so a bad value fails at once.
+    constraint_fields.opt_i64("timeout_sec", 1, MAX_STEP_TIMEOUT_SEC)?;
     let acceptance = fields.opt_string_list("acceptance", 50, MAX_TEXT_LEN)?.unwrap_or_default();
     let metadata = fields.opt_object("metadata")?.unwrap_or_default();
     Fields::nested(&metadata, "metadata".into()).opt_str("requested_by", 256)?;
@@ -335,7 +339,7 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             }
             _ => {}
         }
-        let timeout_sec = step.opt_i64("timeout_sec", 1, 604_800)?.unwrap_or(DEFAULT_STEP_TIMEOUT_SEC);
+        let timeout_sec = step.opt_i64("timeout_sec", 1, MAX_STEP_TIMEOUT_SEC)?.unwrap_or(DEFAULT_STEP_TIMEOUT_SEC);
         let max_attempts = step.opt_i64("max_attempts", 1, 20)?.unwrap_or(1);
         let metadata = step.opt_object("metadata")?.unwrap_or_default();
         steps_json.push(json!({

@@ -9,7 +9,7 @@ use shared::wire::*;
 use tokio::time::Instant;
 
 use super::lease::LeaseStatus;
-use super::{clock_now, Conductor};
+use super::{clock_now, Conductor, CountRuns};
 use crate::cli::RawArgs;
 use crate::client::{ClientError, ControlPlane};
 use crate::config::AgentConfig;
@@ -150,6 +150,10 @@ impl ControlPlane for &FakePlane {
     }
 }
 
+fn no_runs() -> CountRuns {
+    CountRuns(std::path::PathBuf::from("/nonexistent/baa-runs"), 0)
+}
+
 fn config(node_id: &str, role: &str) -> AgentConfig {
     let raw = RawArgs {
         node_id: Some(node_id.into()),
@@ -177,7 +181,7 @@ async fn drive(conductor: &mut Conductor<&FakePlane>, duration: Duration) {
 async fn leads_renews_degrades_when_unreachable_stops_before_expiry_and_recovers() {
     let plane = FakePlane::new(Duration::from_secs(3));
     let mut conductor = Conductor::new(config("mini-main", "primary"), &plane, clock_now());
-    conductor.startup(clock_now(), false).await;
+    conductor.startup(clock_now(), false, &mut no_runs()).await;
     assert_eq!(conductor.lease.status(clock_now()), LeaseStatus::Leader);
     drive(&mut conductor, Duration::from_secs(5)).await;
     assert_eq!(conductor.lease.leading_term(clock_now()), Some(1), "renewals keep the term");
@@ -217,8 +221,8 @@ async fn a_standby_never_schedules_while_another_leads() {
     let plane = FakePlane::new(Duration::from_secs(3));
     let mut leader = Conductor::new(config("mini-main", "primary"), &plane, clock_now());
     let mut standby = Conductor::new(config("mac-standby", "standby"), &plane, clock_now());
-    leader.startup(clock_now(), false).await;
-    standby.startup(clock_now(), false).await;
+    leader.startup(clock_now(), false, &mut no_runs()).await;
+    standby.startup(clock_now(), false, &mut no_runs()).await;
     for _ in 0..50 {
         drive(&mut leader, Duration::from_millis(100)).await;
         drive(&mut standby, Duration::from_millis(100)).await;

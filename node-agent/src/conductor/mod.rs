@@ -64,6 +64,28 @@ pub struct Conductor<P> {
     checklist: Vec<ChecklistEntry>,
     /// The term this node last acted in as leader, to log transitions.
     logged_term: Option<i64>,
+    /// Told when this node's scheduler planned tasks, so the local runner claims at once.
+    pub planned: Option<std::rc::Rc<tokio::sync::Notify>>,
+}
+
+/// The runs directory's part of the startup checklist (`load-runs`, `reconcile-runs`), done
+/// by the runner; each answers a checklist status and a detail.
+pub trait StartupRuns {
+    fn load_runs(&mut self) -> (&'static str, String);
+    fn reconcile_runs(&mut self) -> (&'static str, String);
+}
+
+/// For a conductor without a runner (tests, `--run-once`): counts unfinished runs, settles none.
+pub struct CountRuns(pub std::path::PathBuf, pub usize);
+
+impl StartupRuns for CountRuns {
+    fn load_runs(&mut self) -> (&'static str, String) {
+        self.1 = crate::runner::unfinished_runs(&self.0).len();
+        ("done", format!("{} unfinished run(s) under {}", self.1, self.0.display()))
+    }
+    fn reconcile_runs(&mut self) -> (&'static str, String) {
+        ("skipped", format!("{} run(s) left for a running agent to adopt or settle", self.1))
+    }
 }
 
 /// Now, from tokio's clock: real time in the agent, virtual time under a paused test clock.
@@ -91,6 +113,7 @@ impl<P: ControlPlane> Conductor<P> {
             mode: None,
             checklist: Vec::new(),
             logged_term: None,
+            planned: None,
         }
     }
 
@@ -103,7 +126,7 @@ impl<P: ControlPlane> Conductor<P> {
     }
 
     /// The startup checklist, in order. `start-scheduler` is done only by a leader.
-    pub async fn startup(&mut self, now: Instant, run_once: bool) {
+    pub async fn startup(&mut self, now: Instant, run_once: bool, runs: &mut dyn StartupRuns) {
         let registered = self.send_heartbeat(now).await;
         self.check("register-controller", if registered { "done" } else { "failed" }, match &self.heartbeat.last_error {
             Some(error) if !registered => error.clone(),
@@ -126,9 +149,10 @@ impl<P: ControlPlane> Conductor<P> {
         };
         let lease_ok = self.lease.consecutive_failures == 0;
         self.check("acquire-lease", if lease_ok { "done" } else { "failed" }, lease_detail);
-        let unfinished = crate::runs::unfinished_runs(&self.config.paths.runs);
-        self.check("load-runs", "done", format!("{} unfinished run(s) under {}", unfinished.len(), self.config.paths.runs.display()));
-        self.check("reconcile-runs", "done", format!("{} run(s) to settle", unfinished.len()));
+        let (status, detail) = runs.load_runs();
+        self.check("load-runs", status, detail);
+        let (status, detail) = runs.reconcile_runs();
+        self.check("reconcile-runs", status, detail);
         self.check("start-heartbeat-loop", if run_once { "skipped" } else { "done" }, format!(
             "heartbeat every {} ms, lease every {} ms",
             self.config.heartbeat_interval.as_millis(),
@@ -259,7 +283,7 @@ impl<P: ControlPlane> Conductor<P> {
     /// plan queued tasks. Every write carries the current term; the control plane refuses
     /// it if the term is stale.
     async fn schedule(&mut self, now: Instant) {
-        self.scheduler.next_due = Some(now + self.config.lease_renew_interval);
+        self.scheduler.next_due = Some(now + self.config.scheduler_interval);
         let Some(term) = self.lease.leading_term(now) else { return };
         self.scheduler.ticks += 1;
         let id = self.config.node_id.clone();
@@ -292,6 +316,9 @@ impl<P: ControlPlane> Conductor<P> {
                 Ok(_) => {
                     self.scheduler.planned += 1;
                     log!("leader write tasks.plan term={term} task={} steps={}", task.task_id, plan.steps.len());
+                    if let Some(planned) = &self.planned {
+                        planned.notify_one();
+                    }
                 }
                 Err(error) => return self.scheduler_error("tasks.plan", term, error),
             }
@@ -350,6 +377,7 @@ impl<P: ControlPlane> Conductor<P> {
                     "renew_failure_threshold": self.config.renew_failure_threshold,
                 },
                 "scheduler": {
+                    "interval_ms": self.config.scheduler_interval.as_millis() as u64,
                     "active": self.lease.leading_term(now).is_some(),
                     "ticks": self.scheduler.ticks,
                     "claimed": self.scheduler.claimed,
@@ -368,11 +396,10 @@ impl<P: ControlPlane> Conductor<P> {
     }
 }
 
-/// Runs the conductor until `shutdown` resolves, then releases the lease if held.
+/// Runs the conductor's loops (after [`Conductor::startup`]) until `shutdown` resolves, then
+/// releases the lease if held.
 pub async fn run<P: ControlPlane>(conductor: &mut Conductor<P>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let started = clock_now();
-    conductor.startup(started, false).await;
     loop {
         let wake = conductor.next_wake(clock_now());
         tokio::select! {

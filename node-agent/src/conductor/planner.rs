@@ -13,6 +13,9 @@ pub const AGENT_TIMEOUT_SEC: i64 = 3_600;
 pub const TEST_TIMEOUT_SEC: i64 = 900;
 
 pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
+    // `constraints.timeout_sec`, checked by the control plane at creation, overrides the
+    // defaults for every step of the task.
+    let timeout = |default: i64| Some(task.constraints.get("timeout_sec").and_then(|value| value.as_i64()).filter(|sec| *sec >= 1).unwrap_or(default));
     let first = match task.task_type {
         TaskType::Shell => PlannedStep {
             step_kind: StepKind::Shell,
@@ -20,7 +23,7 @@ pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
             title: "run the goal".into(),
             command: Some(task.goal.clone()),
             prompt: None,
-            timeout_sec: Some(SHELL_TIMEOUT_SEC),
+            timeout_sec: timeout(SHELL_TIMEOUT_SEC),
             max_attempts: Some(1),
             metadata: None,
         },
@@ -30,7 +33,7 @@ pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
             title: "coding agent".into(),
             command: None,
             prompt: Some(task.goal.clone()),
-            timeout_sec: Some(AGENT_TIMEOUT_SEC),
+            timeout_sec: timeout(AGENT_TIMEOUT_SEC),
             max_attempts: Some(1),
             metadata: None,
         },
@@ -41,7 +44,7 @@ pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
         title: format!("acceptance {}: {}", index + 1, command.chars().take(200).collect::<String>()),
         command: Some(command.clone()),
         prompt: None,
-        timeout_sec: Some(TEST_TIMEOUT_SEC),
+        timeout_sec: timeout(TEST_TIMEOUT_SEC),
         max_attempts: Some(1),
         metadata: None,
     });

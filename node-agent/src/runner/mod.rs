@@ -1,0 +1,306 @@
+//! The worker runner: claims ready steps for this host and runs each as a real process in
+//! the task's git worktree, keeping everything in a durable run directory and shipping logs
+//! and checkpoints to the control plane. Runs on every host, leader or not.
+//!
+//! - [`run_dir`]: the run directory, atomic writes, `meta.json` / `state.json` types.
+//! - [`worktree`]: the task's git worktree and its diff against the base.
+//! - [`command`]: what a step runs (goal, acceptance command, coding-agent template). Pure.
+//! - [`process`]: the step's process group, signals, liveness.
+//! - [`ladder`]: timeout and cancellation as SIGTERM, grace, SIGKILL. Pure.
+//! - [`outcome`]: how a run ended. Pure.
+//! - [`shipper`]: log files → ordered, idempotent chunks. Pure planning.
+//! - [`checkpoints`]: summary, git diff, log tail, test output.
+//! - [`run`]: one run's driver, from claim or adoption to its terminal state.
+//! - this file: the claim loop, startup reconciliation, the board of runs for the snapshot.
+
+pub mod checkpoints;
+pub mod command;
+pub mod ladder;
+pub mod outcome;
+pub mod process;
+pub mod run;
+pub mod run_dir;
+pub mod shipper;
+pub mod worktree;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use shared::status::StepKind;
+use shared::wire::StepsClaimRequest;
+use tokio::sync::{watch, Notify};
+
+use crate::client::ControlClient;
+use crate::config::AgentConfig;
+use crate::log::log;
+use run_dir::{read_json, RunPhase, RunState};
+
+/// Finished runs kept on the board for the status page.
+const RECENT_RUNS: usize = 20;
+
+/// Wall-clock milliseconds since the epoch: run times are kept in files and compared across
+/// agent restarts, so they cannot be monotonic instants.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub worker_id: String,
+    pub host: String,
+    /// Steps this host runs at once; 0 turns the runner off.
+    pub capacity: usize,
+    pub claim_interval: Duration,
+    pub step_heartbeat_interval: Duration,
+    pub step_heartbeat_ttl_sec: i64,
+    pub ship_interval: Duration,
+    pub kill_grace: Duration,
+    pub shutdown_grace: Duration,
+    pub log_ship_limit_bytes: u64,
+    pub agent_command: Option<String>,
+    pub runs_dir: PathBuf,
+    pub worktrees_dir: PathBuf,
+    pub tmp_dir: PathBuf,
+}
+
+impl RunnerSettings {
+    pub fn from_config(config: &AgentConfig) -> RunnerSettings {
+        RunnerSettings {
+            worker_id: config.node_id.clone(),
+            host: config.host.clone(),
+            capacity: config.runner.capacity,
+            claim_interval: config.runner.claim_interval,
+            step_heartbeat_interval: config.runner.step_heartbeat_interval,
+            // Four missed heartbeats, and never under the control plane's default minute.
+            step_heartbeat_ttl_sec: (config.runner.step_heartbeat_interval.as_secs() as i64 * 4).max(60),
+            ship_interval: Duration::from_secs(1),
+            kill_grace: config.runner.kill_grace,
+            shutdown_grace: config.runner.shutdown_grace,
+            log_ship_limit_bytes: config.runner.log_ship_limit_bytes,
+            agent_command: config.runner.agent_command.clone(),
+            runs_dir: config.paths.runs.clone(),
+            worktrees_dir: config.paths.worktrees.clone(),
+            tmp_dir: config.paths.tmp.clone(),
+        }
+    }
+
+    /// The kinds of step this host can run: a coding-agent step only with a template.
+    pub fn worker_kinds(&self) -> Vec<String> {
+        let mut kinds = vec!["shell".to_string()];
+        if self.agent_command.is_some() {
+            kinds.push("codex".into());
+        }
+        kinds
+    }
+}
+
+/// What the status page shows of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub task_id: String,
+    pub step_id: String,
+    pub title: String,
+    pub step_kind: StepKind,
+    pub phase: RunPhase,
+    pub pid: Option<i32>,
+    pub started_at_ms: Option<i64>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub last_output_age_ms: i64,
+    pub shipped_chunks: i64,
+    pub outcome: Option<String>,
+    pub finished_at_ms: Option<i64>,
+}
+
+pub struct RunnerShared {
+    pub settings: RunnerSettings,
+    pub client: ControlClient,
+    pub board: RefCell<BTreeMap<String, RunView>>,
+    /// Wakes the claim loop: a run ended, or this node's scheduler just planned a task.
+    pub wake: Rc<Notify>,
+    active: Cell<usize>,
+    claimed_total: Cell<u64>,
+    last_claim_error: RefCell<Option<String>>,
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    shared: Rc<RunnerShared>,
+}
+
+/// What startup found in the runs directory.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    pub adopted: usize,
+    pub settling: usize,
+    pub skipped: Vec<String>,
+}
+
+impl Runner {
+    pub fn new(settings: RunnerSettings, client: ControlClient) -> Runner {
+        Runner {
+            shared: Rc::new(RunnerShared {
+                settings,
+                client,
+                board: RefCell::default(),
+                wake: Rc::new(Notify::new()),
+                active: Cell::new(0),
+                claimed_total: Cell::new(0),
+                last_claim_error: RefCell::default(),
+            }),
+        }
+    }
+
+    pub fn wake_handle(&self) -> Rc<Notify> {
+        self.shared.wake.clone()
+    }
+
+    /// Run directories whose run has not reached a terminal state (or whose state cannot be
+    /// read), in path order.
+    pub fn load_runs(&self) -> Vec<PathBuf> {
+        unfinished_runs(&self.shared.settings.runs_dir)
+    }
+
+    /// Adopts or resumes each unfinished run on the local task set; their drivers settle them
+    /// with the control plane.
+    pub fn reconcile(&self, unfinished: &[PathBuf]) -> Reconciled {
+        let mut reconciled = Reconciled::default();
+        for root in unfinished {
+            match run::adopt(&self.shared, root) {
+                Ok(active) => {
+                    if active.view().phase == RunPhase::Running {
+                        reconciled.adopted += 1;
+                    } else {
+                        reconciled.settling += 1;
+                    }
+                    self.start_driver(async move { Some(active) });
+                }
+                Err(reason) => {
+                    log!("run {}: left alone: {reason}", root.display());
+                    reconciled.skipped.push(format!("{}: {reason}", root.display()));
+                }
+            }
+        }
+        reconciled
+    }
+
+    fn start_driver(&self, active: impl std::future::Future<Output = Option<run::ActiveRun>> + 'static) {
+        let shared = self.shared.clone();
+        shared.active.set(shared.active.get() + 1);
+        tokio::task::spawn_local(async move {
+            if let Some(active) = active.await {
+                run::drive(shared.clone(), active).await;
+            }
+            shared.active.set(shared.active.get().saturating_sub(1));
+            let mut board = shared.board.borrow_mut();
+            let finished: Vec<String> = board.values().filter(|view| view.phase.is_terminal()).map(|view| view.run_id.clone()).collect();
+            for run_id in finished.iter().take(finished.len().saturating_sub(RECENT_RUNS)) {
+                board.remove(run_id);
+            }
+            drop(board);
+            shared.wake.notify_one();
+        });
+    }
+
+    /// Claims steps while there is room, until shutdown; then waits up to the shutdown grace
+    /// for running steps to finish. Steps still running then are left running: their output
+    /// goes on into the run directory and the next agent adopts them.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let settings = &self.shared.settings;
+        if settings.capacity == 0 {
+            log!("runner: off (capacity 0)");
+        }
+        let mut next_claim = Instant::now();
+        while !*shutdown.borrow() {
+            let free = settings.capacity.saturating_sub(self.shared.active.get());
+            if free > 0 && Instant::now() >= next_claim {
+                next_claim = Instant::now() + settings.claim_interval;
+                self.claim(free).await;
+            }
+            let wake = if settings.capacity == 0 { Instant::now() + Duration::from_secs(3_600) } else { next_claim };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = self.shared.wake.notified() => next_claim = Instant::now(),
+                _ = shutdown.changed() => {}
+            }
+        }
+        let deadline = Instant::now() + settings.shutdown_grace;
+        while self.shared.active.get() > 0 && Instant::now() < deadline {
+            let _ = tokio::time::timeout_at(deadline.into(), self.shared.wake.notified()).await;
+        }
+        if self.shared.active.get() > 0 {
+            log!("runner: {} run(s) still going after the shutdown grace; left running for the next agent to adopt", self.shared.active.get());
+        }
+    }
+
+    async fn claim(&self, free: usize) {
+        let settings = &self.shared.settings;
+        let request = StepsClaimRequest {
+            worker_id: settings.worker_id.clone(),
+            host: settings.host.clone(),
+            capacity: Some(free as i64),
+            worker_kinds: Some(settings.worker_kinds()),
+            heartbeat_ttl_sec: Some(settings.step_heartbeat_ttl_sec),
+        };
+        match self.shared.client.claim_steps(&request).await {
+            Ok(claimed) => {
+                *self.shared.last_claim_error.borrow_mut() = None;
+                for step in claimed.steps {
+                    log!("runner: claimed {} (run {}, attempt {})", step.step.step_id, step.run_id, step.attempt);
+                    self.shared.claimed_total.set(self.shared.claimed_total.get() + 1);
+                    let shared = self.shared.clone();
+                    self.start_driver(async move { run::prepare(&shared, step).await });
+                }
+            }
+            Err(error) => {
+                let text = error.to_string();
+                if self.shared.last_claim_error.borrow().as_deref() != Some(text.as_str()) {
+                    log!("runner: claiming steps failed: {text}");
+                }
+                *self.shared.last_claim_error.borrow_mut() = Some(text);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let board = self.shared.board.borrow();
+        let (finished, in_flight): (Vec<&RunView>, Vec<&RunView>) = board.values().partition(|view| view.phase.is_terminal());
+        let mut recent: Vec<&RunView> = finished;
+        recent.sort_by_key(|view| std::cmp::Reverse(view.finished_at_ms));
+        let settings = &self.shared.settings;
+        json!({
+            "capacity": settings.capacity,
+            "active": self.shared.active.get(),
+            "claimed_total": self.shared.claimed_total.get(),
+            "worker_kinds": settings.worker_kinds(),
+            "agent_command_set": settings.agent_command.is_some(),
+            "last_claim_error": *self.shared.last_claim_error.borrow(),
+            "runs": in_flight,
+            "recent": recent,
+        })
+    }
+}
+
+/// Run directories (`<runs>/<task_id>/<run_id>/`) whose `state.json` is not terminal or cannot
+/// be read.
+pub fn unfinished_runs(runs_dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(runs_dir) else { return found };
+    for task in tasks.flatten().filter(|entry| entry.path().is_dir()) {
+        let Ok(runs) = std::fs::read_dir(task.path()) else { continue };
+        for run in runs.flatten().filter(|entry| entry.path().is_dir()) {
+            let finished = read_json::<RunState>(&run.path().join("state.json")).is_ok_and(|state| state.status.is_terminal());
+            if !finished {
+                found.push(run.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}

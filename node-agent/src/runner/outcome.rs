@@ -1,0 +1,66 @@
+//! How a run ended, decided once its process is gone. Pure: the runner's own stop request
+//! (timeout, cancel, lost) explains a signalled group; otherwise the exit status tells.
+
+use super::run_dir::{Outcome, RunPhase, StopReason, StopRequest};
+
+/// What is known of the process's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessEnd {
+    /// The step command's exit code as its wrapper recorded it.
+    pub recorded_exit: Option<i64>,
+    /// The wrapper's own exit code, when this agent was its parent.
+    pub wrapper_exit: Option<i64>,
+    /// The signal that ended the wrapper, when this agent was its parent.
+    pub wrapper_signal: Option<i32>,
+}
+
+pub fn decide(stop: Option<StopRequest>, end: ProcessEnd, timeout_sec: i64) -> Outcome {
+    let exit_code = end.recorded_exit.or(end.wrapper_exit);
+    if let Some(stop) = stop {
+        let (phase, message) = match stop.reason {
+            StopReason::Timeout => (
+                RunPhase::TimedOut,
+                format!("timed out after {timeout_sec} s: the process group was stopped (SIGTERM, then SIGKILL after the grace period)"),
+            ),
+            StopReason::Canceled => (RunPhase::Canceled, "canceled: the process group was stopped".to_string()),
+            StopReason::Lost => (RunPhase::Lost, "the control plane no longer counts this run; its process group was stopped".to_string()),
+        };
+        return Outcome { phase, exit_code, message };
+    }
+    match (exit_code, end.wrapper_signal) {
+        (Some(0), _) => Outcome { phase: RunPhase::Succeeded, exit_code: Some(0), message: "exit code 0".into() },
+        (Some(code), _) => Outcome { phase: RunPhase::Failed, exit_code: Some(code), message: format!("exit code {code}") },
+        (None, Some(signal)) => Outcome { phase: RunPhase::Failed, exit_code: None, message: format!("killed by signal {signal}, not by the runner") },
+        (None, None) => Outcome {
+            phase: RunPhase::Failed,
+            exit_code: None,
+            message: "the process ended while no agent was watching and left no exit status".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(recorded_exit: Option<i64>, wrapper_exit: Option<i64>, wrapper_signal: Option<i32>) -> ProcessEnd {
+        ProcessEnd { recorded_exit, wrapper_exit, wrapper_signal }
+    }
+
+    #[test]
+    fn the_exit_code_decides_when_the_runner_stopped_nothing() {
+        assert_eq!(decide(None, end(Some(0), Some(0), None), 5).phase, RunPhase::Succeeded);
+        let failed = decide(None, end(Some(3), Some(3), None), 5);
+        assert_eq!((failed.phase, failed.exit_code), (RunPhase::Failed, Some(3)));
+        assert_eq!(decide(None, end(None, None, Some(9)), 5).message, "killed by signal 9, not by the runner");
+        assert_eq!(decide(None, end(None, None, None), 5).phase, RunPhase::Failed);
+    }
+
+    #[test]
+    fn a_stop_request_explains_a_signalled_group() {
+        let stop = |reason| Some(StopRequest { reason, requested_at_ms: 0, terminate_sent_at_ms: Some(0), kill_sent_at_ms: None });
+        assert_eq!(decide(stop(StopReason::Timeout), end(None, None, Some(15)), 5).phase, RunPhase::TimedOut);
+        assert_eq!(decide(stop(StopReason::Canceled), end(None, None, Some(15)), 5).phase, RunPhase::Canceled);
+        assert_eq!(decide(stop(StopReason::Lost), end(Some(0), None, None), 5).phase, RunPhase::Lost);
+    }
+}

@@ -1,0 +1,110 @@
+//! A step's process: started in its own process group, writing its output straight into the
+//! run directory, its exit status recorded by a wrapper shell so that an agent that was not
+//! its parent (one restarted after a crash) still learns how it ended.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::path::Path;
+use std::process::Stdio;
+
+use shared::auth::{Role, NODE_TOKEN_SECRET_ENV_VAR, SHARED_TOKEN_ENV_VAR};
+
+use super::ladder::Signal;
+
+/// `$1` is the step's shell command, `$2` the exit-status file. The status is written to a
+/// temporary name and renamed, so a reader never sees half of it. When the group is signalled
+/// this shell dies too and writes nothing: the runner then knows from its own stop request.
+const WRAPPER: &str = r#"sh -c "$1"; status=$?; printf '%s\n' "$status" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$status""#;
+
+pub struct StepCommand<'a> {
+    pub shell_command: &'a str,
+    pub worktree: &'a Path,
+    pub stdout: &'a Path,
+    pub stderr: &'a Path,
+    pub exit_status: &'a Path,
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// Starts the step. Output files are opened for appending and handed to the child: the agent
+/// holds no pipe, so the child neither blocks on nor dies with the agent.
+pub fn spawn(step: &StepCommand<'_>) -> io::Result<tokio::process::Child> {
+    let stdout = OpenOptions::new().create(true).append(true).open(step.stdout)?;
+    let stderr = OpenOptions::new().create(true).append(true).open(step.stderr)?;
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(WRAPPER)
+        .arg("baa-step")
+        .arg(step.shell_command)
+        .arg(step.exit_status)
+        .current_dir(step.worktree)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(false);
+    // The agent's credentials are not the step's business.
+    for name in Role::ALL.map(Role::token_env_var).into_iter().chain([SHARED_TOKEN_ENV_VAR, NODE_TOKEN_SECRET_ENV_VAR]) {
+        command.env_remove(name);
+    }
+    for (name, value) in &step.env {
+        command.env(name, value);
+    }
+    command.spawn()
+}
+
+/// Sends `signal` to every process of the group; false when the group no longer exists.
+pub fn signal_group(pgid: i32, signal: Signal) -> bool {
+    let number = match signal {
+        Signal::Terminate => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
+    unsafe { libc::kill(-pgid, number) == 0 }
+}
+
+/// Whether any process of the group is left.
+pub fn group_exists(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let result = unsafe { libc::kill(-pgid, 0) };
+    result == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether `pid` is a live process (a zombie waiting to be reaped by someone else is not).
+pub fn is_alive(pid: i32) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let exists = unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !is_zombie(pid)
+}
+
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: i32) -> bool {
+    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(_pid: i32) -> bool {
+    // launchd reaps orphans at once on macOS.
+    false
+}
+
+/// How the system describes the start of `pid` (`ps -o lstart=`), to tell the process the run
+/// recorded from a later one that reuses its pid.
+pub fn identity(pid: i32) -> Option<String> {
+    let output = std::process::Command::new("ps").args(["-o", "lstart=", "-p", &pid.to_string()]).stderr(Stdio::null()).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !text.is_empty()).then_some(text)
+}
