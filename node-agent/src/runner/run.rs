@@ -63,6 +63,11 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
 }
 
+/// A repeated failure is logged the first time and every tenth time after.
+fn worth_logging(failures: u32) -> bool {
+    failures == 1 || failures.is_multiple_of(10)
+}
+
 fn backoff(failures: u32, cap: Duration) -> Duration {
     (Duration::from_millis(500) * 2u32.saturating_pow(failures.min(8))).min(cap)
 }
@@ -468,7 +473,7 @@ async fn heartbeat(shared: &RunnerShared, run: &mut ActiveRun) {
         }
         Err(error) => {
             run.heartbeat_failures += 1;
-            if run.heartbeat_failures == 1 || run.heartbeat_failures % 10 == 0 {
+            if worth_logging(run.heartbeat_failures) {
                 log!("run {}: heartbeat failed ({} in a row): {error}", run.meta.run_id, run.heartbeat_failures);
             }
         }
@@ -543,7 +548,7 @@ async fn ship(shared: &RunnerShared, run: &mut ActiveRun) {
         Err(error) => {
             run.ship_failures += 1;
             run.next_ship = Instant::now() + backoff(run.ship_failures, Duration::from_secs(4)).max(settings.ship_interval);
-            if run.ship_failures == 1 || run.ship_failures % 10 == 0 {
+            if worth_logging(run.ship_failures) {
                 log!("run {}: log upload failed ({} in a row), kept for later: {error}", run.meta.run_id, run.ship_failures);
             }
         }
@@ -668,7 +673,7 @@ async fn finish(shared: &RunnerShared, run: &mut ActiveRun) -> bool {
             Err(error) => {
                 run.report_failures += 1;
                 run.next_report = Instant::now() + backoff(run.report_failures, Duration::from_secs(15));
-                if run.report_failures == 1 || run.report_failures % 10 == 0 {
+                if worth_logging(run.report_failures) {
                     log!("run {}: reporting failed ({} in a row), will retry: {error}", run.meta.run_id, run.report_failures);
                 }
                 return false;

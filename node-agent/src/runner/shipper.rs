@@ -147,16 +147,16 @@ pub fn json_string_len(text: &str) -> usize {
 pub fn plan_batch(next_seq: i64, inputs: &[StreamInput<'_>], allowance: u64) -> (Vec<ChunkRange>, bool) {
     let mut allowance = allowance;
     let mut limited = false;
-    let mut queues: Vec<(LogStream, u64, Vec<(u64, u64)>)> = Vec::new();
+    // Per stream: its offset and its chunks' byte ranges, the next one last.
+    type Queue = (LogStream, u64, Vec<(u64, u64)>);
+    let mut queues: Vec<Queue> = Vec::new();
     for input in inputs {
         let mut bytes = input.bytes;
         let mut flush = input.flush_partial;
-        if input.stream != LogStream::Worker {
-            if (bytes.len() as u64) > allowance {
-                bytes = &bytes[..char_boundary_at_or_before(bytes, allowance as usize).min(allowance as usize)];
-                limited = true;
-                flush = true;
-            }
+        if input.stream != LogStream::Worker && (bytes.len() as u64) > allowance {
+            bytes = &bytes[..char_boundary_at_or_before(bytes, allowance as usize).min(allowance as usize)];
+            limited = true;
+            flush = true;
         }
         let mut at = input.offset;
         let mut ranges = Vec::new();
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(lengths, vec![4, 4, 4, 4]);
         let mut at = 0;
         for length in lengths {
-            assert!(std::str::from_utf8(&text.as_bytes()[at..at + length]).is_ok());
+            assert!(text.is_char_boundary(at) && text.is_char_boundary(at + length));
             at += length;
         }
     }

@@ -194,8 +194,12 @@ impl Agent {
         }
     }
 
+    /// Sets an option, replacing the value it had.
     pub fn arg(mut self, name: &str, value: &str) -> Agent {
-        self.args.extend([name.to_string(), value.to_string()]);
+        match self.args.iter().position(|arg| arg == name) {
+            Some(index) => self.args[index + 1] = value.to_string(),
+            None => self.args.extend([name.to_string(), value.to_string()]),
+        }
         self
     }
 
