@@ -5,43 +5,23 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{http, wall_ms};
 use control_worker::core::config::Config;
 use control_worker::native::{os_random, start_in_thread, ServerOptions, SystemClock};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ADMIN: &str = "fleet-admin-token";
 const SERVICE: &str = "fleet-service-token";
 const TTL_SEC: u64 = 3;
 const RENEW_MS: u64 = 1_000;
-
-fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-fn http(base: &str, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-    let address = base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = body.map(|body| body.to_string()).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (_, json_body) = response.split_once("\r\n\r\n").unwrap();
-    serde_json::from_str(json_body).unwrap()
-}
 
 struct Agent {
     name: &'static str,
