@@ -58,7 +58,7 @@ fn main() {
     let cpu_percent = 100.0 * cpu_seconds / started.elapsed().as_secs_f64();
     let _ = agent.kill();
     let _ = agent.wait();
-    println!("node-agent idle for {seconds} s with heartbeat and lease loops at 5 s (leader, scheduler on):");
+    println!("node-agent idle for {seconds} s at the default intervals (heartbeat and lease 5 s, scheduler 1 s, runner claims 2 s; leader):");
     println!("  peak RSS   {:.1} MB (target <= 15 MB)", peak_rss_kb as f64 / 1024.0);
     println!("  threads    {peak_threads} (target <= 4)");
     let elapsed = started.elapsed().as_secs_f64();

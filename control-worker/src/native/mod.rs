@@ -10,6 +10,6 @@ pub mod server;
 pub mod sqlite;
 pub mod system;
 
-pub use server::{serve, start_in_thread, RunningServer, ServerOptions};
+pub use server::{serve, serve_with, start_in_thread, RunningServer, ServerOptions};
 pub use sqlite::SqliteDb;
 pub use system::{os_random, SystemClock};

@@ -100,6 +100,22 @@ where
     C: Clock + 'static,
     R: Random + 'static,
 {
+    let handler = move |request: ApiRequest| {
+        let core = core.clone();
+        async move { core.handle(request).await }
+    };
+    serve_with(listener, handler, access_log, shutdown).await
+}
+
+/// Serves any `handler` from `ApiRequest` to `ApiResponse` over HTTP/1.1 with keep-alive, the
+/// same way: the control plane here, the node agent's status server too. Must run inside a
+/// `LocalSet`.
+pub async fn serve_with<H, F>(listener: TcpListener, handler: H, access_log: bool, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(ApiRequest) -> F + 'static,
+    F: Future<Output = ApiResponse> + 'static,
+{
+    let handler = Rc::new(handler);
     let in_flight = Rc::new(std::cell::Cell::new(0usize));
     tokio::pin!(shutdown);
     loop {
@@ -108,11 +124,11 @@ where
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let core = core.clone();
+                let handler = handler.clone();
                 let in_flight = in_flight.clone();
                 tokio::task::spawn_local(async move {
                     let service = service_fn(move |request: hyper::Request<Incoming>| {
-                        let core = core.clone();
+                        let handler = handler.clone();
                         let in_flight = in_flight.clone();
                         async move {
                             in_flight.set(in_flight.get() + 1);
@@ -120,7 +136,7 @@ where
                             let method = request.method().as_str().to_string();
                             let path = request.uri().path().to_string();
                             let response = match read_request(request).await {
-                                Ok(request) => core.handle(request).await,
+                                Ok(request) => handler(request).await,
                                 Err(_) => ApiResponse::text(400, "could not read the request body", "none"),
                             };
                             if access_log {

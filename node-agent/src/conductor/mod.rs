@@ -47,6 +47,9 @@ struct HeartbeatLoop {
 #[derive(Debug, Default)]
 struct SchedulerLoop {
     next_due: Option<Instant>,
+    /// Reaping is not urgent (a step's heartbeat deadline is a minute away): it runs at the
+    /// lease renewal pace, not at every scheduler tick.
+    next_reap: Option<Instant>,
     ticks: u64,
     claimed: u64,
     planned: u64,
@@ -276,6 +279,7 @@ impl<P: ControlPlane> Conductor<P> {
             }
         } else {
             self.scheduler.next_due = None;
+            self.scheduler.next_reap = None;
         }
     }
 
@@ -287,14 +291,17 @@ impl<P: ControlPlane> Conductor<P> {
         let Some(term) = self.lease.leading_term(now) else { return };
         self.scheduler.ticks += 1;
         let id = self.config.node_id.clone();
-        match self.plane.reap(&StepsReapRequest { controller_id: id.clone(), term }).await {
-            Ok(reaped) => {
-                self.scheduler.reaped += reaped.reaped.len() as u64;
-                if !reaped.reaped.is_empty() || !reaped.requeued_tasks.is_empty() {
-                    log!("leader write steps.reap term={term} reaped={} requeued_tasks={}", reaped.reaped.len(), reaped.requeued_tasks.len());
+        if self.scheduler.next_reap.is_none_or(|due| now >= due) {
+            self.scheduler.next_reap = Some(now + self.config.lease_renew_interval);
+            match self.plane.reap(&StepsReapRequest { controller_id: id.clone(), term }).await {
+                Ok(reaped) => {
+                    self.scheduler.reaped += reaped.reaped.len() as u64;
+                    if !reaped.reaped.is_empty() || !reaped.requeued_tasks.is_empty() {
+                        log!("leader write steps.reap term={term} reaped={} requeued_tasks={}", reaped.reaped.len(), reaped.requeued_tasks.len());
+                    }
                 }
+                Err(error) => return self.scheduler_error("steps.reap", term, error),
             }
-            Err(error) => return self.scheduler_error("steps.reap", term, error),
         }
         if self.mode != Some(SystemMode::Running) && self.mode.is_some() {
             return;
