@@ -29,6 +29,12 @@ pub struct RawArgs {
     /// Base URL of the Control API, e.g. https://control.example.workers.dev
     #[arg(long, env = "BAA_CONTROL_API_BASE")]
     pub control_api_base: Option<String>,
+    /// Run the control plane in this process, on SQLite in the state directory
+    #[arg(long)]
+    pub embedded: bool,
+    /// With --embedded: where the control plane listens [default: 127.0.0.1:8787]
+    #[arg(long, env = "BAA_CONTROL_LISTEN")]
+    pub control_listen: Option<String>,
     /// Status server address, host:port or http://host:port; "off" disables it [default: 127.0.0.1:4317]
     #[arg(long, env = "BAA_CONDUCTOR_LOCAL_API")]
     pub local_api: Option<String>,

@@ -15,6 +15,7 @@ use crate::cli::RawArgs;
 
 pub const PREFERRED_ENV: &str = "BAA_CONDUCTOR_PREFERRED";
 pub const DEFAULT_LOCAL_API: &str = "127.0.0.1:4317";
+pub const DEFAULT_CONTROL_LISTEN: &str = "127.0.0.1:8787";
 
 #[derive(Debug, Error, PartialEq)]
 #[error("{option}{}: {rule}", env.map(|env| format!(" ({env})")).unwrap_or_default())]
@@ -33,6 +34,10 @@ fn bad(option: &'static str, env: &'static str, rule: impl Into<String>) -> Conf
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -72,6 +77,8 @@ pub struct AgentConfig {
     pub host: String,
     pub role: ControllerRole,
     pub control_api_base: Option<String>,
+    /// `Some(address)` with `--embedded`: this process serves the control plane there.
+    pub embedded: Option<std::net::SocketAddr>,
     /// `None` when the status server is turned off.
     pub local_api: Option<String>,
     pub shared_token: Option<Secret>,
@@ -250,12 +257,33 @@ impl AgentConfig {
         if local_api.is_none() {
             warnings.push("no local API: the status server is off, so this host's state is visible only through the control plane".into());
         }
-        let control_api_base = control_api_base(raw.control_api_base.as_deref())?;
+        let mut control_api_base = control_api_base(raw.control_api_base.as_deref())?;
+        let embedded = if raw.embedded {
+            let text = raw.control_listen.as_deref().map(str::trim).unwrap_or(DEFAULT_CONTROL_LISTEN);
+            let address: std::net::SocketAddr = text
+                .parse()
+                .map_err(|_| bad("--control-listen", "BAA_CONTROL_LISTEN", format!("must be an IP address and port such as 127.0.0.1:8787, got {text:?}")))?;
+            if control_api_base.is_some() {
+                return Err(bad(
+                    "--control-api-base",
+                    "BAA_CONTROL_API_BASE",
+                    "cannot be combined with --embedded, which runs this host's own control plane",
+                ));
+            }
+            // The agent reaches its own control plane over loopback, whatever address it serves.
+            let reachable = if address.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], address.port())) } else { address };
+            control_api_base = Some(format!("http://{reachable}"));
+            Some(address)
+        } else {
+            None
+        };
         if control_api_base.is_none() {
-            warnings.push("no control API base (--control-api-base / BAA_CONTROL_API_BASE): start will refuse to run".into());
+            warnings.push("no control API base (--control-api-base / BAA_CONTROL_API_BASE) and not --embedded: start will refuse to run".into());
         }
         let shared_token = raw.shared_token.as_deref().map(str::trim).filter(|token| !token.is_empty()).map(|token| Secret(token.to_string()));
         match &shared_token {
+            // Embedded, the token comes from the state directory when the environment has none.
+            None if embedded.is_some() => {}
             None => warnings.push("no token (--shared-token / BAA_SHARED_TOKEN): the control plane will refuse this agent".into()),
             Some(token) if token.expose() == "replace-me" => {
                 warnings.push("the token is still the sample value replace-me: set BAA_SHARED_TOKEN to a real token".into())
@@ -284,6 +312,7 @@ impl AgentConfig {
             host,
             role,
             control_api_base,
+            embedded,
             local_api,
             shared_token,
             priority,
@@ -309,6 +338,7 @@ impl AgentConfig {
             "host": self.host,
             "role": self.role,
             "control_api_base": self.control_api_base,
+            "embedded": self.embedded.map(|address| address.to_string()),
             "local_api": self.local_api,
             "token_set": self.shared_token.is_some(),
             "priority": self.priority,
@@ -341,6 +371,7 @@ impl AgentConfig {
             ("host", self.host.clone()),
             ("role", self.role.to_string()),
             ("control_api_base", self.control_api_base.clone().unwrap_or_else(unset)),
+            ("embedded", self.embedded.map(|address| format!("serving the control plane on {address}")).unwrap_or_else(|| "no".into())),
             ("local_api", self.local_api.clone().unwrap_or_else(|| "off".into())),
             ("token", if self.shared_token.is_some() { "set".into() } else { unset() }),
             ("priority", self.priority.to_string()),

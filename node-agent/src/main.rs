@@ -7,6 +7,8 @@
 //! - [`conductor`]: registration, heartbeats, the lease state machine, the scheduler.
 //! - [`runner`]: the worker runner: steps as processes in git worktrees, run directories,
 //!   log shipping, checkpoints, adoption after a restart.
+//! - [`embedded`]: `start --embedded`: the control plane in this process, its tokens.
+//! - [`status`]: the local status server (`/healthz`, `/v1/status`, the page, `/metrics`).
 //! - [`log`]: timestamped log lines on stderr.
 //!
 //! `main` alone maps errors to exit codes: 2 for a bad option, 1 for a failure at run time.
@@ -16,8 +18,10 @@ mod cli;
 mod client;
 mod conductor;
 mod config;
+mod embedded;
 mod log;
 mod runner;
+mod status;
 
 use std::process::ExitCode;
 
@@ -63,10 +67,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(config: AgentConfig) -> ExitCode {
+fn start(mut config: AgentConfig) -> ExitCode {
     let Some(base) = config.control_api_base.clone() else {
-        eprintln!("error: --control-api-base (BAA_CONTROL_API_BASE) is required: the URL of the control plane, e.g. http://127.0.0.1:8787");
+        eprintln!(
+            "error: start needs a control plane: give --control-api-base URL (BAA_CONTROL_API_BASE) to use a running one, \
+             or --embedded to run one in this process (on SQLite in the state directory)"
+        );
         return ExitCode::from(2);
+    };
+    let embedded = match config.embedded {
+        None => None,
+        Some(address) => match embedded::prepare(&config.paths.state, |name| std::env::var(name).ok()) {
+            Ok(embedded) => {
+                if config.shared_token.is_none() {
+                    config.shared_token = Some(config::Secret::new(embedded.service_token.clone()));
+                }
+                Some((address, embedded))
+            }
+            Err(error) => {
+                eprintln!("error: the embedded control plane: {error}");
+                return ExitCode::from(1);
+            }
+        },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -93,20 +115,70 @@ fn start(config: AgentConfig) -> ExitCode {
     }
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
+        // Everything this process serves stops once the agent has released its lease and its
+        // runs have settled.
+        let (finished, finishing) = tokio::sync::watch::channel(false);
+        let until_finished = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = receiver.wait_for(|done| *done).await;
+        };
+        let mut servers = Vec::new();
+        let mut extra = serde_json::json!({"embedded": {"enabled": embedded.is_some()}});
+        if let Some((address, embedded)) = embedded {
+            match embedded::serve(address, &embedded).await {
+                Ok((bound, listener, core)) => {
+                    for warning in &embedded.warnings {
+                        log::log!("warning: embedded control plane: {warning}");
+                    }
+                    log::log!(
+                        "embedded control plane on http://{bound} (database {}, tokens in {})",
+                        embedded.database.display(),
+                        embedded.tokens_file.display()
+                    );
+                    extra["embedded"] = serde_json::json!({"enabled": true, "listen": bound.to_string(), "database": embedded.database, "tokens_file": embedded.tokens_file});
+                    if let Some(admin_token) = &embedded.new_admin_token {
+                        // Shown once, on the first start; afterwards it is only in the tokens file.
+                        println!("baa-conductor runs on this host.");
+                        println!("  control plane  http://{bound}");
+                        if let Some(local_api) = &config.local_api {
+                            println!("  status page    http://{local_api}/");
+                        }
+                        println!("  admin token    {admin_token}");
+                        println!("The admin token is shown only now; it is kept in {} (mode 0600).", embedded.tokens_file.display());
+                    }
+                    servers.push(tokio::task::spawn_local(control_worker::native::serve(listener, core, false, until_finished(finishing.clone()))));
+                }
+                Err(error) => {
+                    eprintln!("error: the embedded control plane: {error}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         let runner = runner::Runner::new(runner::RunnerSettings::from_config(&config), runner_client);
         let run_once = config.run_once;
         let runs_dir = config.paths.runs.clone();
+        let local_api = config.local_api.clone();
         let mut conductor = conductor::Conductor::new(config, conductor_client, conductor::clock_now());
         conductor.planned = Some(runner.wake_handle());
+        let board = std::rc::Rc::new(status::StatusBoard { conductor: std::cell::RefCell::new(conductor.snapshot(conductor::clock_now())), runner: runner.clone(), extra });
         if run_once {
             conductor.startup(conductor::clock_now(), true, &mut conductor::CountRuns(runs_dir, 0)).await;
+            *board.conductor.borrow_mut() = conductor.snapshot(conductor::clock_now());
             // The snapshot is JSON with or without --json: it is meant for tools and people alike.
-            let mut snapshot = conductor.snapshot(conductor::clock_now());
-            snapshot["runner"] = runner.snapshot();
-            println!("{}", serde_json::to_string_pretty(&snapshot).unwrap_or_default());
+            println!("{}", serde_json::to_string_pretty(&board.snapshot()).unwrap_or_default());
             // One cycle is a probe: do not keep the fleet's lease for a TTL after exiting.
             conductor.shutdown().await;
+            let _ = finished.send(true);
             return ExitCode::SUCCESS;
+        }
+        if let Some(address) = &local_api {
+            match tokio::net::TcpListener::bind(address.as_str()).await {
+                Ok(listener) => {
+                    log::log!("status server on http://{}/", listener.local_addr().map(|bound| bound.to_string()).unwrap_or_else(|_| address.clone()));
+                    servers.push(tokio::task::spawn_local(status::serve(listener, board.clone(), until_finished(finishing.clone()))));
+                }
+                // The agent's work matters more than its status page: go on without it.
+                Err(error) => log::log!("warning: the status server cannot listen on {address}: {error}"),
+            }
         }
         log::log!("node-agent {} starting as {} ({})", env!("CARGO_PKG_VERSION"), conductor.config.node_id, conductor.config.role);
         conductor.startup(conductor::clock_now(), false, &mut RunnerStartup { runner: &runner, found: Vec::new() }).await;
@@ -116,12 +188,21 @@ fn start(config: AgentConfig) -> ExitCode {
             let _ = stop.send(true);
         });
         let mut conductor_stopping = stopping.clone();
+        let publish = |conductor: &conductor::Conductor<client::ControlClient>| *board.conductor.borrow_mut() = conductor.snapshot(conductor::clock_now());
         tokio::join!(
-            conductor::run(&mut conductor, async move {
-                let _ = conductor_stopping.wait_for(|stopping| *stopping).await;
-            }),
+            conductor::run(
+                &mut conductor,
+                async move {
+                    let _ = conductor_stopping.wait_for(|stopping| *stopping).await;
+                },
+                publish
+            ),
             runner.run(stopping),
         );
+        let _ = finished.send(true);
+        for server in servers {
+            let _ = server.await;
+        }
         log::log!("node-agent stopped");
         ExitCode::SUCCESS
     })

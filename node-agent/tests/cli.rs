@@ -153,5 +153,5 @@ fn run_once_with_the_control_plane_down_reports_degraded_and_exits_zero() {
 
     let refused = agent(&["start"], &[("BAA_SHARED_TOKEN", TOKEN)]);
     assert_eq!(refused.status.code(), Some(2));
-    assert!(stderr(&refused).contains("--control-api-base (BAA_CONTROL_API_BASE)"));
+    assert!(stderr(&refused).contains("--control-api-base URL (BAA_CONTROL_API_BASE)") && stderr(&refused).contains("--embedded"));
 }

@@ -53,6 +53,21 @@ impl ApiResponse {
         }
     }
 
+    /// A body of any type (an HTML page, Prometheus text), never cached.
+    pub fn content(status: u16, content_type: &str, body: Vec<u8>, request_id: &str) -> Self {
+        ApiResponse {
+            status,
+            headers: vec![
+                ("content-type".into(), content_type.into()),
+                ("x-request-id".into(), request_id.into()),
+                ("cache-control".into(), "no-store".into()),
+            ],
+            body,
+            log_note: None,
+            request_id: request_id.into(),
+        }
+    }
+
     pub fn success(status: u16, request_id: &str, data: &impl Serialize) -> Self {
         match serde_json::to_value(data) {
             Ok(data) => Self::json(status, request_id, &json!({"ok": true, "request_id": request_id, "data": data})),

@@ -404,9 +404,11 @@ impl<P: ControlPlane> Conductor<P> {
 }
 
 /// Runs the conductor's loops (after [`Conductor::startup`]) until `shutdown` resolves, then
-/// releases the lease if held.
-pub async fn run<P: ControlPlane>(conductor: &mut Conductor<P>, shutdown: impl Future<Output = ()>) {
+/// releases the lease if held. `after_tick` sees the conductor after every tick (the status
+/// server publishes its snapshot from there).
+pub async fn run<P: ControlPlane>(conductor: &mut Conductor<P>, shutdown: impl Future<Output = ()>, mut after_tick: impl FnMut(&Conductor<P>)) {
     tokio::pin!(shutdown);
+    after_tick(conductor);
     loop {
         let wake = conductor.next_wake(clock_now());
         tokio::select! {
@@ -414,7 +416,9 @@ pub async fn run<P: ControlPlane>(conductor: &mut Conductor<P>, shutdown: impl F
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
         }
         conductor.tick(clock_now()).await;
+        after_tick(conductor);
     }
     conductor.shutdown().await;
+    after_tick(conductor);
 }
 
