@@ -10,6 +10,7 @@
 //! - [`records`]: column lists and row decoders.
 //! - [`controllers`], [`lease`], [`tasks`], [`steps`], [`system`]: the handlers and their SQL.
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
+//! - [`console`]: the admin console page and script, served at `/`.
 //!
 //! The core knows neither `worker` nor `rusqlite`, reads no clock and does no I/O except
 //! through the `Db` trait: that is what lets it run unchanged in the Worker and natively.
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod controllers;
 pub mod db;
 pub mod error;
@@ -122,6 +124,9 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
                 "OPTIONS" => self.preflight(request_id, "GET", cors_allowed),
                 _ => ApiResponse::failure(request_id, method_not_allowed("GET")),
             };
+        }
+        if let Some(page) = console::answer(&method, &request.path, request_id) {
+            return page;
         }
         if method == "OPTIONS" {
             return match resolve("OPTIONS", &request.path) {

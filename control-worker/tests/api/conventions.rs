@@ -20,6 +20,23 @@ fn healthz_answers_ok_as_text_without_auth() {
 }
 
 #[test]
+fn the_admin_console_is_served_at_the_root_under_a_strict_policy() {
+    let t = Target::new();
+    let page = t.call("GET", "/", &[], b"");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.text().contains("baa-conductor console") && page.text().contains("src=\"/console.js\""));
+    let policy = page.header("content-security-policy").unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("connect-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    let script = t.call("GET", "/console.js", &[], b"");
+    assert_eq!(script.status, 200);
+    assert!(script.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(script.text().contains("/v1/system/state"));
+    // Only reading is served; the page itself carries no data, so it needs no token.
+    err(&t.call("POST", "/", &[], b""), 404, "route_not_found");
+}
+
+#[test]
 fn request_ids_are_echoed_sanitised_capped_or_generated() {
     let t = Target::new();
     let auth = format!("Bearer {READONLY}");

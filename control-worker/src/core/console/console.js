@@ -1,0 +1,212 @@
+// The admin console: a token pasted once per tab, then the JSON API of this control plane
+// (same origin) polled every few seconds. Everything shown is set as text, never as HTML.
+"use strict";
+
+const REFRESH_MS = 2000;
+const state = { token: sessionStorage.getItem("baa-token") || "", selected: null, logCursor: 0, logTask: null, timer: null };
+const $ = (id) => document.getElementById(id);
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.style.display = message ? "block" : "none";
+}
+
+async function api(method, path, body) {
+  const options = { method, headers: { authorization: "Bearer " + state.token } };
+  if (body !== undefined) {
+    options.headers["content-type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (error) {
+    throw new Error("the control plane did not answer: " + error.message);
+  }
+  const envelope = await response.json().catch(() => null);
+  if (!envelope) throw new Error(method + " " + path + ": status " + response.status);
+  if (!envelope.ok) {
+    if (response.status === 401 || response.status === 403) signOut();
+    throw new Error(envelope.error + ": " + envelope.message);
+  }
+  return envelope.data;
+}
+
+function when(seconds) {
+  return seconds ? new Date(seconds * 1000).toLocaleTimeString() : "—";
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text === null || text === undefined ? "—" : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+async function refreshSystem() {
+  const system = await api("GET", "/v1/system/state");
+  $("mode").textContent = system.mode;
+  $("mode").className = "value status-" + (system.mode === "running" ? "succeeded" : "failed");
+  $("leader").textContent = system.holder_id ? system.holder_id + " (term " + system.term + (system.leader_live ? "" : ", expired") + ")" : "none";
+  $("live").textContent = system.live_controllers.join(", ") || "none";
+  $("counts").textContent = Object.entries(system.task_counts).map(([status, count]) => status + " " + count).join(" · ") || "none";
+  $("drained").textContent = system.drained ? "yes" : "no";
+  const change = system.recent_mode_changes[0];
+  $("last-change").textContent = change ? "last: " + change.mode + " by " + (change.requested_by || change.principal) + (change.reason ? " (" + change.reason + ")" : "") : "";
+  const body = $("controllers").tBodies[0];
+  body.replaceChildren();
+  for (const controller of system.controllers) {
+    const row = body.insertRow();
+    cell(row, controller.controller_id);
+    cell(row, controller.host);
+    cell(row, controller.role);
+    cell(row, controller.status);
+    cell(row, controller.alive ? "yes" : "no", controller.alive ? "status-succeeded" : "status-failed");
+    cell(row, when(controller.last_heartbeat_at));
+  }
+}
+
+async function refreshTasks() {
+  const page = await api("GET", "/v1/tasks?limit=50");
+  const body = $("tasks").tBodies[0];
+  body.replaceChildren();
+  for (const task of page.tasks) {
+    const row = body.insertRow();
+    row.className = "task" + (task.task_id === state.selected ? " selected" : "");
+    row.dataset.taskId = task.task_id;
+    cell(row, task.task_id);
+    cell(row, task.title);
+    cell(row, task.task_type);
+    cell(row, task.status, "status-" + task.status);
+    cell(row, task.priority);
+    cell(row, when(task.created_at));
+    row.addEventListener("click", () => select(task.task_id));
+  }
+}
+
+async function refreshDetail() {
+  if (!state.selected) return;
+  const detail = await api("GET", "/v1/tasks/" + encodeURIComponent(state.selected));
+  $("detail").hidden = false;
+  $("detail-id").textContent = detail.task.task_id;
+  $("detail-status").textContent = detail.task.status;
+  $("detail-status").className = "status-" + detail.task.status;
+  $("detail-goal").textContent = detail.task.title + ": " + detail.task.goal;
+  $("detail-reason").textContent = detail.task.status_reason || "";
+  $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.task.status);
+  const body = $("steps").tBodies[0];
+  body.replaceChildren();
+  for (const step of detail.steps) {
+    const row = body.insertRow();
+    cell(row, step.step_index);
+    cell(row, step.step_kind);
+    cell(row, step.title);
+    cell(row, step.status, "status-" + step.status);
+    cell(row, step.attempt + "/" + step.max_attempts);
+    cell(row, step.exit_code);
+    cell(row, step.error || step.summary);
+  }
+  if (state.logTask !== state.selected) {
+    state.logTask = state.selected;
+    state.logCursor = 0;
+    $("logs").replaceChildren();
+  }
+  for (;;) {
+    const logs = await api("GET", "/v1/tasks/" + encodeURIComponent(state.selected) + "/logs?limit=500&after=" + state.logCursor);
+    for (const chunk of logs.chunks) {
+      const span = document.createElement("span");
+      span.className = chunk.stream;
+      span.textContent = chunk.text;
+      $("logs").appendChild(span);
+    }
+    state.logCursor = logs.next_cursor;
+    if (logs.chunks.length < 500) break;
+  }
+}
+
+async function refresh() {
+  try {
+    await refreshSystem();
+    await refreshTasks();
+    await refreshDetail();
+    showError("");
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+function select(taskId) {
+  state.selected = taskId;
+  refresh();
+}
+
+function signIn() {
+  $("signed-out").hidden = true;
+  $("console").hidden = false;
+  $("token-form").hidden = true;
+  $("forget-token").hidden = false;
+  clearInterval(state.timer);
+  state.timer = setInterval(refresh, REFRESH_MS);
+  refresh();
+}
+
+function signOut() {
+  sessionStorage.removeItem("baa-token");
+  state.token = "";
+  clearInterval(state.timer);
+  $("signed-out").hidden = false;
+  $("console").hidden = true;
+  $("token-form").hidden = false;
+  $("forget-token").hidden = true;
+}
+
+async function act(action) {
+  try {
+    const reason = $("reason").value.trim();
+    const body = { requested_by: "console" };
+    if (reason) body.reason = reason;
+    await api("POST", "/v1/system/" + action, body);
+    await refresh();
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = $("token").value.trim();
+  $("token").value = "";
+  if (!state.token) return;
+  sessionStorage.setItem("baa-token", state.token);
+  signIn();
+});
+$("forget-token").addEventListener("click", signOut);
+for (const action of ["pause", "resume", "drain"]) $(action).addEventListener("click", () => act(action));
+$("cancel-task").addEventListener("click", async () => {
+  try {
+    const reason = $("reason").value.trim();
+    await api("POST", "/v1/tasks/" + encodeURIComponent(state.selected) + "/cancel", reason ? { reason, requested_by: "console" } : { requested_by: "console" });
+    await refresh();
+  } catch (error) {
+    showError(error.message);
+  }
+});
+$("create-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = { repo: $("new-repo").value.trim(), task_type: $("new-type").value, title: $("new-title").value.trim(), goal: $("new-goal").value };
+  const acceptance = $("new-acceptance").value.split("\n").map((line) => line.trim()).filter(Boolean);
+  if (acceptance.length) body.acceptance = acceptance;
+  if ($("new-priority").value) body.priority = Number($("new-priority").value);
+  if ($("new-host").value.trim()) body.constraints = { target_host: $("new-host").value.trim() };
+  body.metadata = { requested_by: "console" };
+  try {
+    const created = await api("POST", "/v1/tasks", body);
+    $("created").textContent = "created " + created.task_id;
+    select(created.task_id);
+  } catch (error) {
+    showError(error.message);
+  }
+});
+
+if (state.token) signIn();
