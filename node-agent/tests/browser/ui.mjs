@@ -1,0 +1,158 @@
+// Browser tests in headless Chromium (Debian's chromium, driven by playwright-core): the admin
+// console of the control plane and the status page of the node agent, against one real
+// `node-agent start --embedded` on loopback with a scratch git repository. Screenshots go to
+// $BAA_SCREENSHOTS_DIR (default target/browser-screenshots).
+//
+//   node node-agent/tests/browser/ui.mjs      (after `cargo build -p node-agent`)
+
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const agentBin = process.env.BAA_NODE_AGENT_BIN || "target/debug/node-agent";
+const shots = process.env.BAA_SCREENSHOTS_DIR || "target/browser-screenshots";
+const chromiumPath = process.env.BAA_CHROMIUM || "/usr/bin/chromium";
+const WAIT_MS = 30_000;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+async function waitFor(what, check, limitMs = WAIT_MS) {
+  const started = Date.now();
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() - started > limitMs) throw new Error("timed out waiting for " + what);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function expectText(page, selector, text) {
+  await page.waitForFunction(
+    ([selector, text]) => (document.querySelector(selector)?.textContent || "").includes(text),
+    [selector, text],
+    { timeout: WAIT_MS },
+  );
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "baa-browser-"));
+const repo = path.join(dir, "repo");
+fs.mkdirSync(repo);
+const git = (...args) => execFileSync("git", ["-C", repo, ...args], { stdio: "ignore" });
+git("init", "-q", "-b", "main");
+fs.writeFileSync(path.join(repo, "README.md"), "a scratch repository\n");
+git("add", "README.md");
+git("-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m", "initial");
+fs.mkdirSync(shots, { recursive: true });
+
+const control = `127.0.0.1:${await freePort()}`;
+const status = `127.0.0.1:${await freePort()}`;
+const root = path.join(dir, "root");
+const agentLog = fs.openSync(path.join(dir, "agent.log"), "a");
+const agent = spawn(
+  agentBin,
+  ["start", "--embedded", "--control-listen", control, "--local-api", status, "--host", "mini", "--runtime-root", root,
+   "--scheduler-interval-ms", "300", "--claim-interval-ms", "300", "--step-heartbeat-interval-ms", "500"],
+  { env: { HOME: dir, PATH: process.env.PATH }, stdio: ["ignore", agentLog, agentLog] },
+);
+const failures = [];
+let browser;
+try {
+  const tokensFile = path.join(root, "state", "embedded-tokens.env");
+  const tokens = await waitFor("the tokens file", () => fs.existsSync(tokensFile) && fs.readFileSync(tokensFile, "utf8"));
+  const admin = tokens.split("\n").find((line) => line.startsWith("CONTROL_API_BROWSER_ADMIN_TOKEN=")).split("=")[1].trim();
+  await waitFor("the status server", async () => (await fetch(`http://${status}/healthz`).catch(() => null))?.ok);
+
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  page.on("pageerror", (error) => failures.push("console page error: " + error.message));
+
+  // The console: enter a token.
+  await page.goto(`http://${control}/`);
+  await expectText(page, "#signed-out", "Paste a token");
+  await page.fill("#token", admin);
+  await page.click("#use-token");
+  await expectText(page, "#mode", "running");
+  await expectText(page, "#controllers", "mini-main");
+  await page.screenshot({ path: path.join(shots, "console-signed-in.png"), fullPage: true });
+
+  // Pause → the page shows paused; resume; drain; resume.
+  await page.fill("#reason", "browser test");
+  await page.click("#pause");
+  await expectText(page, "#mode", "paused");
+  await expectText(page, "#last-change", "browser test");
+  await page.screenshot({ path: path.join(shots, "console-paused.png"), fullPage: true });
+  await page.click("#resume");
+  await expectText(page, "#mode", "running");
+  await page.click("#drain");
+  await expectText(page, "#mode", "draining");
+  await page.click("#resume");
+  await expectText(page, "#mode", "running");
+
+  // Create a task and watch it finish, with its logs.
+  await page.fill("#new-repo", repo);
+  await page.fill("#new-title", "from the browser");
+  await page.fill("#new-goal", "echo hello > browser.txt; echo browser-output");
+  await page.fill("#new-acceptance", "test -f browser.txt && echo accepted");
+  await page.click("#create");
+  await expectText(page, "#created", "created task_");
+  const taskId = (await page.textContent("#created")).replace("created ", "").trim();
+  await expectText(page, "#detail-status", "succeeded");
+  await expectText(page, "#logs", "browser-output");
+  await expectText(page, "#logs", "accepted");
+  await expectText(page, "#steps", "test");
+  await page.screenshot({ path: path.join(shots, "console-task-succeeded.png"), fullPage: true });
+
+  // A token that is not valid signs the page out with the control plane's message.
+  await page.click("#forget-token");
+  await page.fill("#token", "not-a-token");
+  await page.click("#use-token");
+  await expectText(page, "#error", "unknown_token");
+  await expectText(page, "#signed-out", "Paste a token");
+
+  // The status page of the node agent.
+  const statusPage = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  statusPage.on("pageerror", (error) => failures.push("status page error: " + error.message));
+  await statusPage.goto(`http://${status}/`);
+  await expectText(statusPage, "[data-field=mode]", "running");
+  await expectText(statusPage, "[data-field='this node']", "leader");
+  await expectText(statusPage, "#recent", taskId);
+  await expectText(statusPage, "body", "mini-main");
+  await statusPage.screenshot({ path: path.join(shots, "status-page.png"), fullPage: true });
+  // It reloads itself: a new task shows up without any action on the page.
+  const created = await fetch(`http://${control}/v1/tasks`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+    body: JSON.stringify({ repo, task_type: "shell", title: "second", goal: "sleep 1" }),
+  }).then((response) => response.json());
+  await expectText(statusPage, "body", created.data.task_id);
+
+  assert.deepEqual(failures, []);
+  console.log(`browser tests passed; screenshots in ${shots}`);
+} catch (error) {
+  console.error(error);
+  console.error(fs.readFileSync(path.join(dir, "agent.log"), "utf8").split("\n").slice(-40).join("\n"));
+  process.exitCode = 1;
+} finally {
+  if (browser) await browser.close();
+  agent.kill("SIGTERM");
+  await waitFor("the agent to stop", () => agent.exitCode !== null || agent.signalCode !== null, 20_000).catch(() => agent.kill("SIGKILL"));
+  fs.rmSync(dir, { recursive: true, force: true });
+}
