@@ -120,6 +120,18 @@ try {
   await expectText(page, "#steps", "test");
   await page.screenshot({ path: path.join(shots, "console-task-succeeded.png"), fullPage: true });
 
+  // Cancel a task that would run for a long time.
+  await page.fill("#new-title", "to be canceled");
+  await page.fill("#new-goal", "sleep 300");
+  await page.fill("#new-acceptance", "");
+  await page.click("#create");
+  await expectText(page, "#steps", "running");
+  await page.fill("#reason", "not needed after all");
+  await page.click("#cancel-task");
+  await expectText(page, "#detail-status", "canceled");
+  await expectText(page, "#detail-reason", "not needed after all");
+  await page.screenshot({ path: path.join(shots, "console-task-canceled.png"), fullPage: true });
+
   // A token that is not valid signs the page out with the control plane's message.
   await page.click("#forget-token");
   await page.fill("#token", "not-a-token");
