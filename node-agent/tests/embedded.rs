@@ -62,14 +62,7 @@ impl Embedded {
 
     fn stop(mut self) -> std::process::ExitStatus {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(&mut self.child, Duration::from_secs(20), "the embedded agent")
     }
 }
 

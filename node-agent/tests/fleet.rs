@@ -65,14 +65,7 @@ impl Agent {
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} did not exit", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_exit(&mut child, Duration::from_secs(10), self.name)
     }
 
     fn log_text(&self) -> String {

@@ -37,11 +37,22 @@ function when(seconds) {
   return seconds ? new Date(seconds * 1000).toLocaleTimeString() : "—";
 }
 
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text === null || text === undefined ? "—" : String(text);
-  if (className) td.className = className;
-  return td;
+// Replaces a table's rows: one per item, its cells from `columns` (item → text, or
+// [text, class]); `decorate` may add to each row.
+function fill(tableId, items, columns, decorate) {
+  const body = $(tableId).tBodies[0];
+  body.replaceChildren();
+  for (const item of items) {
+    const row = body.insertRow();
+    for (const column of columns) {
+      const value = column(item);
+      const [text, className] = Array.isArray(value) ? value : [value, ""];
+      const td = row.insertCell();
+      td.textContent = text === null || text === undefined ? "—" : String(text);
+      if (className) td.className = className;
+    }
+    if (decorate) decorate(row, item);
+  }
 }
 
 async function refreshSystem() {
@@ -54,35 +65,30 @@ async function refreshSystem() {
   $("drained").textContent = system.drained ? "yes" : "no";
   const change = system.recent_mode_changes[0];
   $("last-change").textContent = change ? "last: " + change.mode + " by " + (change.requested_by || change.principal) + (change.reason ? " (" + change.reason + ")" : "") : "";
-  const body = $("controllers").tBodies[0];
-  body.replaceChildren();
-  for (const controller of system.controllers) {
-    const row = body.insertRow();
-    cell(row, controller.controller_id);
-    cell(row, controller.host);
-    cell(row, controller.role);
-    cell(row, controller.status);
-    cell(row, controller.alive ? "yes" : "no", controller.alive ? "status-succeeded" : "status-failed");
-    cell(row, when(controller.last_heartbeat_at));
-  }
+  fill("controllers", system.controllers, [
+    (controller) => controller.controller_id,
+    (controller) => controller.host,
+    (controller) => controller.role,
+    (controller) => controller.status,
+    (controller) => [controller.alive ? "yes" : "no", controller.alive ? "status-succeeded" : "status-failed"],
+    (controller) => when(controller.last_heartbeat_at),
+  ]);
 }
 
 async function refreshTasks() {
   const page = await api("GET", "/v1/tasks?limit=50");
-  const body = $("tasks").tBodies[0];
-  body.replaceChildren();
-  for (const task of page.tasks) {
-    const row = body.insertRow();
+  fill("tasks", page.tasks, [
+    (task) => task.task_id,
+    (task) => task.title,
+    (task) => task.task_type,
+    (task) => [task.status, "status-" + task.status],
+    (task) => task.priority,
+    (task) => when(task.created_at),
+  ], (row, task) => {
     row.className = "task" + (task.task_id === state.selected ? " selected" : "");
     row.dataset.taskId = task.task_id;
-    cell(row, task.task_id);
-    cell(row, task.title);
-    cell(row, task.task_type);
-    cell(row, task.status, "status-" + task.status);
-    cell(row, task.priority);
-    cell(row, when(task.created_at));
     row.addEventListener("click", () => select(task.task_id));
-  }
+  });
 }
 
 async function refreshDetail() {
@@ -95,18 +101,15 @@ async function refreshDetail() {
   $("detail-goal").textContent = detail.task.title + ": " + detail.task.goal;
   $("detail-reason").textContent = detail.task.status_reason || "";
   $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.task.status);
-  const body = $("steps").tBodies[0];
-  body.replaceChildren();
-  for (const step of detail.steps) {
-    const row = body.insertRow();
-    cell(row, step.step_index);
-    cell(row, step.step_kind);
-    cell(row, step.title);
-    cell(row, step.status, "status-" + step.status);
-    cell(row, step.attempt + "/" + step.max_attempts);
-    cell(row, step.exit_code);
-    cell(row, step.error || step.summary);
-  }
+  fill("steps", detail.steps, [
+    (step) => step.step_index,
+    (step) => step.step_kind,
+    (step) => step.title,
+    (step) => [step.status, "status-" + step.status],
+    (step) => step.attempt + "/" + step.max_attempts,
+    (step) => step.exit_code,
+    (step) => step.error || step.summary,
+  ]);
   if (state.logTask !== state.selected) {
     state.logTask = state.selected;
     state.logCursor = 0;
