@@ -86,7 +86,7 @@ pub struct RawArgs {
     /// Bytes of stdout and stderr shipped per run; the rest stays in the run directory [default: 16777216]
     #[arg(long, env = "BAA_RUNNER_LOG_SHIP_LIMIT_BYTES")]
     pub log_ship_limit_bytes: Option<String>,
-    /// The coding-agent command template for codex steps, run with sh -c in the worktree; placeholders {goal_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
+    /// The coding-agent command template for codex steps, run with sh -c in the worktree; variables {goal_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
     #[arg(long, env = "BAA_AGENT_COMMAND")]
     pub agent_command: Option<String>,
     /// Folder holding runs/, worktrees/, logs/, tmp/ and state/ [default: ~/Library/Application Support/baa-conductor on macOS, ~/.local/state/baa-conductor elsewhere]

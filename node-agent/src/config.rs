@@ -11,6 +11,8 @@ use shared::ids::is_valid_node_id;
 use shared::status::ControllerRole;
 use thiserror::Error;
 
+use control_worker::core::config::parse_bool;
+
 use crate::cli::RawArgs;
 
 pub const PREFERRED_ENV: &str = "BAA_CONDUCTOR_PREFERRED";
@@ -119,14 +121,6 @@ fn integer(value: Option<&str>, option: &'static str, env: &'static str, min: i6
             .ok()
             .filter(|number| (min..=max).contains(number))
             .ok_or_else(|| bad(option, env, format!("must be a whole number from {min} to {max}, got {text:?}"))),
-    }
-}
-
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
     }
 }
 

@@ -184,7 +184,8 @@ fn start(mut config: AgentConfig) -> ExitCode {
         conductor.startup(conductor::clock_now(), false, &mut RunnerStartup { runner: &runner, found: Vec::new() }).await;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         tokio::task::spawn_local(async move {
-            shutdown_signal().await;
+            control_worker::native::shutdown_signal().await;
+            log::log!("shutdown signal received");
             let _ = stop.send(true);
         });
         let mut conductor_stopping = stopping.clone();
@@ -225,19 +226,4 @@ impl conductor::StartupRuns for RunnerStartup<'_> {
         let status = if reconciled.skipped.is_empty() { "done" } else { "partial" };
         (status, format!("{} live run(s) adopted, {} ended run(s) to settle, {} left alone", reconciled.adopted, reconciled.settling, reconciled.skipped.len()))
     }
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
-    log::log!("shutdown signal received");
 }

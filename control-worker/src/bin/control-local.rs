@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use control_worker::core::auth::mint_node_token;
 use control_worker::core::config::Config;
 use control_worker::core::Core;
-use control_worker::native::{os_random, serve, SqliteDb, SystemClock};
+use control_worker::native::{os_random, serve, shutdown_signal, SqliteDb, SystemClock};
 use shared::auth::NODE_TOKEN_SECRET_ENV_VAR;
 
 #[derive(Parser)]
@@ -64,17 +64,4 @@ fn main() -> anyhow::Result<()> {
         eprintln!("control-local stopped");
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
 }

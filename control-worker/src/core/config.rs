@@ -122,8 +122,10 @@ fn read_seconds(read: &impl Fn(&str) -> Option<String>, variable: &'static str, 
     }
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
+/// `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case, spaces around ignored: how every
+/// boolean setting of the control plane and the node agent is spelled.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,

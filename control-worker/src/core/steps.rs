@@ -149,10 +149,15 @@ const EXPIRED_STEPS_SQL: &str = concat!(
     " FROM steps WHERE status IN ('claimed', 'running') AND heartbeat_deadline_at <= ?1 \
      ORDER BY heartbeat_deadline_at, step_id LIMIT ?2"
 );
-// ?1 controller, ?2 term, ?3 now.
+/// A task still `planning` this long after its claim was orphaned by its leader: the scheduler
+/// claims and plans in one pass, within milliseconds.
+pub const PLANNING_ORPHAN_SEC: i64 = 30;
+// ?1 controller, ?2 term, ?3 now, ?4 orphan age. A claim from an earlier term is orphaned at
+// once; one from this term when it is old, because a leader restarted under the same id renews
+// its predecessor's term and would otherwise never see the task again.
 const REQUEUE_ORPHANED_PLANNING_SQL: &str = concat!(
     "UPDATE tasks SET status = 'queued', claimed_by = NULL, claim_term = NULL, claimed_at = NULL, updated_at = ?3 \
-     WHERE status = 'planning' AND (claim_term IS NULL OR claim_term < ?2) AND ",
+     WHERE status = 'planning' AND (claim_term IS NULL OR claim_term < ?2 OR claimed_at <= ?3 - ?4) AND ",
     fence!("1", "2", "3"),
     " RETURNING task_id"
 );
@@ -603,7 +608,10 @@ pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let fencing = Some((controller_id.as_str(), term));
     let mut statements = vec![
         Statement::new(SELECT_LEASE_SQL, vec![]),
-        Statement::new(REQUEUE_ORPHANED_PLANNING_SQL, vec![controller_id.clone().into(), term.into(), call.now.into()]),
+        Statement::new(
+            REQUEUE_ORPHANED_PLANNING_SQL,
+            vec![controller_id.clone().into(), term.into(), call.now.into(), PLANNING_ORPHAN_SEC.into()],
+        ),
         Statement::new(CLOSE_ABANDONED_CANCELED_RUNS_SQL, vec![controller_id.clone().into(), term.into(), call.now.into()]),
     ];
     let mut settled_at = Vec::new();

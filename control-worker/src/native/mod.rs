@@ -12,4 +12,4 @@ pub mod system;
 
 pub use server::{serve, serve_with, start_in_thread, RunningServer, ServerOptions};
 pub use sqlite::SqliteDb;
-pub use system::{os_random, SystemClock};
+pub use system::{os_random, shutdown_signal, SystemClock};

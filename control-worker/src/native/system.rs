@@ -1,4 +1,4 @@
-//! The real clock and randomness for native builds.
+//! The real clock, randomness and shutdown signal for native builds.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,4 +21,18 @@ pub fn os_random() -> SeededRandom {
         seed = (nanos as u64 ^ std::process::id() as u64).to_le_bytes();
     }
     SeededRandom::new(u64::from_le_bytes(seed))
+}
+
+/// Resolves on SIGINT or SIGTERM: what stops `control-local` and the node agent.
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }

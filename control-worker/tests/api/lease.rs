@@ -136,6 +136,26 @@ fn stale_terms_are_refused_on_every_leader_write_and_change_nothing() {
 }
 
 #[test]
+fn a_task_left_planning_by_a_restarted_leader_is_requeued_in_the_same_term() {
+    // The leader claims a task and dies before planning it; restarted under the same id it
+    // renews the same term, so only the claim's age tells the task is orphaned.
+    let t = Target::new();
+    let leader = leader(&t);
+    let task_id = create_task(&t, json!({}));
+    ok(&claim_tasks(&t, &leader, 1), 200);
+    let reap = |t: &Target| ok(&t.post("/v1/steps/reap", SHARED, json!({"controller_id": leader.id, "term": leader.term})), 200);
+    t.advance(20);
+    assert_eq!(acquire(&t, "mini-main", "mini", 30, true)["term"], leader.term, "renewed, same term");
+    assert_eq!(reap(&t)["requeued_tasks"], json!([]), "a fresh claim is left alone");
+    t.advance(11);
+    assert_eq!(acquire(&t, "mini-main", "mini", 30, true)["term"], leader.term);
+    assert_eq!(reap(&t)["requeued_tasks"], json!([task_id]));
+    assert_eq!(task(&t, &task_id)["task"]["status"], "queued");
+    ok(&claim_tasks(&t, &leader, 1), 200);
+    ok(&plan(&t, &leader, &task_id, json!([shell_step("true", 1)])), 200);
+}
+
+#[test]
 fn preferred_hand_back_never_has_two_leaders() {
     let t = Target::new();
     // The standby leads while the primary is away.

@@ -1,6 +1,6 @@
 //! What a step runs, as one `sh -c` command: the goal or acceptance command as written, or,
-//! for a coding-agent step, the host's template (`BAA_AGENT_COMMAND`) with its placeholders
-//! filled in, shell-quoted. Pure.
+//! for a coding-agent step, the host's template (`BAA_AGENT_COMMAND`) with its variables
+//! (`{goal_file}` …) filled in, shell-quoted. Pure.
 
 use shared::status::StepKind;
 use thiserror::Error;
@@ -13,7 +13,7 @@ pub enum CommandError {
     NoAgentCommand,
 }
 
-pub struct Placeholders<'a> {
+pub struct TemplateValues<'a> {
     pub goal_file: &'a str,
     pub worktree: &'a str,
     pub task_id: &'a str,
@@ -27,7 +27,7 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-pub fn render_agent_command(template: &str, values: &Placeholders<'_>) -> String {
+pub fn render_agent_command(template: &str, values: &TemplateValues<'_>) -> String {
     let pairs = [
         ("{goal_file}", values.goal_file),
         ("{worktree}", values.worktree),
@@ -36,7 +36,7 @@ pub fn render_agent_command(template: &str, values: &Placeholders<'_>) -> String
         ("{run_id}", values.run_id),
         ("{run_dir}", values.run_dir),
     ];
-    // One pass, left to right, so a value that happens to contain a placeholder stays as is.
+    // One pass, left to right, so a value that happens to contain a `{name}` stays as is.
     let mut rendered = String::with_capacity(template.len() + 64);
     let mut rest = template;
     'scan: while !rest.is_empty() {
@@ -60,7 +60,7 @@ pub fn shell_command(
     step_id: &str,
     command: Option<&str>,
     agent_template: Option<&str>,
-    values: &Placeholders<'_>,
+    values: &TemplateValues<'_>,
 ) -> Result<String, CommandError> {
     match step_kind {
         StepKind::Agent => agent_template.map(|template| render_agent_command(template, values)).ok_or(CommandError::NoAgentCommand),
@@ -74,12 +74,12 @@ pub fn shell_command(
 mod tests {
     use super::*;
 
-    fn values() -> Placeholders<'static> {
-        Placeholders { goal_file: "/runs/t/r/goal.md", worktree: "/w/it's", task_id: "t", step_id: "t.s0", run_id: "t.s0.a1", run_dir: "/runs/t/r" }
+    fn values() -> TemplateValues<'static> {
+        TemplateValues { goal_file: "/runs/t/r/goal.md", worktree: "/w/it's", task_id: "t", step_id: "t.s0", run_id: "t.s0.a1", run_dir: "/runs/t/r" }
     }
 
     #[test]
-    fn placeholders_become_quoted_words() {
+    fn template_variables_become_quoted_words() {
         let rendered = render_agent_command("codex exec --cd {worktree} \"$(cat {goal_file})\" # {unknown}", &values());
         assert_eq!(rendered, r#"codex exec --cd '/w/it'\''s' "$(cat '/runs/t/r/goal.md')" # {unknown}"#);
     }

@@ -16,7 +16,7 @@ use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, Ste
 use shared::wire::{ClaimedStep, CheckpointRequest, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest};
 
 use super::checkpoints::{self, SummaryFacts};
-use super::command::{self, CommandError, Placeholders};
+use super::command::{self, CommandError, TemplateValues};
 use super::ladder::{self, Signal};
 use super::outcome::{self, ProcessEnd};
 use super::process::{self, StepCommand};
@@ -201,7 +201,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
     if failure.is_none() {
         let (goal_file, worktree_text, run_dir_text) =
             (dir.goal().to_string_lossy().into_owned(), worktree_path.to_string_lossy().into_owned(), dir.root.to_string_lossy().into_owned());
-        let values = Placeholders {
+        let values = TemplateValues {
             goal_file: &goal_file,
             worktree: &worktree_text,
             task_id: &task.task_id,
