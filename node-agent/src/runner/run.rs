@@ -321,7 +321,10 @@ pub(super) async fn drive(shared: Rc<RunnerShared>, mut run: ActiveRun) {
         if run.state.status.is_terminal() {
             break;
         }
-        let mut wake = run.next_ship.min(if reporting_done { run.next_ship } else { run.next_heartbeat });
+        let mut wake = run.next_ship;
+        if !reporting_done {
+            wake = wake.min(run.next_heartbeat);
+        }
         if run.state.status == RunPhase::Exited {
             wake = wake.min(run.next_report.max(Instant::now()));
         }

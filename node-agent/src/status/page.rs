@@ -112,38 +112,8 @@ pub fn render(snapshot: &Value) -> String {
 
     let recent = runner["recent"].as_array().cloned().unwrap_or_default();
     let failures: Vec<&Value> = recent.iter().filter(|run| run["phase"] != "succeeded").collect();
-    html.push_str("<h2>Recent failures</h2>");
-    if failures.is_empty() {
-        html.push_str("<p class=\"muted\">None.</p>");
-    } else {
-        html.push_str("<table id=\"failures\"><tr><th>task</th><th>step</th><th>ended</th><th>why</th></tr>");
-        for run in failures {
-            html.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td class=\"bad\">{}</td><td>{}</td></tr>",
-                text(&run["task_id"]),
-                text(&run["title"]),
-                text(&run["phase"]),
-                text(&run["outcome"]),
-            ));
-        }
-        html.push_str("</table>");
-    }
-    html.push_str("<h2>Recently finished</h2>");
-    if recent.is_empty() {
-        html.push_str("<p class=\"muted\">Nothing yet.</p>");
-    } else {
-        html.push_str("<table id=\"recent\"><tr><th>task</th><th>step</th><th>ended</th><th>outcome</th></tr>");
-        for run in &recent {
-            html.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                text(&run["task_id"]),
-                text(&run["title"]),
-                text(&run["phase"]),
-                text(&run["outcome"]),
-            ));
-        }
-        html.push_str("</table>");
-    }
+    finished_runs(&mut html, "Recent failures", "failures", &failures, "why", "bad", "None.");
+    finished_runs(&mut html, "Recently finished", "recent", &recent.iter().collect::<Vec<_>>(), "outcome", "", "Nothing yet.");
 
     let warnings = snapshot["warnings"].as_array().cloned().unwrap_or_default();
     html.push_str("<h2>Warnings</h2>");
@@ -169,6 +139,26 @@ pub fn render(snapshot: &Value) -> String {
     ));
     html.push_str("</body></html>");
     html
+}
+
+/// A titled table of finished runs (task, step, how it ended, why), or `empty` when there is none.
+fn finished_runs(html: &mut String, title: &str, id: &str, runs: &[&Value], last_column: &str, phase_class: &str, empty: &str) {
+    html.push_str(&format!("<h2>{title}</h2>"));
+    if runs.is_empty() {
+        html.push_str(&format!("<p class=\"muted\">{empty}</p>"));
+        return;
+    }
+    html.push_str(&format!("<table id=\"{id}\"><tr><th>task</th><th>step</th><th>ended</th><th>{last_column}</th></tr>"));
+    for run in runs {
+        html.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{phase_class}\">{}</td><td>{}</td></tr>",
+            text(&run["task_id"]),
+            text(&run["title"]),
+            text(&run["phase"]),
+            text(&run["outcome"]),
+        ));
+    }
+    html.push_str("</table>");
 }
 
 const STYLE: &str = "body{font:15px/1.4 -apple-system,system-ui,sans-serif;margin:1.5rem;color:#222;max-width:70rem}\
