@@ -89,6 +89,24 @@ pub struct RawArgs {
     /// The coding-agent command template for codex steps, run with sh -c in the worktree; variables {goal_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
     #[arg(long, env = "BAA_AGENT_COMMAND")]
     pub agent_command: Option<String>,
+    /// The pull-request command template for constraints.deliver "pr", run after the push; variables {branch} {base_branch} {title} {report_file} {remote} {task_id} {worktree}; the first URL it prints is the task's pr_url
+    #[arg(long, env = "BAA_PR_COMMAND")]
+    pub pr_command: Option<String>,
+    /// Author (and committer) name of the runner's commits [default: baa-conductor]
+    #[arg(long, env = "BAA_GIT_AUTHOR_NAME")]
+    pub git_author_name: Option<String>,
+    /// Author (and committer) email of the runner's commits [default: baa@<host>]
+    #[arg(long, env = "BAA_GIT_AUTHOR_EMAIL")]
+    pub git_author_email: Option<String>,
+    /// How long after a task's last run on this host its worktree is removed (the branch stays), e.g. 7d, 12h, 90s [default: 7d]
+    #[arg(long, env = "BAA_WORKTREE_RETENTION")]
+    pub worktree_retention: Option<String>,
+    /// How long a finished run's directory is kept, e.g. 30d [default: 30d]
+    #[arg(long, env = "BAA_RUNS_RETENTION")]
+    pub runs_retention: Option<String>,
+    /// Below this much free disk (where the worktrees are) the runner stops claiming, e.g. 5GB, 500MB [default: 5GB]
+    #[arg(long, env = "BAA_MIN_FREE_DISK")]
+    pub min_free_disk: Option<String>,
     /// Folder holding runs/, worktrees/, logs/, tmp/ and state/ [default: ~/Library/Application Support/baa-conductor on macOS, ~/.local/state/baa-conductor elsewhere]
     #[arg(long, env = "BAA_RUNTIME_ROOT")]
     pub runtime_root: Option<String>,

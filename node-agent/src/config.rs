@@ -71,6 +71,12 @@ pub struct RunnerConfig {
     pub shutdown_grace: Duration,
     pub log_ship_limit_bytes: u64,
     pub agent_command: Option<String>,
+    pub pr_command: Option<String>,
+    pub git_author_name: String,
+    pub git_author_email: String,
+    pub worktree_retention: Duration,
+    pub runs_retention: Duration,
+    pub min_free_disk_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +115,51 @@ fn milliseconds(value: Option<&str>, option: &'static str, env: &'static str, de
             .filter(|ms| (100..=3_600_000).contains(ms))
             .map(Duration::from_millis)
             .ok_or_else(|| bad(option, env, format!("must be a whole number of milliseconds from 100 to 3600000, got {text:?}"))),
+    }
+}
+
+/// `90s`, `15m`, `12h`, `7d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(seconds).map(Duration::from_secs)
+}
+
+/// `5GB`, `500MB`, `64KB`, `1TB` (powers of 1000, as disk sizes are sold; a bare number is
+/// bytes; `GiB` and friends are powers of 1024).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+fn duration(value: Option<&str>, option: &'static str, env: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match value.map(str::trim).filter(|text| !text.is_empty()) {
+        None => Ok(default),
+        Some(text) => parse_duration(text).ok_or_else(|| bad(option, env, format!("must be a duration such as 90s, 15m, 12h or 7d, got {text:?}"))),
     }
 }
 
@@ -237,6 +288,19 @@ impl AgentConfig {
                 16 << 20,
             )? as u64,
             agent_command: raw.agent_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
+            pr_command: raw.pr_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
+            git_author_name: raw.git_author_name.as_deref().map(str::trim).filter(|name| !name.is_empty()).unwrap_or("baa-conductor").to_string(),
+            git_author_email: match raw.git_author_email.as_deref().map(str::trim).filter(|email| !email.is_empty()) {
+                Some(email) => email.to_string(),
+                None => format!("baa@{host}"),
+            },
+            worktree_retention: duration(raw.worktree_retention.as_deref(), "--worktree-retention", "BAA_WORKTREE_RETENTION", Duration::from_secs(7 * 86_400))?,
+            runs_retention: duration(raw.runs_retention.as_deref(), "--runs-retention", "BAA_RUNS_RETENTION", Duration::from_secs(30 * 86_400))?,
+            min_free_disk_bytes: match raw.min_free_disk.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+                None => 5_000_000_000,
+                Some(text) => parse_bytes(text)
+                    .ok_or_else(|| bad("--min-free-disk", "BAA_MIN_FREE_DISK", format!("must be a size such as 5GB, 500MB or 0, got {text:?}")))?,
+            },
         };
         if runner.capacity > 0 && runner.agent_command.is_none() {
             warnings.push("no coding-agent command (--agent-command / BAA_AGENT_COMMAND): this host runs shell and test steps only, and leaves codex steps to hosts that have one".into());
@@ -351,6 +415,11 @@ impl AgentConfig {
                 "shutdown_grace_ms": self.runner.shutdown_grace.as_millis() as u64,
                 "log_ship_limit_bytes": self.runner.log_ship_limit_bytes,
                 "agent_command": self.runner.agent_command,
+                "pr_command": self.runner.pr_command,
+                "git_author": format!("{} <{}>", self.runner.git_author_name, self.runner.git_author_email),
+                "worktree_retention_sec": self.runner.worktree_retention.as_secs(),
+                "runs_retention_sec": self.runner.runs_retention.as_secs(),
+                "min_free_disk_bytes": self.runner.min_free_disk_bytes,
             },
             "paths": self.paths,
             "warnings": self.warnings,
@@ -383,6 +452,11 @@ impl AgentConfig {
             ("shutdown_grace_ms", self.runner.shutdown_grace.as_millis().to_string()),
             ("log_ship_limit_bytes", self.runner.log_ship_limit_bytes.to_string()),
             ("agent_command", self.runner.agent_command.clone().unwrap_or_else(unset)),
+            ("pr_command", self.runner.pr_command.clone().unwrap_or_else(unset)),
+            ("git_author", format!("{} <{}>", self.runner.git_author_name, self.runner.git_author_email)),
+            ("worktree_retention_sec", self.runner.worktree_retention.as_secs().to_string()),
+            ("runs_retention_sec", self.runner.runs_retention.as_secs().to_string()),
+            ("min_free_disk_bytes", self.runner.min_free_disk_bytes.to_string()),
             ("runtime_root", self.paths.root.display().to_string()),
             ("runs_dir", self.paths.runs.display().to_string()),
             ("worktrees_dir", self.paths.worktrees.display().to_string()),
@@ -395,5 +469,24 @@ impl AgentConfig {
             text.push_str(&format!("warning: {warning}\n"));
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_as_people_write_them() {
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 12h "), Some(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("d"), None);
+        assert_eq!(parse_bytes("5GB"), Some(5_000_000_000));
+        assert_eq!(parse_bytes("1GiB"), Some(1 << 30));
+        assert_eq!(parse_bytes("0"), Some(0));
+        assert_eq!(parse_bytes("5 gb"), Some(5_000_000_000));
+        assert_eq!(parse_bytes("lots"), None);
     }
 }

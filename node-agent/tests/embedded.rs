@@ -108,7 +108,7 @@ fn one_process_runs_the_whole_system_and_shows_it() {
     let started = Instant::now();
     loop {
         let detail = http(&base, "GET", &format!("/v1/tasks/{task_id}"), &admin, None);
-        if detail["data"]["task"]["status"] == "succeeded" {
+        if detail["data"]["status"] == "succeeded" {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "{detail:#}");

@@ -140,7 +140,7 @@ fn wait_planned(base: &str, task_ids: &[String], limit: Duration) {
     loop {
         let statuses: Vec<String> = task_ids
             .iter()
-            .map(|task_id| http(base, "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None)["data"]["task"]["status"].as_str().unwrap().to_string())
+            .map(|task_id| http(base, "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None)["data"]["status"].as_str().unwrap().to_string())
             .collect();
         if statuses.iter().all(|status| status == "running") {
             return;
@@ -253,7 +253,7 @@ fn failover_hand_back_and_release_with_never_two_leaders() {
 
     // Every accepted leader write carried the term current at that moment.
     for task_id in &tasks {
-        let task = http(&base, "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None)["data"]["task"].clone();
+        let task = http(&base, "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None)["data"].clone();
         let term = task["claim_term"].as_i64().unwrap();
         let claimed_at = task["started_at"].as_i64().unwrap();
         let (first, last) = term_seen[&term];

@@ -105,7 +105,7 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
 
     // Success: the run directory is complete; logs and checkpoints are in the control plane.
     let detail = plane.wait_task(&succeeding, &["succeeded", "failed"], Duration::from_secs(30));
-    assert_eq!(detail["task"]["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
+    assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
     let run_id = detail["steps"][0]["current_run_id"].as_str().unwrap();
     let run_dir = agent.run_dir(&succeeding, run_id);
     // The control plane hears of the end first; the run directory closes a moment later.
@@ -141,9 +141,9 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
 
     // Failure: the exit code is on the step and in the task's reason.
     let detail = plane.wait_task(&failing, &["failed", "succeeded"], Duration::from_secs(30));
-    assert_eq!(detail["task"]["status"], "failed");
+    assert_eq!(detail["status"], "failed");
     assert_eq!(detail["steps"][0]["exit_code"], 3, "{detail:#}");
-    assert!(detail["task"]["status_reason"].as_str().unwrap().contains("exit code 3"), "{detail:#}");
+    assert!(detail["status_reason"].as_str().unwrap().contains("exit code 3"), "{detail:#}");
     assert_eq!(plane.log_text(&failing, "stdout"), "about to fail\n");
 
     // Timeout: the step ignores SIGTERM, so SIGKILL ends it after the grace period; nothing of
@@ -156,7 +156,7 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
 
     // Codex: the stand-in agent's edit is in the diff; the acceptance commands ran as tests.
     let detail = plane.wait_task(&codex, &["succeeded", "failed", "blocked"], Duration::from_secs(30));
-    assert_eq!(detail["task"]["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
+    assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
     let steps = detail["steps"].as_array().unwrap();
     assert_eq!(steps.iter().map(|step| step["step_kind"].as_str().unwrap()).collect::<Vec<_>>(), ["agent", "test", "test"]);
     let agent_run = read_run(&plane, steps[0]["current_run_id"].as_str().unwrap());
@@ -207,7 +207,7 @@ fn logs_written_during_an_outage_arrive_once_and_in_order() {
     plane.restart();
 
     let detail = plane.wait_task(&task_id, &["succeeded", "failed"], Duration::from_secs(60));
-    assert_eq!(detail["task"]["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
+    assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
     let chunks = plane.logs(&task_id, Some("stdout"));
     let seqs: Vec<i64> = chunks.iter().map(|chunk| chunk["seq"].as_i64().unwrap()).collect();
     let mut unique = seqs.clone();
@@ -240,7 +240,7 @@ fn a_step_survives_its_agent_and_is_adopted_by_the_next() {
     agent.spawn();
 
     let detail = plane.wait_task(&task_id, &["succeeded", "failed"], Duration::from_secs(60));
-    assert_eq!(detail["task"]["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
+    assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
     assert_eq!(detail["runs"].as_array().unwrap().len(), 1, "one run: {detail:#}");
     assert_eq!(detail["steps"][0]["attempt"], 1);
     wait_local_status(&agent.run_dir(&task_id, &run_id), "succeeded");
@@ -292,7 +292,7 @@ fn killing_the_agent_at_random_moments_never_tears_a_state_file() {
     agent.spawn();
     for task_id in &tasks {
         let detail = plane.wait_task(task_id, &["succeeded", "failed", "canceled", "blocked"], Duration::from_secs(90));
-        assert!(matches!(detail["task"]["status"].as_str(), Some("succeeded" | "failed")), "{detail:#}");
+        assert!(matches!(detail["status"].as_str(), Some("succeeded" | "failed")), "{detail:#}");
     }
     let status = agent.terminate();
     assert!(status.success());

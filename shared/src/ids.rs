@@ -20,9 +20,53 @@ pub fn branch_name_for(task_id: &str) -> String {
     format!("baa/{task_id}")
 }
 
+/// Where a task's repository lives, as `tasks.create` accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoLocation {
+    /// An absolute path on the hosts.
+    Path,
+    /// A git URL: each host keeps a mirror clone of it.
+    Url,
+}
+
+/// `https://…`, `ssh://…`, `file://…`, or scp-like `user@host:path`.
+pub fn repo_location(repo: &str) -> Option<RepoLocation> {
+    if repo.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    if repo.starts_with('/') {
+        return Some(RepoLocation::Path);
+    }
+    for scheme in ["https://", "ssh://", "file://"] {
+        if let Some(rest) = repo.strip_prefix(scheme) {
+            return (rest.len() > 1 && !rest.contains(char::is_whitespace)).then_some(RepoLocation::Url);
+        }
+    }
+    let (user_host, path) = repo.split_once(':')?;
+    let (user, host) = user_host.split_once('@')?;
+    let plain = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    (plain(user) && plain(host) && !path.is_empty() && !path.contains(char::is_whitespace)).then_some(RepoLocation::Url)
+}
+
+/// Whether `value` is a full git commit id (40 lowercase hex digits).
+pub fn is_commit_id(value: &str) -> bool {
+    value.len() == 40 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repo_locations() {
+        assert_eq!(repo_location("/Users/me/src/app"), Some(RepoLocation::Path));
+        for url in ["https://github.com/me/app.git", "ssh://git@host/app", "file:///srv/app.git", "git@github.com:me/app.git"] {
+            assert_eq!(repo_location(url), Some(RepoLocation::Url), "{url}");
+        }
+        for refused in ["relative/path", "app", "", "http://host/app", "git@:x", "@host:x", "file://", "C:\\app", "/tmp/a\nb"] {
+            assert_eq!(repo_location(refused), None, "{refused}");
+        }
+    }
 
     #[test]
     fn node_ids() {

@@ -108,8 +108,21 @@ wire_enum!(
 wire_enum!(ControllerRole { Primary => "primary", Standby => "standby" });
 
 wire_enum!(
-    /// What a step does: run the coding agent, run a shell command, run an acceptance test.
-    StepKind { Agent => "agent", Shell => "shell", Test => "test" }
+    /// What a step does: run the coding agent, run a shell command, run an acceptance test,
+    /// deliver the branch (push, open a pull request) after every acceptance step passed.
+    StepKind { Agent => "agent", Shell => "shell", Test => "test", Deliver => "deliver" }
+);
+
+impl StepKind {
+    /// Steps whose changes to the worktree are committed on the task's branch.
+    pub fn commits(self) -> bool {
+        matches!(self, StepKind::Agent | StepKind::Shell)
+    }
+}
+
+wire_enum!(
+    /// `constraints.deliver`: what happens to the task's branch once its acceptance passed.
+    DeliveryMode { None => "none", Push => "push", Pr => "pr" }
 );
 
 wire_enum!(

@@ -153,8 +153,57 @@ pub struct Task {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
-    /// Why the task ended as it did (failure reason, cancel reason), when it has ended.
+    /// Why the task ended as it did (failure reason, cancel reason), when it has ended; why
+    /// it started over, while it runs again.
     pub status_reason: Option<String>,
+    /// The one host that runs every step of the task: set by its first step claim, or at
+    /// creation by `constraints.target_host`.
+    #[serde(default)]
+    pub assigned_host: Option<String>,
+    /// `base_ref` as resolved by the assigned host at the first step (40 hex digits).
+    #[serde(default)]
+    pub base_commit: Option<String>,
+    /// The deliverable, once the task has run a step.
+    #[serde(default)]
+    pub result: Option<TaskResult>,
+}
+
+/// What a task produced: its branch on its host, and where it was delivered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskResult {
+    pub base_commit: String,
+    /// The branch's tip on its host.
+    pub head_commit: String,
+    pub branch: String,
+    /// Commits on the branch since `base_commit`.
+    pub commits: i64,
+    pub files_changed: Vec<String>,
+    pub insertions: i64,
+    pub deletions: i64,
+    pub host: String,
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+}
+
+/// One entry of a task's history: assigned, started over, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub event_id: i64,
+    pub kind: String,
+    pub message: String,
+    pub created_at: i64,
+}
+
+/// Why a task that is not finished is not moving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingReason {
+    pub code: String,
+    pub message: String,
+    pub since: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,11 +221,21 @@ pub struct TaskPage {
     pub next_cursor: Option<String>,
 }
 
+/// `tasks.read`: the task's own fields at the top (the seed's read shape), with its steps,
+/// runs and history beside them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDetail {
+    #[serde(flatten)]
     pub task: Task,
+    /// The step running or next to run; the last step that ran once the task has ended;
+    /// `None` before planning.
+    pub current_step_index: Option<i64>,
     pub steps: Vec<Step>,
     pub runs: Vec<Run>,
+    #[serde(default)]
+    pub history: Vec<TaskEvent>,
+    #[serde(default)]
+    pub waiting_reason: Option<WaitingReason>,
 }
 
 /// Why, and on whose behalf, an administrator changes something: the optional body of
@@ -326,6 +385,9 @@ pub struct StepHeartbeatRequest {
     pub heartbeat_ttl_sec: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Map<String, Value>>,
+    /// The task's `base_ref` as this host resolved it: recorded once, on the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -403,6 +465,9 @@ pub struct StepCompleteRequest {
     pub exit_code: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The task's branch after this step; merged into the task's `result`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_result: Option<TaskResult>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -419,6 +484,9 @@ pub struct StepFailRequest {
     /// The runner killed the step for running past its `timeout_sec`.
     #[serde(default)]
     pub timed_out: bool,
+    /// The task's branch after this attempt; merged into the task's `result`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_result: Option<TaskResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -449,6 +517,9 @@ pub struct StepsReaped {
     pub reaped: Vec<ReapedStep>,
     /// Tasks left in `planning` by a previous leader, put back to `queued`.
     pub requeued_tasks: Vec<String>,
+    /// Tasks whose assigned host was lost, started over on any host.
+    #[serde(default)]
+    pub restarted_tasks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub const ALLOWED_ORIGINS_ENV_VAR: &str = "CONTROL_API_ALLOWED_ORIGINS";
 pub const VERSION_ENV_VAR: &str = "CONTROL_API_VERSION";
 pub const CONTROLLER_LIVENESS_ENV_VAR: &str = "CONTROL_API_CONTROLLER_LIVENESS_SEC";
 pub const STEP_HEARTBEAT_TTL_ENV_VAR: &str = "CONTROL_API_STEP_HEARTBEAT_TTL_SEC";
+pub const HOST_LOST_AFTER_ENV_VAR: &str = "CONTROL_API_HOST_LOST_AFTER_SEC";
 
 #[derive(Clone, Default)]
 pub struct Config {
@@ -24,6 +25,8 @@ pub struct Config {
     pub controller_liveness_sec: i64,
     /// Step heartbeat deadline granted when the worker does not ask for one.
     pub default_step_heartbeat_ttl_sec: i64,
+    /// A task's assigned host silent this long is lost: the task starts over elsewhere (§11).
+    pub host_lost_after_sec: i64,
 }
 
 // Tokens are secrets: Debug shows only whether each one is set.
@@ -85,6 +88,7 @@ impl Config {
             .unwrap_or_default();
         let controller_liveness_sec = read_seconds(&read, CONTROLLER_LIVENESS_ENV_VAR, 30)?;
         let default_step_heartbeat_ttl_sec = read_seconds(&read, STEP_HEARTBEAT_TTL_ENV_VAR, 60)?;
+        let host_lost_after_sec = read_seconds(&read, HOST_LOST_AFTER_ENV_VAR, 600)?;
         Ok((
             Config {
                 role_tokens,
@@ -95,6 +99,7 @@ impl Config {
                 version: read(VERSION_ENV_VAR).unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
                 controller_liveness_sec,
                 default_step_heartbeat_ttl_sec,
+                host_lost_after_sec,
             },
             warnings,
         ))

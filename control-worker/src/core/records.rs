@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value as Json};
 use shared::status::*;
-use shared::wire::{Checkpoint, Controller, Lease, LogChunk, ModeChange, Run, Step, Task};
+use shared::wire::{Checkpoint, Controller, Lease, LogChunk, ModeChange, Run, Step, Task, TaskEvent};
 
 use super::db::{DbError, Row};
 
@@ -11,7 +11,8 @@ macro_rules! task_columns {
     () => {
         "task_id, repo, task_type, title, goal, priority, status, constraints_json, acceptance_json, \
          metadata_json, target_host, base_ref, branch_name, planner_provider, planning_strategy, \
-         claimed_by, claim_term, created_at, updated_at, started_at, finished_at, status_reason"
+         claimed_by, claim_term, created_at, updated_at, started_at, finished_at, status_reason, \
+         assigned_host, base_commit, result_json"
     };
 }
 
@@ -56,6 +57,12 @@ macro_rules! log_chunk_columns {
     };
 }
 
+macro_rules! task_event_columns {
+    () => {
+        "event_id, kind, message, created_at"
+    };
+}
+
 macro_rules! mode_change_columns {
     () => {
         "change_id, mode, previous_mode, requested_by, reason, principal, request_id, changed_at"
@@ -80,7 +87,7 @@ macro_rules! fence {
 
 pub(crate) use {
     checkpoint_columns, controller_columns, fence, lease_columns, log_chunk_columns, mode_change_columns,
-    run_columns, step_columns, task_columns,
+    run_columns, step_columns, task_columns, task_event_columns,
 };
 
 fn parse_enum<T>(row: &Row, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, DbError> {
@@ -132,6 +139,11 @@ pub fn task(row: &Row) -> Result<Task, DbError> {
         started_at: row.opt_i64("started_at")?,
         finished_at: row.opt_i64("finished_at")?,
         status_reason: row.opt_text("status_reason")?,
+        assigned_host: row.opt_text("assigned_host")?,
+        base_commit: row.opt_text("base_commit")?,
+        result: json_value(row, "result_json")?
+            .map(|value| serde_json::from_value(value).map_err(|error| DbError::Decode(format!("column result_json: {error}"))))
+            .transpose()?,
     })
 }
 
@@ -238,6 +250,15 @@ pub fn log_chunk(row: &Row) -> Result<LogChunk, DbError> {
         seq: row.i64("seq")?,
         stream: parse_enum(row, "stream", LogStream::parse)?,
         text: row.text("text")?,
+        created_at: row.i64("created_at")?,
+    })
+}
+
+pub fn task_event(row: &Row) -> Result<TaskEvent, DbError> {
+    Ok(TaskEvent {
+        event_id: row.i64("event_id")?,
+        kind: row.text("kind")?,
+        message: row.text("message")?,
         created_at: row.i64("created_at")?,
     })
 }

@@ -9,15 +9,16 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::routes::MAX_UPLOAD_CONTENT_BYTES;
 use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, StepStatus, SystemMode, TaskStatus};
+use shared::ids::is_commit_id;
 use shared::wire::{
-    CheckpointStored, ClaimedStep, ReapedStep, Run, RunDetail, Step, StepHeartbeatResponse, StepLogsStored, StepSettled,
+    CheckpointStored, TaskResult, ClaimedStep, ReapedStep, Run, RunDetail, Step, StepHeartbeatResponse, StepLogsStored, StepSettled,
     StepsClaimed, StepsReaped,
 };
 use shared::ErrorCode;
 
 use super::auth::encode_hex;
 use super::clock::{Clock, Random};
-use super::db::{Db, Row, Statement, MAX_SAFE_INTEGER};
+use super::db::{Db, Row, Statement, Value as DbValue, MAX_SAFE_INTEGER};
 use super::error::{ApiError, ApiResult};
 use super::input::{Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
 use super::lease::{check_fence, SELECT_LEASE_SQL};
@@ -33,6 +34,8 @@ pub const MAX_LOG_CHUNKS_PER_CALL: usize = 1_000;
 pub const REAP_BATCH: i64 = 100;
 
 // ?1 worker, ?2 claim token, ?3 now, ?4 heartbeat ttl, ?5 host, ?6 worker kinds JSON or NULL, ?7 capacity.
+// A step of a task assigned to another host is never claimed: one host runs every step of a
+// task, in one worktree (§11).
 const CLAIM_STEPS_SQL: &str = concat!(
     "UPDATE steps SET status = 'claimed', attempt = attempt + 1, worker_id = ?1, \
        current_run_id = step_id || '.a' || (attempt + 1), claim_token = ?2, heartbeat_deadline_at = ?3 + ?4, \
@@ -40,6 +43,7 @@ const CLAIM_STEPS_SQL: &str = concat!(
      WHERE step_id IN ( \
          SELECT s.step_id FROM steps s WHERE s.status = 'ready' \
            AND (s.target_host IS NULL OR s.target_host = ?5) \
+           AND COALESCE((SELECT t.assigned_host FROM tasks t WHERE t.task_id = s.task_id), ?5) = ?5 \
            AND (?6 IS NULL OR s.worker_kind IN (SELECT value FROM json_each(?6))) \
          ORDER BY s.task_priority DESC, s.ready_at, s.step_id LIMIT ?7) \
        AND status = 'ready' \
@@ -50,6 +54,14 @@ const CLAIM_STEPS_SQL: &str = concat!(
 
 const INSERT_CLAIMED_RUNS_SQL: &str = "INSERT INTO runs (run_id, step_id, task_id, worker_id, host, attempt, status, claimed_at) \
      SELECT current_run_id, step_id, task_id, worker_id, ?2, attempt, 'claimed', ?3 FROM steps WHERE claim_token = ?1";
+
+// ?1 claim token, ?2 host, ?3 now. The first claim of a task assigns it to the claiming host;
+// the history entry is written first, while the task is still unassigned.
+const RECORD_ASSIGNMENT_SQL: &str = "INSERT INTO task_events (task_id, kind, message, created_at) \
+     SELECT task_id, 'assigned', 'assigned to host ' || ?2, ?3 FROM tasks \
+     WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1) AND assigned_host IS NULL";
+const ASSIGN_CLAIMED_TASKS_SQL: &str = "UPDATE tasks SET assigned_host = ?2, assigned_at = ?3 \
+     WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1) AND assigned_host IS NULL";
 
 const TASKS_OF_CLAIM_SQL: &str = concat!(
     "SELECT ",
@@ -69,6 +81,15 @@ const HEARTBEAT_STEP_SQL: &str = "UPDATE steps SET \
 const HEARTBEAT_RUN_SQL: &str = "UPDATE runs SET last_heartbeat_at = ?4, progress_json = COALESCE(?5, progress_json), \
        started_at = COALESCE(started_at, ?4), status = CASE WHEN status = 'claimed' THEN 'running' ELSE status END \
      WHERE run_id = ?2 AND step_id = ?1 AND worker_id = ?3 AND status IN ('claimed', 'running')";
+
+// ?1 step, ?2 run, ?3 worker, ?4 result JSON or NULL, ?5 base commit or NULL. Runs before
+// the statement that settles the attempt, under the same condition (this worker's current,
+// active run), so only an attempt that counts writes the task's result. The base commit is
+// recorded once: every later step and retry builds on the first one.
+const RECORD_TASK_RESULT_SQL: &str = "UPDATE tasks SET result_json = COALESCE(?4, result_json), \
+       base_commit = COALESCE(base_commit, ?5) \
+     WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1 AND current_run_id = ?2 AND worker_id = ?3 \
+       AND status IN ('claimed', 'running'))";
 
 const SELECT_STEP_SQL: &str = concat!("SELECT ", step_columns!(), " FROM steps WHERE step_id = ?1");
 const SELECT_RUN_SQL: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE run_id = ?1");
@@ -142,12 +163,68 @@ const RECORD_CANCELED_RUN_SQL: &str = "UPDATE runs SET status = 'canceled', fini
        started_at = COALESCE(started_at, ?3) \
      WHERE run_id = ?1 AND step_id = ?2 AND status IN ('claimed', 'running')";
 
-// ?1 now, ?2 limit.
+// ?1 now, ?2 limit, ?3 controller liveness. A step whose task's host is down altogether (no
+// live controller on it) is left to the host-lost rule below: only its host may run it, and
+// failing it for want of a heartbeat would end the task before that host could come back.
 const EXPIRED_STEPS_SQL: &str = concat!(
     "SELECT ",
     step_columns!(),
     " FROM steps WHERE status IN ('claimed', 'running') AND heartbeat_deadline_at <= ?1 \
+       AND EXISTS (SELECT 1 FROM tasks t WHERE t.task_id = steps.task_id AND (t.assigned_host IS NULL \
+         OR EXISTS (SELECT 1 FROM controllers c WHERE c.host = t.assigned_host AND c.last_heartbeat_at >= ?1 - ?3))) \
      ORDER BY heartbeat_deadline_at, step_id LIMIT ?2"
+);
+
+/// Running tasks whose assigned host has been silent for `host_lost_after_sec` (?4) at ?3,
+/// and that may move (no `target_host`). Every statement of the host-lost rule selects the
+/// same set; the last one changes it.
+macro_rules! lost_host_tasks {
+    () => {
+        "SELECT t.task_id FROM tasks t WHERE t.status = 'running' AND t.assigned_host IS NOT NULL \
+           AND t.target_host IS NULL AND t.assigned_at <= ?3 - ?4 \
+           AND NOT EXISTS (SELECT 1 FROM controllers c WHERE c.host = t.assigned_host AND c.last_heartbeat_at > ?3 - ?4)"
+    };
+}
+
+// The host-lost rule (§11), ?1 controller, ?2 term, ?3 now, ?4 host_lost_after_sec: the
+// history says why; the lost host's runs are lost (a late write from it is refused); every
+// step starts over, the first ready, keeping its attempt count so run ids stay unique and
+// granting as many attempts again; the task is unassigned, its base commit kept.
+const RECORD_HOST_LOST_SQL: &str = concat!(
+    "INSERT INTO task_events (task_id, kind, message, created_at) \
+     SELECT t.task_id, 'host_lost', 'host ' || t.assigned_host || ' lost (last heard from at ' || \
+       COALESCE((SELECT MAX(c.last_heartbeat_at) FROM controllers c WHERE c.host = t.assigned_host), 'never') || \
+       '); started over from ' || COALESCE(t.base_commit, t.base_ref) || ' on any host', ?3 \
+     FROM tasks t WHERE t.task_id IN (",
+    lost_host_tasks!(),
+    ") AND ",
+    fence!("1", "2", "3")
+);
+const LOSE_RUNS_OF_LOST_HOST_SQL: &str = concat!(
+    "UPDATE runs SET status = 'lost', finished_at = ?3, error = 'its host was lost; the task started over on another host' \
+     WHERE status IN ('claimed', 'running') AND task_id IN (",
+    lost_host_tasks!(),
+    ") AND ",
+    fence!("1", "2", "3")
+);
+const RESTART_STEPS_OF_LOST_HOST_SQL: &str = concat!(
+    "UPDATE steps SET status = CASE WHEN step_index = 0 THEN 'ready' ELSE 'pending' END, \
+       ready_at = CASE WHEN step_index = 0 THEN ?3 END, max_attempts = max_attempts + attempt, \
+       worker_id = NULL, current_run_id = NULL, claim_token = NULL, heartbeat_deadline_at = NULL, \
+       started_at = NULL, finished_at = NULL, exit_code = NULL, summary = NULL, error = NULL \
+     WHERE task_id IN (",
+    lost_host_tasks!(),
+    ") AND ",
+    fence!("1", "2", "3")
+);
+const UNASSIGN_TASKS_OF_LOST_HOST_SQL: &str = concat!(
+    "UPDATE tasks SET status_reason = 'started over: host ' || assigned_host || ' was lost', \
+       assigned_host = NULL, assigned_at = NULL, result_json = NULL, updated_at = ?3 \
+     WHERE task_id IN (",
+    lost_host_tasks!(),
+    ") AND ",
+    fence!("1", "2", "3"),
+    " RETURNING task_id"
 );
 /// A task still `planning` this long after its claim was orphaned by its leader: the scheduler
 /// claims and plans in one pass, within milliseconds.
@@ -189,6 +266,31 @@ fn not_current(run: &Run, step: &Step) -> ApiError {
     .with_field("run_id")
     .with_detail("run_status", run.status.as_str())
     .with_detail("step_status", step.status.as_str())
+}
+
+fn opt_commit(fields: &Fields<'_>, field: &str) -> ApiResult<Option<String>> {
+    let commit = fields.opt_str(field, 40)?;
+    if commit.as_deref().is_some_and(|commit| !is_commit_id(commit)) {
+        return Err(ApiError::invalid_field(&fields.name(field), "must be a full commit id: 40 lowercase hex digits"));
+    }
+    Ok(commit)
+}
+
+/// `task_result` of a complete or fail: the task's branch after the step, as JSON for the
+/// task's `result_json`, with its base commit.
+fn task_result(fields: &Fields<'_>) -> ApiResult<(Option<String>, Option<String>)> {
+    let Some(value) = fields.opt_value("task_result") else { return Ok((None, None)) };
+    let Value::Object(map) = &value else { return Err(ApiError::invalid_field("task_result", "must be an object")) };
+    let nested = Fields::nested(map, "task_result".into());
+    let base_commit = opt_commit(&nested, "base_commit")?;
+    opt_commit(&nested, "head_commit")?;
+    let result: TaskResult = serde_json::from_value(value.clone())
+        .map_err(|error| ApiError::invalid_field("task_result", &format!("must be a task result object: {error}")))?;
+    let text = serde_json::to_string(&result).map_err(|error| ApiError::internal(error.to_string()))?;
+    if text.len() > MAX_TEXT_LEN {
+        return Err(ApiError::invalid_field("task_result", &format!("must serialise to at most {MAX_TEXT_LEN} bytes")));
+    }
+    Ok((Some(text), base_commit))
 }
 
 fn worker_and_run(call: &Call<'_>, fields: &Fields<'_>) -> ApiResult<(String, String)> {
@@ -245,12 +347,14 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
                     capacity.into(),
                 ],
             ),
-            Statement::new(INSERT_CLAIMED_RUNS_SQL, vec![claim_token.clone().into(), host.into(), call.now.into()]),
+            Statement::new(INSERT_CLAIMED_RUNS_SQL, vec![claim_token.clone().into(), host.clone().into(), call.now.into()]),
+            Statement::new(RECORD_ASSIGNMENT_SQL, vec![claim_token.clone().into(), host.clone().into(), call.now.into()]),
+            Statement::new(ASSIGN_CLAIMED_TASKS_SQL, vec![claim_token.clone().into(), host.into(), call.now.into()]),
             Statement::new(TASKS_OF_CLAIM_SQL, vec![claim_token.into()]),
         ])
         .await?;
     let mode = records::first(&results[0], records::mode)?.unwrap_or(SystemMode::Running);
-    let tasks = records::all(&results[3], records::task)?;
+    let tasks = records::all(&results[5], records::task)?;
     let mut steps = Vec::new();
     for step in records::all(&results[1], records::step)? {
         let task = tasks
@@ -274,9 +378,14 @@ pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &
         .opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?
         .unwrap_or(core.config.default_step_heartbeat_ttl_sec);
     let progress = fields.opt_object("progress")?.map(|progress| Value::Object(progress).to_string());
+    let base_commit = opt_commit(&fields, "base_commit")?;
     let results = core
         .db
         .batch(vec![
+            Statement::new(
+                RECORD_TASK_RESULT_SQL,
+                vec![step_id.into(), run_id.clone().into(), worker_id.clone().into(), DbValue::Null, base_commit.into()],
+            ),
             Statement::new(
                 HEARTBEAT_STEP_SQL,
                 vec![step_id.into(), run_id.clone().into(), worker_id.clone().into(), call.now.into(), ttl.into()],
@@ -287,7 +396,7 @@ pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &
             ),
         ])
         .await?;
-    let Some(row) = results[0].first() else {
+    let Some(row) = results[1].first() else {
         // Cold path: say precisely why this run may not heartbeat.
         let (step, run) = load_owned(core, step_id, &run_id, &worker_id).await?;
         return Err(not_current(&run, &step));
@@ -437,6 +546,7 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
     if result.as_ref().is_some_and(|result| result.len() > MAX_TEXT_LEN) {
         return Err(ApiError::invalid_field("result", &format!("must serialise to at most {MAX_TEXT_LEN} bytes")));
     }
+    let (task_result, base_commit) = task_result(&fields)?;
     // ?1 step … ?6 summary serve both statements; the run also takes ?7 result.
     let run_args: Vec<super::db::Value> = vec![
         step_id.into(),
@@ -450,6 +560,10 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
     let results = core
         .db
         .batch(vec![
+            Statement::new(
+                RECORD_TASK_RESULT_SQL,
+                vec![step_id.into(), run_id.clone().into(), worker_id.clone().into(), task_result.into(), base_commit.into()],
+            ),
             Statement::new(COMPLETE_STEP_SQL, run_args[..6].to_vec()),
             Statement::new(COMPLETE_RUN_SQL, run_args),
             Statement::new(READY_NEXT_STEP_SQL, vec![step_id.into(), call.now.into()]),
@@ -459,8 +573,8 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
             Statement::new(TASK_STATUS_OF_STEP_SQL, vec![step_id.into()]),
         ])
         .await?;
-    let step = records::first(&results[4], records::step)?.ok_or_else(|| step_not_found(step_id))?;
-    let run = records::first(&results[5], records::run)?
+    let step = records::first(&results[5], records::step)?.ok_or_else(|| step_not_found(step_id))?;
+    let run = records::first(&results[6], records::run)?
         .filter(|run| run.step_id == step_id)
         .ok_or_else(|| run_not_found(&run_id, step_id))?;
     if run.worker_id != worker_id {
@@ -476,7 +590,7 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
     if !accepted {
         return Err(not_current(&run, &step));
     }
-    let (step, run, task_status) = settled_reply(&results, 4)?;
+    let (step, run, task_status) = settled_reply(&results, 5)?;
     Reply::ok(&StepSettled { step, run, task_status, requeued: false })
 }
 
@@ -539,6 +653,7 @@ pub async fn fail<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let (worker_id, run_id) = worker_and_run(call, &fields)?;
     let error = fields.str("error", MAX_TEXT_LEN)?;
     let exit_code = fields.opt_i64("exit_code", -(1 << 31), (1 << 31) - 1)?;
+    let (task_result, base_commit) = task_result(&fields)?;
     let failure = if fields.bool_or_false("needs_human")? {
         Failure::NeedsHuman
     } else if fields.bool_or_false("blocked")? {
@@ -569,7 +684,13 @@ pub async fn fail<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         } else if current && step.status.is_active() {
             let settlement = settle(step.attempt, step.max_attempts, failure);
             let marker = core.new_id("settle");
-            settlement_statements(&step, &run_id, settlement, exit_code, &error, &marker, call.now, None)
+            let record_result = Statement::new(
+                RECORD_TASK_RESULT_SQL,
+                vec![step_id.into(), run_id.clone().into(), worker_id.clone().into(), task_result.clone().into(), base_commit.clone().into()],
+            );
+            std::iter::once(record_result)
+                .chain(settlement_statements(&step, &run_id, settlement, exit_code, &error, &marker, call.now, None))
+                .collect()
         } else {
             return Err(not_current(&run, &step));
         };
@@ -599,7 +720,7 @@ pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         .db
         .batch(vec![
             Statement::new(SELECT_LEASE_SQL, vec![]),
-            Statement::new(EXPIRED_STEPS_SQL, vec![call.now.into(), REAP_BATCH.into()]),
+            Statement::new(EXPIRED_STEPS_SQL, vec![call.now.into(), REAP_BATCH.into(), core.config.controller_liveness_sec.into()]),
         ])
         .await?;
     let lease = records::first(&results[0], records::lease)?;
@@ -614,6 +735,12 @@ pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         ),
         Statement::new(CLOSE_ABANDONED_CANCELED_RUNS_SQL, vec![controller_id.clone().into(), term.into(), call.now.into()]),
     ];
+    let host_lost_args: Vec<DbValue> =
+        vec![controller_id.clone().into(), term.into(), call.now.into(), core.config.host_lost_after_sec.into()];
+    for sql in [RECORD_HOST_LOST_SQL, LOSE_RUNS_OF_LOST_HOST_SQL, RESTART_STEPS_OF_LOST_HOST_SQL, UNASSIGN_TASKS_OF_LOST_HOST_SQL] {
+        statements.push(Statement::new(sql, host_lost_args.clone()));
+    }
+    let restarted_at = statements.len() - 1;
     let mut settled_at = Vec::new();
     for step in &expired {
         let Some(run_id) = step.current_run_id.as_deref() else { continue };
@@ -627,6 +754,7 @@ pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let lease = records::first(&results[0], records::lease)?;
     check_fence(lease.as_ref(), &controller_id, term, call.now)?;
     let requeued_tasks = results[1].iter().map(|row| row.text("task_id")).collect::<Result<Vec<_>, _>>()?;
+    let restarted_tasks = results[restarted_at].iter().map(|row| row.text("task_id")).collect::<Result<Vec<_>, _>>()?;
     let reaped = settled_at
         .into_iter()
         // The compare-and-set returns the step only when this reap settled it.
@@ -638,7 +766,7 @@ pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             step_status: settlement.step_status,
         })
         .collect();
-    Reply::ok(&StepsReaped { reaped, requeued_tasks })
+    Reply::ok(&StepsReaped { reaped, requeued_tasks, restarted_tasks })
 }
 
 pub async fn read_run<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {

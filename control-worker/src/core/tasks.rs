@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shared::ids::branch_name_for;
-use shared::status::{LogStream, StepKind, SystemMode, TaskStatus, TaskType};
-use shared::wire::{LogPage, TaskCanceled, TaskCreated, TaskDetail, TaskPage, TasksClaimed};
+use shared::ids::{branch_name_for, repo_location};
+use shared::status::{DeliveryMode, LogStream, StepKind, StepStatus, SystemMode, TaskStatus, TaskType};
+use shared::wire::{LogPage, Step, Task, TaskCanceled, TaskCreated, TaskDetail, TaskPage, TasksClaimed, WaitingReason};
 use shared::ErrorCode;
 
 use super::auth::encode_hex;
@@ -14,7 +14,7 @@ use super::db::{Db, Statement, MAX_SAFE_INTEGER};
 use super::error::{ApiError, ApiResult};
 use super::input::{parse_query, query_enum, query_i64, query_param, Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
 use super::lease::{check_fence, SELECT_LEASE_SQL};
-use super::records::{self, fence, log_chunk_columns, run_columns, step_columns, task_columns};
+use super::records::{self, fence, log_chunk_columns, run_columns, step_columns, task_columns, task_event_columns};
 use super::system::SELECT_MODE_SQL;
 use super::{Call, Core, Reply};
 
@@ -25,10 +25,13 @@ pub const MAX_STEP_TIMEOUT_SEC: i64 = 604_800;
 pub const MAX_STEPS_PER_PLAN: usize = 50;
 pub const DEFAULT_STEP_TIMEOUT_SEC: i64 = 1_800;
 
+// `constraints.target_host` assigns the task to its host before any claim (§11).
 const INSERT_TASK_SQL: &str = concat!(
     "INSERT INTO tasks (task_id, repo, task_type, title, goal, priority, status, constraints_json, acceptance_json, \
-       metadata_json, target_host, base_ref, branch_name, idempotency_key, request_fingerprint, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15) \
+       metadata_json, target_host, base_ref, branch_name, idempotency_key, request_fingerprint, created_at, updated_at, \
+       assigned_host, assigned_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?10, \
+       CASE WHEN ?10 IS NULL THEN NULL ELSE ?15 END) \
      ON CONFLICT (idempotency_key) DO NOTHING \
      RETURNING ",
     task_columns!()
@@ -42,6 +45,11 @@ const SELECT_TASK_STEPS_SQL: &str =
     concat!("SELECT ", step_columns!(), " FROM steps WHERE task_id = ?1 ORDER BY step_index");
 const SELECT_TASK_RUNS_SQL: &str =
     concat!("SELECT ", run_columns!(), " FROM runs WHERE task_id = ?1 ORDER BY claimed_at, run_id");
+const SELECT_TASK_EVENTS_SQL: &str =
+    concat!("SELECT ", task_event_columns!(), " FROM task_events WHERE task_id = ?1 ORDER BY event_id");
+// When the task's assigned host was last heard from (any controller on it).
+const ASSIGNED_HOST_LAST_SEEN_SQL: &str = "SELECT MAX(c.last_heartbeat_at) AS last_heartbeat_at FROM controllers c \
+     WHERE c.host = (SELECT assigned_host FROM tasks WHERE task_id = ?1)";
 
 // ?1 status or NULL, ?2 cursor created_at or NULL, ?3 cursor task_id, ?4 limit. Newest first.
 const LIST_TASKS_SQL: &str = concat!(
@@ -114,6 +122,12 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let repo = fields.str("repo", MAX_SHORT_TEXT_LEN)?;
+    if repo_location(&repo).is_none() {
+        return Err(ApiError::invalid_field(
+            "repo",
+            "must be an absolute path on the hosts or a git URL (https://, ssh://, file://, or user@host:path)",
+        ));
+    }
     let task_type = fields.enumerated("task_type", TaskType::parse, &TaskType::choices())?;
     let title = fields.str("title", MAX_SHORT_TEXT_LEN)?;
     let goal = fields.str("goal", MAX_TEXT_LEN)?;
@@ -124,6 +138,9 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     let base_ref = constraint_fields.opt_str("base_ref", 255)?.unwrap_or_else(|| DEFAULT_BASE_REF.into());
     // Read by the planner as each step's timeout; checked here so a bad value fails at once.
     constraint_fields.opt_i64("timeout_sec", 1, MAX_STEP_TIMEOUT_SEC)?;
+    // Read by the planner (a final deliver step) and by the runner (the remote).
+    constraint_fields.opt_enumerated("deliver", DeliveryMode::parse, &DeliveryMode::choices())?;
+    constraint_fields.opt_str("remote", MAX_SHORT_TEXT_LEN)?;
     let acceptance = fields.opt_string_list("acceptance", 50, MAX_TEXT_LEN)?.unwrap_or_default();
     let metadata = fields.opt_object("metadata")?.unwrap_or_default();
     Fields::nested(&metadata, "metadata".into()).opt_str("requested_by", 256)?;
@@ -231,14 +248,48 @@ pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             Statement::new(SELECT_TASK_SQL, vec![task_id.into()]),
             Statement::new(SELECT_TASK_STEPS_SQL, vec![task_id.into()]),
             Statement::new(SELECT_TASK_RUNS_SQL, vec![task_id.into()]),
+            Statement::new(SELECT_TASK_EVENTS_SQL, vec![task_id.into()]),
+            Statement::new(ASSIGNED_HOST_LAST_SEEN_SQL, vec![task_id.into()]),
         ])
         .await?;
     let task = records::first(&results[0], records::task)?.ok_or_else(|| task_not_found(task_id))?;
+    let host_last_seen = results[4].first().map(|row| row.opt_i64("last_heartbeat_at")).transpose()?.flatten();
+    let waiting_reason = waiting_for_host(&task, host_last_seen, call.now, &core.config);
+    let steps = records::all(&results[1], records::step)?;
     Reply::ok(&TaskDetail {
-        task,
-        steps: records::all(&results[1], records::step)?,
+        current_step_index: current_step_index(&steps),
+        steps,
         runs: records::all(&results[2], records::run)?,
+        history: records::all(&results[3], records::task_event)?,
+        waiting_reason,
+        task,
     })
+}
+
+/// The step running or next to run; else the last one that ran; `None` before planning.
+pub fn current_step_index(steps: &[Step]) -> Option<i64> {
+    let active = steps.iter().find(|step| matches!(step.status, StepStatus::Ready | StepStatus::Claimed | StepStatus::Running));
+    let last_ran = || steps.iter().rev().find(|step| step.attempt > 0);
+    active.or_else(last_ran).or(steps.first()).map(|step| step.step_index)
+}
+
+/// A task not finished whose assigned host has gone quiet waits for it (with `target_host`)
+/// or for the host-lost rule to start it over elsewhere.
+fn waiting_for_host(task: &Task, host_last_seen: Option<i64>, now: i64, config: &super::config::Config) -> Option<WaitingReason> {
+    let host = task.assigned_host.as_deref().filter(|_| !task.status.is_terminal())?;
+    let since = host_last_seen.unwrap_or(task.created_at);
+    if host_last_seen.is_some_and(|seen| now - seen <= config.controller_liveness_sec) {
+        return None;
+    }
+    let message = if task.target_host.is_some() {
+        format!("waiting for host {host} (constraints.target_host), not heard from since {since}")
+    } else {
+        format!(
+            "host {host} not heard from since {since}; after {} s without it the task starts over on another host",
+            config.host_lost_after_sec
+        )
+    };
+    Some(WaitingReason { code: "host_lost".into(), message, since })
 }
 
 pub async fn cancel<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
@@ -392,7 +443,15 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         })
         .with_detail("status", task.status.as_str()));
     }
-    Reply::ok(&TaskDetail { task, steps: records::all(&results[4], records::step)?, runs: Vec::new() })
+    let steps = records::all(&results[4], records::step)?;
+    Reply::ok(&TaskDetail {
+        current_step_index: current_step_index(&steps),
+        steps,
+        runs: Vec::new(),
+        history: Vec::new(),
+        waiting_reason: None,
+        task,
+    })
 }
 
 pub async fn read_logs<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {

@@ -6,7 +6,10 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use crate::core::db::DbError;
 
 /// Every migration, in order. A test checks this list against the `migrations/` folder.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_initial.sql", include_str!("../../../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_initial.sql", include_str!("../../../migrations/0001_initial.sql")),
+    ("0002_deliverable.sql", include_str!("../../../migrations/0002_deliverable.sql")),
+];
 
 /// wrangler's ledger table, created with wrangler's very text (the name quoted), so that the
 /// schema in `sqlite_master` is identical on both sides (the `edge` test compares them).

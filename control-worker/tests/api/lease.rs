@@ -111,7 +111,7 @@ fn stale_terms_are_refused_on_every_leader_write_and_change_nothing() {
 
     let details = err(&claim_tasks(&t, &old, 5), 409, "stale_term");
     assert_eq!(details["current_term"], old.term + 1);
-    assert_eq!(task(&t, &task_id)["task"]["status"], "queued");
+    assert_eq!(task(&t, &task_id)["status"], "queued");
     err(&t.post("/v1/steps/reap", SHARED, json!({"controller_id": old.id, "term": old.term})), 409, "stale_term");
     // The current term but the wrong controller is not a leader.
     err(&t.post("/v1/steps/reap", SHARED, json!({"controller_id": old.id, "term": old.term + 1})), 409, "not_leader");
@@ -125,7 +125,7 @@ fn stale_terms_are_refused_on_every_leader_write_and_change_nothing() {
     let new = acquire(&t, "mac-standby", "mac", 30, false);
     err(&plan(&t, &old, &task_id, json!([shell_step("true", 1)])), 409, "stale_term");
     let detail = task(&t, &task_id);
-    assert_eq!(detail["task"]["status"], "planning");
+    assert_eq!(detail["status"], "planning");
     assert_eq!(detail["steps"].as_array().unwrap().len(), 0, "no steps written");
     // The new leader reaps the orphaned planning task back to the queue and plans it itself.
     let new_leader = Leader { id: "mac-standby".into(), host: "mac".into(), term: new["term"].as_i64().unwrap() };
@@ -150,7 +150,7 @@ fn a_task_left_planning_by_a_restarted_leader_is_requeued_in_the_same_term() {
     t.advance(11);
     assert_eq!(acquire(&t, "mini-main", "mini", 30, true)["term"], leader.term);
     assert_eq!(reap(&t)["requeued_tasks"], json!([task_id]));
-    assert_eq!(task(&t, &task_id)["task"]["status"], "queued");
+    assert_eq!(task(&t, &task_id)["status"], "queued");
     ok(&claim_tasks(&t, &leader, 1), 200);
     ok(&plan(&t, &leader, &task_id, json!([shell_step("true", 1)])), 200);
 }

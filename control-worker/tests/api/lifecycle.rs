@@ -50,7 +50,7 @@ fn the_whole_chain_from_create_to_succeeded() {
         ),
         200,
     );
-    assert_eq!(planned["task"]["status"], "running");
+    assert_eq!(planned["status"], "running");
     assert_eq!(planned["steps"][0]["status"], "ready");
     assert_eq!(planned["steps"][1]["status"], "pending");
     err(&plan(&t, &leader, &task_id, json!([shell_step("again", 1)])), 409, "invalid_transition");
@@ -61,6 +61,7 @@ fn the_whole_chain_from_create_to_succeeded() {
     let run_id = claimed[0]["run_id"].as_str().unwrap().to_string();
     assert_eq!(claimed[0]["attempt"], 1);
     assert_eq!(claimed[0]["task"]["task_id"], task_id.as_str());
+    assert_eq!(claimed[0]["task"]["assigned_host"], "mini", "the first claim assigns the task to its host");
     assert_eq!(claimed[0]["step"]["command"], "echo hello > hello.txt");
 
     let beat = ok(
@@ -103,8 +104,8 @@ fn the_whole_chain_from_create_to_succeeded() {
     assert_eq!(done["task_status"], "succeeded");
 
     let detail = task(&t, &task_id);
-    assert_eq!(detail["task"]["status"], "succeeded");
-    assert!(detail["task"]["finished_at"].is_i64());
+    assert_eq!(detail["status"], "succeeded");
+    assert!(detail["finished_at"].is_i64());
     assert_eq!(detail["steps"].as_array().unwrap().len(), 2);
     assert_eq!(detail["runs"].as_array().unwrap().len(), 2);
     assert_eq!(detail["runs"][0]["progress"], json!({"output_bytes": 12}));
@@ -141,17 +142,19 @@ fn a_failure_is_retried_then_fails_the_task() {
     let replay = ok(&fail(&t, "mini-main", &step_id, &first_run, json!({})), 200);
     assert_eq!(replay["step"]["attempt"], 1);
 
-    let (again, second_run) = only_step(&t, "mac-standby", "mac");
+    // One host per task: the retry is the assigned host's, never another's.
+    assert!(claim_steps(&t, "mac-standby", "mac", 4).is_empty(), "a step of a task assigned to mini is not mac's");
+    let (again, second_run) = only_step(&t, "mini-main", "mini");
     assert_eq!(again, step_id);
     assert_ne!(second_run, first_run);
     err(&complete(&t, "mini-main", &step_id, &first_run), 409, "conflict");
-    let settled = ok(&fail(&t, "mac-standby", &step_id, &second_run, json!({"error": "still broken"})), 200);
+    let settled = ok(&fail(&t, "mini-main", &step_id, &second_run, json!({"error": "still broken"})), 200);
     assert_eq!(settled["requeued"], false);
     assert_eq!(settled["step"]["status"], "failed");
     assert_eq!(settled["task_status"], "failed");
     let detail = task(&t, &task_id);
-    assert_eq!(detail["task"]["status"], "failed");
-    assert!(detail["task"]["status_reason"].as_str().unwrap().contains("still broken"));
+    assert_eq!(detail["status"], "failed");
+    assert!(detail["status_reason"].as_str().unwrap().contains("still broken"));
     assert_eq!(detail["steps"][1]["status"], "canceled", "later steps do not run");
     assert_eq!(detail["runs"].as_array().unwrap().len(), 2);
     assert!(claim_steps(&t, "mini-main", "mini", 4).is_empty());
@@ -165,14 +168,14 @@ fn blocked_and_timed_out_attempts() {
     let (step_id, run_id) = only_step(&t, "mini-main", "mini");
     let settled = ok(&fail(&t, "mini-main", &step_id, &run_id, json!({"blocked": true, "error": "no API key"})), 200);
     assert_eq!((settled["step"]["status"].clone(), settled["task_status"].clone()), (json!("blocked"), json!("blocked")));
-    assert_eq!(task(&t, &blocked)["task"]["status"], "blocked");
+    assert_eq!(task(&t, &blocked)["status"], "blocked");
 
     let timed = running_task(&t, &leader, json!([shell_step("sleep 999", 1)]));
     let (step_id, run_id) = only_step(&t, "mini-main", "mini");
     let settled = ok(&fail(&t, "mini-main", &step_id, &run_id, json!({"timed_out": true, "error": "killed after 60 s"})), 200);
     assert_eq!(settled["step"]["status"], "timed_out");
     assert_eq!(settled["run"]["status"], "timed_out");
-    assert_eq!(task(&t, &timed)["task"]["status"], "failed");
+    assert_eq!(task(&t, &timed)["status"], "failed");
 }
 
 #[test]
@@ -232,8 +235,8 @@ fn pause_stops_new_work_and_drain_lets_started_tasks_finish() {
     ok(&complete(&t, "mini-main", &step_id, &run_id), 200);
     let (step_id, run_id) = only_step(&t, "mini-main", "mini");
     ok(&complete(&t, "mini-main", &step_id, &run_id), 200);
-    assert_eq!(task(&t, &started)["task"]["status"], "succeeded");
-    assert_eq!(task(&t, &waiting)["task"]["status"], "queued");
+    assert_eq!(task(&t, &started)["status"], "succeeded");
+    assert_eq!(task(&t, &waiting)["status"], "queued");
 
     let state = ok(&t.get("/v1/system/state", READONLY), 200);
     assert_eq!(state["drained"], true, "{state}");

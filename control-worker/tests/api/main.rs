@@ -7,6 +7,7 @@
 //! - `conventions`: envelope, request ids, error codes, 404/405/413/415, CORS, healthz.
 //! - `auth`: the auth matrix generated from the route table, ownership, secure default.
 //! - `lease`: the leader lease table, hand-over, fencing, concurrent acquirers.
+//! - `deliverable`: SPEC §11: repo and deliver validation, one host per task, result, read shape, lost host.
 //! - `lifecycle`: the whole chain, retries, failures, cancel, pause and drain, idempotency.
 //! - `races`: concurrent step claimers, late completion from a reaped attempt.
 //! - `process`: the `control-local` binary: restart on an existing database, signals, logs.
@@ -18,6 +19,7 @@ mod support;
 mod worker;
 
 mod auth;
+mod deliverable;
 mod conventions;
 mod edge;
 mod lease;

@@ -146,7 +146,7 @@ impl ControlPlane for &FakePlane {
 
     async fn reap(&self, request: &StepsReapRequest) -> Result<StepsReaped, ClientError> {
         self.fenced_write("steps.reap", &request.controller_id, request.term)?;
-        Ok(StepsReaped { reaped: Vec::new(), requeued_tasks: Vec::new() })
+        Ok(StepsReaped { reaped: Vec::new(), requeued_tasks: Vec::new(), restarted_tasks: Vec::new() })
     }
 }
 

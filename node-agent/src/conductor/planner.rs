@@ -2,15 +2,17 @@
 //!
 //! - `shell`: one step runs the goal as a shell command (`sh -c`) in the worktree.
 //! - `codex`: one step runs the host's coding-agent command with the goal handed over.
-//! - then each `acceptance` entry becomes a test step (a shell command whose output is kept).
+//! - then each `acceptance` entry becomes a test step (a shell command whose output is kept);
+//! - then, with `constraints.deliver` `push` or `pr`, a deliver step.
 
-use shared::status::{StepKind, TaskType};
+use shared::status::{DeliveryMode, StepKind, TaskType};
 use shared::wire::{PlannedStep, Task, TaskPlanRequest};
 
 pub const PLANNER_PROVIDER: &str = "builtin";
 pub const SHELL_TIMEOUT_SEC: i64 = 1_800;
 pub const AGENT_TIMEOUT_SEC: i64 = 3_600;
 pub const TEST_TIMEOUT_SEC: i64 = 900;
+pub const DELIVER_TIMEOUT_SEC: i64 = 600;
 
 pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
     // `constraints.timeout_sec`, checked by the control plane at creation, overrides the
@@ -48,6 +50,19 @@ pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
         max_attempts: Some(1),
         metadata: None,
     });
+    // Delivery comes last, after every acceptance step passed; a push may meet a passing
+    // network fault, so it gets a second attempt.
+    let mode = task.constraints.get("deliver").and_then(|mode| mode.as_str()).and_then(DeliveryMode::parse).unwrap_or(DeliveryMode::None);
+    let deliver = (mode != DeliveryMode::None).then(|| PlannedStep {
+        step_kind: StepKind::Deliver,
+        worker_kind: "shell".into(),
+        title: if mode == DeliveryMode::Pr { "deliver: push and open a pull request".into() } else { "deliver: push the branch".into() },
+        command: None,
+        prompt: None,
+        timeout_sec: timeout(DELIVER_TIMEOUT_SEC),
+        max_attempts: Some(2),
+        metadata: None,
+    });
     TaskPlanRequest {
         controller_id: controller_id.to_string(),
         term,
@@ -55,6 +70,6 @@ pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
         planning_strategy: format!("task_type:{}", task.task_type),
         base_ref: None,
         branch_name: None,
-        steps: std::iter::once(first).chain(tests).collect(),
+        steps: std::iter::once(first).chain(tests).chain(deliver).collect(),
     }
 }

@@ -3,7 +3,10 @@
 //! and checkpoints to the control plane. Runs on every host, leader or not.
 //!
 //! - [`run_dir`]: the run directory, atomic writes, `meta.json` / `state.json` types.
-//! - [`worktree`]: the task's git worktree and its diff against the base.
+//! - [`mirror`]: the host's copy of a repository: the path itself, or a mirror of a URL.
+//! - [`worktree`]: the task's git worktree, reset to its branch, and a diff against a commit.
+//! - [`branch`]: a commit per step on the task's branch; the task's result from the branch.
+//! - [`housekeeping`]: worktree and run-directory retention, the free-disk guard. Pure rules.
 //! - [`command`]: what a step runs (goal, acceptance command, coding-agent template). Pure.
 //! - [`process`]: the step's process group, signals, liveness.
 //! - [`ladder`]: timeout and cancellation as SIGTERM, grace, SIGKILL. Pure.
@@ -13,9 +16,12 @@
 //! - [`run`]: one run's driver, from claim or adoption to its terminal state.
 //! - this file: the claim loop, startup reconciliation, the board of runs for the snapshot.
 
+pub mod branch;
 pub mod checkpoints;
 pub mod command;
+pub mod housekeeping;
 pub mod ladder;
+pub mod mirror;
 pub mod outcome;
 pub mod process;
 pub mod run;
@@ -63,8 +69,14 @@ pub struct RunnerSettings {
     pub shutdown_grace: Duration,
     pub log_ship_limit_bytes: u64,
     pub agent_command: Option<String>,
+    pub pr_command: Option<String>,
+    pub git_author: branch::Author,
+    pub worktree_retention: Duration,
+    pub runs_retention: Duration,
+    pub min_free_disk_bytes: u64,
     pub runs_dir: PathBuf,
     pub worktrees_dir: PathBuf,
+    pub mirrors_dir: PathBuf,
     pub tmp_dir: PathBuf,
 }
 
@@ -83,8 +95,14 @@ impl RunnerSettings {
             shutdown_grace: config.runner.shutdown_grace,
             log_ship_limit_bytes: config.runner.log_ship_limit_bytes,
             agent_command: config.runner.agent_command.clone(),
+            pr_command: config.runner.pr_command.clone(),
+            git_author: branch::Author { name: config.runner.git_author_name.clone(), email: config.runner.git_author_email.clone() },
+            worktree_retention: config.runner.worktree_retention,
+            runs_retention: config.runner.runs_retention,
+            min_free_disk_bytes: config.runner.min_free_disk_bytes,
             runs_dir: config.paths.runs.clone(),
             worktrees_dir: config.paths.worktrees.clone(),
+            mirrors_dir: config.paths.state.join("mirrors"),
             tmp_dir: config.paths.tmp.clone(),
         }
     }
@@ -124,7 +142,12 @@ pub struct RunnerShared {
     pub board: RefCell<BTreeMap<String, RunView>>,
     /// Wakes the claim loop: a run ended, or this node's scheduler just planned a task.
     pub wake: Rc<Notify>,
+    /// One git operation at a time on the host's repositories: fetches and `worktree add`
+    /// take locks that concurrent runs of the same repository would trip over.
+    pub git_lock: tokio::sync::Mutex<()>,
     active: Cell<usize>,
+    /// `Some(free bytes)` while the disk is below `min_free_disk`.
+    disk_low: Cell<Option<u64>>,
     claimed_total: Cell<u64>,
     last_claim_error: RefCell<Option<String>>,
 }
@@ -150,7 +173,9 @@ impl Runner {
                 client,
                 board: RefCell::default(),
                 wake: Rc::new(Notify::new()),
+                git_lock: tokio::sync::Mutex::new(()),
                 active: Cell::new(0),
+                disk_low: Cell::new(None),
                 claimed_total: Cell::new(0),
                 last_claim_error: RefCell::default(),
             }),
@@ -217,13 +242,24 @@ impl Runner {
             log!("runner: off (capacity 0)");
         }
         let mut next_claim = Instant::now();
+        let mut next_sweep = Instant::now();
+        let sweep_every = housekeeping::sweep_interval(settings.worktree_retention, settings.runs_retention);
         while !*shutdown.borrow() {
+            if Instant::now() >= next_sweep {
+                next_sweep = Instant::now() + sweep_every;
+                self.sweep().await;
+            }
             let free = settings.capacity.saturating_sub(self.shared.active.get());
             if free > 0 && Instant::now() >= next_claim {
                 next_claim = Instant::now() + settings.claim_interval;
-                self.claim(free).await;
+                if self.disk_allows_claims() {
+                    self.claim(free).await;
+                }
             }
-            let wake = if settings.capacity == 0 { Instant::now() + Duration::from_secs(3_600) } else { next_claim };
+            // With every slot taken there is nothing to claim until a run ends, and that
+            // wakes this loop: sleeping until a `next_claim` already in the past would spin.
+            let full = self.shared.active.get() >= settings.capacity;
+            let wake = if full { next_sweep } else { next_claim.min(next_sweep) };
             tokio::select! {
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = self.shared.wake.notified() => next_claim = Instant::now(),
@@ -236,6 +272,38 @@ impl Runner {
         }
         if self.shared.active.get() > 0 {
             log!("runner: {} run(s) still going after the shutdown grace; left running for the next agent to adopt", self.shared.active.get());
+        }
+    }
+
+    /// Measures the free disk where the worktrees are; below `min_free_disk` no claims, said
+    /// once in the log and for as long as it lasts in the status.
+    fn disk_allows_claims(&self) -> bool {
+        let settings = &self.shared.settings;
+        let free = housekeeping::free_disk_bytes(&settings.worktrees_dir);
+        let allows = housekeeping::disk_allows_claims(free, settings.min_free_disk_bytes);
+        let was_low = self.shared.disk_low.get().is_some();
+        if !allows && !was_low {
+            log!("runner: free disk {} bytes is below min_free_disk {} bytes: not claiming steps", free.unwrap_or(0), settings.min_free_disk_bytes);
+        } else if allows && was_low {
+            log!("runner: free disk is back above min_free_disk: claiming again");
+        }
+        self.shared.disk_low.set(if allows { None } else { free });
+        allows
+    }
+
+    async fn sweep(&self) {
+        let settings = &self.shared.settings;
+        let active: std::collections::BTreeSet<String> =
+            self.shared.board.borrow().values().filter(|view| !view.phase.is_terminal()).map(|view| view.task_id.clone()).collect();
+        let swept = {
+            let _git = self.shared.git_lock.lock().await;
+            housekeeping::sweep(&settings.worktrees_dir, &settings.runs_dir, &active, wall_ms(), settings.worktree_retention, settings.runs_retention).await
+        };
+        for path in &swept.worktrees {
+            log!("housekeeping: removed worktree {} (past worktree_retention; its branch stays)", path.display());
+        }
+        if !swept.run_dirs.is_empty() {
+            log!("housekeeping: removed {} run director(ies) past runs_retention", swept.run_dirs.len());
         }
     }
 
@@ -274,7 +342,13 @@ impl Runner {
         let mut recent: Vec<&RunView> = finished;
         recent.sort_by_key(|view| std::cmp::Reverse(view.finished_at_ms));
         let settings = &self.shared.settings;
+        let warnings: Vec<String> = self.shared.disk_low.get().into_iter().map(|free| {
+            format!("free disk {free} bytes is below min_free_disk {} bytes: this host claims no steps", settings.min_free_disk_bytes)
+        }).collect();
         json!({
+            "warnings": warnings,
+            "disk_low": self.shared.disk_low.get().is_some(),
+            "min_free_disk_bytes": settings.min_free_disk_bytes,
             "capacity": settings.capacity,
             "active": self.shared.active.get(),
             "claimed_total": self.shared.claimed_total.get(),

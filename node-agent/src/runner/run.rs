@@ -12,8 +12,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, StepKind};
-use shared::wire::{ClaimedStep, CheckpointRequest, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest};
+use shared::status::{CheckpointFormat, CheckpointType, DeliveryMode, LogStream, RunStatus, StepKind};
+use shared::wire::{
+    CheckpointRequest, ClaimedStep, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest, Task, TaskResult,
+};
 
 use super::checkpoints::{self, SummaryFacts};
 use super::command::{self, CommandError, TemplateValues};
@@ -22,7 +24,7 @@ use super::outcome::{self, ProcessEnd};
 use super::process::{self, StepCommand};
 use super::run_dir::{read_json, write_json_atomic, Outcome, RunDir, RunMeta, RunPhase, RunState, StopReason};
 use super::shipper::{self, plan_batch, ShipCursor, StreamInput, MAX_BATCH_TEXT_BYTES};
-use super::worktree;
+use super::{branch, worktree};
 use super::{wall_ms, RunView, RunnerShared};
 use crate::client::ClientError;
 use crate::log::log;
@@ -172,6 +174,10 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         branch_name: task.branch_name.clone(),
         worktree: worktree_path.clone(),
         base_sha: None,
+        base_commit: task.base_commit.clone(),
+        base_branch: None,
+        task_title: task.title.clone(),
+        deliver_remote: (step.step_kind == StepKind::Deliver).then(|| delivery_remote(task).to_string()),
         shell_command: None,
         prepared_at_ms: now,
     };
@@ -186,6 +192,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             blocked: false,
             needs_human: false,
             timed_out: false,
+            task_result: None,
         };
         if let Err(error) = shared.client.step_fail(&step.step_id, &request).await {
             log!("run {}: reporting the failure: {error}", claimed.run_id);
@@ -194,8 +201,26 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
     }
     dir.event(now, "run_prepared", json!({"task_id": task.task_id, "step_id": step.step_id, "attempt": claimed.attempt, "worker_id": settings.worker_id, "host": settings.host}));
     let mut failure: Option<(RunPhase, String)> = None;
-    match worktree::prepare(&task.repo, &settings.worktrees_dir, &task.task_id, &task.branch_name, &task.base_ref).await {
-        Ok(worktree) => meta.base_sha = Some(worktree.base_sha),
+    let request = worktree::WorktreeRequest {
+        repo: &task.repo,
+        mirrors_dir: &settings.mirrors_dir,
+        worktrees_dir: &settings.worktrees_dir,
+        task_id: &task.task_id,
+        branch: &task.branch_name,
+        base_ref: &task.base_ref,
+        base_commit: task.base_commit.as_deref(),
+        first_step: step.step_index == 0,
+    };
+    let prepared = {
+        let _git = shared.git_lock.lock().await;
+        worktree::prepare(&request).await
+    };
+    match prepared {
+        Ok(worktree) => {
+            meta.base_sha = Some(worktree.start_commit);
+            meta.base_commit = Some(worktree.base_commit);
+            meta.base_branch = worktree.base_branch;
+        }
         Err(error) => failure = Some((if error.is_permanent() { RunPhase::Blocked } else { RunPhase::Failed }, format!("worktree: {error}"))),
     }
     if failure.is_none() {
@@ -209,7 +234,17 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             run_id: &claimed.run_id,
             run_dir: &run_dir_text,
         };
-        match command::shell_command(step.step_kind, &step.step_id, step.command.as_deref(), settings.agent_command.as_deref(), &values) {
+        let command = match step.step_kind {
+            StepKind::Deliver => match delivery_command(shared, task, &meta, &dir).await {
+                Ok(command) => Some(command),
+                Err(error) => {
+                    failure = Some((RunPhase::Blocked, error.to_string()));
+                    None
+                }
+            },
+            _ => step.command.clone(),
+        };
+        match command::shell_command(step.step_kind, &step.step_id, command.as_deref(), settings.agent_command.as_deref(), &values) {
             Ok(shell_command) => meta.shell_command = Some(shell_command),
             Err(error @ CommandError::NoAgentCommand) => failure = Some((RunPhase::Blocked, error.to_string())),
             Err(error) => failure = Some((RunPhase::Failed, error.to_string())),
@@ -262,6 +297,48 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         Err(error) => run.end_without_process(RunPhase::Failed, format!("could not start the process: {error}")),
     }
     Some(run)
+}
+
+/// The deliver step's command, with the report it hands a pull-request command written first.
+async fn delivery_command(shared: &RunnerShared, task: &Task, meta: &RunMeta, dir: &RunDir) -> Result<String, CommandError> {
+    let mode = task.constraints.get("deliver").and_then(|mode| mode.as_str()).and_then(DeliveryMode::parse).unwrap_or(DeliveryMode::Push);
+    let remote = delivery_remote(task);
+    let report = delivery_report(task, meta).await;
+    if let Err(error) = super::run_dir::write_atomic(&dir.report(), report.as_bytes()) {
+        log!("run {}: writing report.md: {error}", meta.run_id);
+    }
+    let (report_file, worktree_text) = (dir.report().to_string_lossy().into_owned(), meta.worktree.to_string_lossy().into_owned());
+    let delivery = command::Delivery {
+        pull_request: mode == DeliveryMode::Pr,
+        remote,
+        branch: &task.branch_name,
+        base_branch: meta.base_branch.as_deref().unwrap_or("main"),
+        title: &task.title,
+        report_file: &report_file,
+        task_id: &task.task_id,
+        worktree: &worktree_text,
+    };
+    command::deliver_command(&delivery, shared.settings.pr_command.as_deref())
+}
+
+fn delivery_remote(task: &Task) -> &str {
+    task.constraints.get("remote").and_then(|remote| remote.as_str()).unwrap_or("origin")
+}
+
+/// Markdown for a pull request's body: the goal, the commits, the files.
+async fn delivery_report(task: &Task, meta: &RunMeta) -> String {
+    let mut text = format!("# {}\n\n{}\n", task.title, task.goal.trim());
+    if let Some(base_commit) = meta.base_commit.as_deref() {
+        let range = format!("{base_commit}..HEAD");
+        if let Ok(log) = worktree::git(&meta.worktree, &["log", "--format=- %h %s", &range], None).await {
+            text.push_str(&format!("\n## Commits\n\n{log}"));
+        }
+        if let Ok(files) = worktree::git(&meta.worktree, &["diff", "--stat", base_commit, "HEAD"], None).await {
+            text.push_str(&format!("\n## Files changed\n\n```\n{files}```\n"));
+        }
+    }
+    text.push_str(&format!("\nTask `{}` by baa-conductor.\n", task.task_id));
+    text
 }
 
 /// Picks up a run left by an earlier agent. A live process is adopted; a run that never got
@@ -451,6 +528,7 @@ async fn heartbeat(shared: &RunnerShared, run: &mut ActiveRun) {
             .cloned()
             .unwrap_or_default(),
         ),
+        base_commit: run.meta.base_commit.clone(),
     };
     run.next_heartbeat = Instant::now() + settings.step_heartbeat_interval;
     match shared.client.step_heartbeat(&run.meta.step_id, &request).await {
@@ -660,6 +738,9 @@ async fn upload_checkpoints(shared: &RunnerShared, run: &mut ActiveRun) -> Resul
 
 /// The ending after the process is gone; true once the run is terminal.
 async fn finish(shared: &RunnerShared, run: &mut ActiveRun) -> bool {
+    if !run.state.committed {
+        commit_step(shared, run).await;
+    }
     if run.state.last_checkpoint_seq == 0 {
         write_checkpoints(shared, run).await;
     }
@@ -692,6 +773,50 @@ async fn finish(shared: &RunnerShared, run: &mut ActiveRun) -> bool {
     true
 }
 
+/// After an agent or shell step that exited 0, its changes become one commit on the task's
+/// branch. A commit that fails turns the success into a failure: the branch must hold what
+/// the task reports.
+async fn commit_step(shared: &RunnerShared, run: &mut ActiveRun) {
+    let succeeded = run.state.outcome.as_ref().is_some_and(|outcome| outcome.phase == RunPhase::Succeeded);
+    if succeeded && run.meta.step_kind.commits() && run.meta.base_sha.is_some() {
+        let message = branch::commit_message(&run.meta.task_title, &run.meta.title, &run.meta.task_id, &run.meta.run_id);
+        let committed = {
+            let _git = shared.git_lock.lock().await;
+            branch::commit_all(&run.meta.worktree, &message, &shared.settings.git_author).await
+        };
+        match committed {
+            Ok(commit) => run.dir.event(wall_ms(), "committed", json!({"commit": commit, "branch": run.meta.branch_name})),
+            Err(error) => {
+                run.dir.event(wall_ms(), "commit_failed", json!({"error": error.to_string()}));
+                if let Some(outcome) = run.state.outcome.as_mut() {
+                    outcome.phase = RunPhase::Failed;
+                    outcome.message = format!("the step succeeded but its changes could not be committed: {error}");
+                }
+            }
+        }
+    }
+    run.state.committed = true;
+    run.save_state();
+}
+
+/// The task's branch as it stands after this run, for the task's `result`.
+async fn task_result(shared: &RunnerShared, run: &ActiveRun, outcome: &Outcome) -> Option<TaskResult> {
+    let base_commit = run.meta.base_commit.as_deref()?;
+    let mut result = branch::task_result(&run.meta.worktree, base_commit, &run.meta.branch_name, &shared.settings.host, &run.meta.repo)
+        .await
+        .map_err(|error| log!("run {}: reading the branch for the result: {error}", run.meta.run_id))
+        .ok()?;
+    if run.meta.step_kind == StepKind::Deliver && outcome.phase == RunPhase::Succeeded {
+        // The push's remote as git names it: the URL, when `remote` is a remote's name.
+        let remote = run.meta.deliver_remote.clone().unwrap_or_else(|| "origin".into());
+        let url = worktree::git(&run.meta.worktree, &["remote", "get-url", &remote], None).await.map(|url| url.trim().to_string());
+        result.pushed_to = Some(url.unwrap_or(remote));
+        let stdout = std::fs::read(run.dir.stdout_log()).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default();
+        result.pr_url = command::first_url(&stdout);
+    }
+    Some(result)
+}
+
 fn phase_of(status: RunStatus) -> RunPhase {
     match status {
         RunStatus::Succeeded => RunPhase::Succeeded,
@@ -712,6 +837,7 @@ async fn report(shared: &RunnerShared, run: &mut ActiveRun) -> Result<(), Client
         None
     } else {
         let uploaded = upload_checkpoints(shared, run).await;
+        let task_result = task_result(shared, run, &outcome).await;
         let answer = match uploaded {
             Err(error) => Err(error),
             Ok(()) if outcome.phase == RunPhase::Succeeded => {
@@ -726,6 +852,7 @@ async fn report(shared: &RunnerShared, run: &mut ActiveRun) -> Result<(), Client
                     summary: format!("{}; {changed} file(s) changed", outcome.message),
                     exit_code: 0,
                     result: Some(summary),
+                    task_result,
                 };
                 shared.client.step_complete(&run.meta.step_id, &request).await
             }
@@ -738,6 +865,7 @@ async fn report(shared: &RunnerShared, run: &mut ActiveRun) -> Result<(), Client
                     blocked: outcome.phase == RunPhase::Blocked,
                     needs_human: false,
                     timed_out: outcome.phase == RunPhase::TimedOut,
+                    task_result,
                 };
                 shared.client.step_fail(&run.meta.step_id, &request).await
             }

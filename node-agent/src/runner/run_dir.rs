@@ -85,6 +85,10 @@ impl RunDir {
     pub fn artifacts(&self) -> PathBuf {
         self.root.join("artifacts")
     }
+    /// The deliver step's pull-request body: what the task did.
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report.md")
+    }
 
     /// Appends one lifecycle event as a JSON line, in one `write` so lines never interleave.
     pub fn event(&self, at_ms: i64, event: &str, fields: Value) {
@@ -126,8 +130,19 @@ pub struct RunMeta {
     pub base_ref: String,
     pub branch_name: String,
     pub worktree: PathBuf,
-    /// The commit the worktree was made from; diffs are taken against it.
+    /// The branch's tip when the step started; the step's diff is taken against it.
     pub base_sha: Option<String>,
+    /// The task's base commit, resolved once; the task's result counts from it.
+    #[serde(default)]
+    pub base_commit: Option<String>,
+    /// The branch the base came from (a pull request's base).
+    #[serde(default)]
+    pub base_branch: Option<String>,
+    #[serde(default)]
+    pub task_title: String,
+    /// A deliver step's remote (`constraints.remote`, default `origin`).
+    #[serde(default)]
+    pub deliver_remote: Option<String>,
     /// What the wrapper shell runs (`sh -c`): the goal, the acceptance command, or the
     /// rendered coding-agent template.
     pub shell_command: Option<String>,
@@ -216,6 +231,10 @@ pub struct RunState {
     pub checkpoints_uploaded: i64,
     pub reported_at_ms: Option<i64>,
     pub updated_at_ms: i64,
+    /// The step's changes are committed on the branch (or there were none): done once, before
+    /// the checkpoints, so a restarted agent never commits twice.
+    #[serde(default)]
+    pub committed: bool,
 }
 
 impl RunState {
@@ -233,6 +252,7 @@ impl RunState {
             checkpoints_uploaded: 0,
             reported_at_ms: None,
             updated_at_ms: now_ms,
+            committed: false,
         }
     }
 }

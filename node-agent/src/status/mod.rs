@@ -35,6 +35,13 @@ impl StatusBoard {
     pub fn snapshot(&self) -> Value {
         let mut snapshot = self.conductor.borrow().clone();
         snapshot["runner"] = self.runner.snapshot();
+        // The runner's warnings (a full disk) join the configuration's.
+        let runner_warnings = snapshot["runner"]["warnings"].as_array().cloned().unwrap_or_default();
+        if let Some(warnings) = snapshot["warnings"].as_array_mut() {
+            warnings.extend(runner_warnings);
+        } else if !runner_warnings.is_empty() {
+            snapshot["warnings"] = Value::Array(runner_warnings);
+        }
         snapshot["now_ms"] = wall_ms().into();
         if let (Value::Object(snapshot), Value::Object(extra)) = (&mut snapshot, &self.extra) {
             snapshot.extend(extra.clone());

@@ -118,6 +118,13 @@ try {
   await expectText(page, "#logs", "browser-output");
   await expectText(page, "#logs", "accepted");
   await expectText(page, "#steps", "test");
+  // The deliverable: the branch, its head commit (the one commit of the task's step) and the
+  // file it changed, as the repository itself has them.
+  await expectText(page, "#result-branch", "baa/" + taskId);
+  const head = execFileSync("git", ["-C", repo, "rev-parse", "baa/" + taskId]).toString().trim();
+  await expectText(page, "#result-head", head);
+  await expectText(page, "#result-files", "browser.txt");
+  await expectText(page, "#result-commits", "1");
   await page.screenshot({ path: path.join(shots, "console-task-succeeded.png"), fullPage: true });
 
   // Cancel a task that would run for a long time.

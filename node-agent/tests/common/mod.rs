@@ -106,7 +106,7 @@ impl ControlPlane {
         let started = Instant::now();
         loop {
             let detail = self.task(task_id);
-            if statuses.contains(&detail["task"]["status"].as_str().unwrap_or("")) {
+            if statuses.contains(&detail["status"].as_str().unwrap_or("")) {
                 return detail;
             }
             assert!(started.elapsed() < limit, "task {task_id} not {statuses:?} within {limit:?}: {detail:#}");

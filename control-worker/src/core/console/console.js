@@ -95,12 +95,24 @@ async function refreshDetail() {
   if (!state.selected) return;
   const detail = await api("GET", "/v1/tasks/" + encodeURIComponent(state.selected));
   $("detail").hidden = false;
-  $("detail-id").textContent = detail.task.task_id;
-  $("detail-status").textContent = detail.task.status;
-  $("detail-status").className = "status-" + detail.task.status;
-  $("detail-goal").textContent = detail.task.title + ": " + detail.task.goal;
-  $("detail-reason").textContent = detail.task.status_reason || "";
-  $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.task.status);
+  $("detail-id").textContent = detail.task_id;
+  $("detail-status").textContent = detail.status;
+  $("detail-status").className = "status-" + detail.status;
+  $("detail-goal").textContent = detail.title + ": " + detail.goal;
+  $("detail-reason").textContent = (detail.waiting_reason ? detail.waiting_reason.message + " " : "") + (detail.status_reason || "");
+  $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.status);
+  const result = detail.result;
+  $("detail-result").hidden = !result;
+  if (result) {
+    $("result-branch").textContent = result.branch;
+    $("result-host").textContent = result.host;
+    $("result-head").textContent = result.head_commit;
+    $("result-base").textContent = result.base_commit;
+    $("result-commits").textContent = String(result.commits);
+    $("result-lines").textContent = "+" + result.insertions + " -" + result.deletions;
+    $("result-files").textContent = result.files_changed.join("\n");
+    $("result-delivery").textContent = [result.pushed_to ? "pushed to " + result.pushed_to : "", result.pr_url || ""].filter(Boolean).join(" · ");
+  }
   fill("steps", detail.steps, [
     (step) => step.step_index,
     (step) => step.step_kind,
