@@ -49,18 +49,27 @@ pub fn try_http(base: &str, method: &str, path: &str, token: &str, body: Option<
 pub struct ControlPlane {
     pub db: PathBuf,
     pub addr: SocketAddr,
+    settings: Vec<(String, String)>,
     server: Option<RunningServer>,
 }
 
-fn config() -> Config {
-    Config::from_pairs(&[("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)]).unwrap().0
+fn config(settings: &[(String, String)]) -> Config {
+    let mut pairs = vec![("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)];
+    pairs.extend(settings.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+    Config::from_pairs(&pairs).unwrap().0
 }
 
 impl ControlPlane {
     pub fn start(dir: &Path) -> ControlPlane {
+        Self::start_with(dir, &[])
+    }
+
+    /// With more configuration (`CONTROL_API_HOST_LOST_AFTER_SEC`, ...).
+    pub fn start_with(dir: &Path, settings: &[(&str, &str)]) -> ControlPlane {
+        let settings: Vec<(String, String)> = settings.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         let db = dir.join("control.db");
-        let server = start_in_thread(ServerOptions::loopback(db.clone(), config()), SystemClock, os_random()).unwrap();
-        ControlPlane { db, addr: server.addr, server: Some(server) }
+        let server = start_in_thread(ServerOptions::loopback(db.clone(), config(&settings)), SystemClock, os_random()).unwrap();
+        ControlPlane { db, addr: server.addr, settings, server: Some(server) }
     }
 
     pub fn base(&self) -> String {
@@ -77,7 +86,7 @@ impl ControlPlane {
     pub fn restart(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let options = ServerOptions { listen: self.addr, ..ServerOptions::loopback(self.db.clone(), config()) };
+            let options = ServerOptions { listen: self.addr, ..ServerOptions::loopback(self.db.clone(), config(&self.settings)) };
             match start_in_thread(options, SystemClock, os_random()) {
                 Ok(server) => {
                     self.server = Some(server);
@@ -279,6 +288,30 @@ pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git").arg("-C").arg(dir).args(args).stdout(Stdio::null()).status().unwrap();
     assert!(status.success(), "git {args:?}");
+}
+
+/// `git -C dir args…`: its trimmed stdout, or `Err(stderr)`.
+pub fn git_output(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let output = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
+/// A bare repository `<dir>/<name>.git` cloned from `source`, and its `file://` URL.
+pub fn bare_clone(source: &Path, dir: &Path, name: &str) -> (PathBuf, String) {
+    let bare = dir.join(format!("{name}.git"));
+    let status = Command::new("git").args(["clone", "-q", "--bare"]).arg(source).arg(&bare).status().unwrap();
+    assert!(status.success());
+    let url = format!("file://{}", bare.display());
+    (bare, url)
+}
+
+/// A loopback port nothing listens on (for a status server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A git repository with one commit (`README.md`).
