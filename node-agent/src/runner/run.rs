@@ -574,6 +574,13 @@ async fn ship(shared: &RunnerShared, run: &mut ActiveRun) {
     let settings = &shared.settings;
     run.next_ship = Instant::now() + settings.ship_interval;
     if run.cursor.in_flight.is_empty() {
+        // A quiet step's files have not grown: a stat each is all this turn costs.
+        let grown = [LogStream::Stdout, LogStream::Stderr, LogStream::Worker]
+            .into_iter()
+            .any(|stream| file_len(&stream_path(&run.dir, stream)) > run.cursor.offset(stream));
+        if !grown {
+            return;
+        }
         let flush = run.state.status != RunPhase::Running || wall_ms() - run.last_output_at_ms >= QUIET_MS;
         let mut buffers = Vec::new();
         for stream in [LogStream::Stdout, LogStream::Stderr, LogStream::Worker] {

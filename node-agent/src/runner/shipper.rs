@@ -208,8 +208,9 @@ pub fn read_range(path: &Path, from: u64, len: usize) -> io::Result<Vec<u8>> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error),
     };
+    let available = file.metadata()?.len().saturating_sub(from);
     file.seek(SeekFrom::Start(from))?;
-    let mut bytes = Vec::with_capacity(len.min(1 << 20));
+    let mut bytes = Vec::with_capacity(len.min(available as usize));
     file.take(len as u64).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
