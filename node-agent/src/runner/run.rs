@@ -31,6 +31,8 @@ use crate::log::log;
 
 /// Output quiet this long counts as a pause: a trailing partial line is shipped.
 const QUIET_MS: i64 = 2_000;
+/// How often a run whose log files have not grown looks at them again.
+const QUIET_SHIP_INTERVAL: Duration = Duration::from_secs(3);
 /// How often an adopted process (not this agent's child) is checked for its end.
 const ADOPTED_POLL: Duration = Duration::from_millis(250);
 const TAIL_BYTES: u64 = 64 * 1024;
@@ -579,6 +581,9 @@ async fn ship(shared: &RunnerShared, run: &mut ActiveRun) {
             .into_iter()
             .any(|stream| file_len(&stream_path(&run.dir, stream)) > run.cursor.offset(stream));
         if !grown {
+            // Nothing new: look again at a slower pace, so supervising a quiet step costs
+            // about what idling does. Output that starts later waits at most this long.
+            run.next_ship = Instant::now() + QUIET_SHIP_INTERVAL.max(settings.ship_interval);
             return;
         }
         let flush = run.state.status != RunPhase::Running || wall_ms() - run.last_output_at_ms >= QUIET_MS;
