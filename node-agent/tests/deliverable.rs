@@ -200,8 +200,10 @@ fn a_lost_host_task_starts_over_on_the_other_host() {
     mac.spawn();
     // The host goes away whole: the agent and the step it runs.
     let pid = read_json(&run_dir.join("state.json"))["pid"].as_i64().unwrap();
+    assert!(pid > 1, "the step's process group: {pid}");
+    eprintln!("killing the agent {} and the step's process group {pid}", mini.pid());
     mini.kill9();
-    std::process::Command::new("kill").args(["-KILL", &format!("-{pid}")]).status().unwrap();
+    std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().unwrap();
 
     let detail = plane.wait_task(&task_id, &["succeeded", "failed", "blocked", "canceled"], Duration::from_secs(60));
     assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", mac.log_text());

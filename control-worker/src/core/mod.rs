@@ -8,7 +8,8 @@
 //! - [`input`]: validating field reader (errors name the field and the rule).
 //! - [`error`]: `ApiError`, the one error type.
 //! - [`records`]: column lists and row decoders.
-//! - [`controllers`], [`lease`], [`tasks`], [`steps`], [`system`]: the handlers and their SQL.
+//! - [`controllers`], [`lease`], [`tasks`], [`steps`], [`reap`], [`system`]: the handlers and
+//!   their SQL.
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
 //! - [`console`]: the admin console page and script, served at `/`.
 //!
@@ -25,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod input;
 pub mod lease;
+pub mod reap;
 pub mod records;
 pub mod retry;
 pub mod steps;
@@ -229,7 +231,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::StepsLogs => steps::logs(self, call).await,
             Action::StepsComplete => steps::complete(self, call).await,
             Action::StepsFail => steps::fail(self, call).await,
-            Action::StepsReap => steps::reap(self, call).await,
+            Action::StepsReap => reap::reap(self, call).await,
             Action::RunsRead => steps::read_run(self, call).await,
             Action::SystemPause => system::change_mode(self, call, shared::status::SystemMode::Paused).await,
             Action::SystemResume => system::change_mode(self, call, shared::status::SystemMode::Running).await,

@@ -6,6 +6,7 @@
 //! - [`mirror`]: the host's copy of a repository: the path itself, or a mirror of a URL.
 //! - [`worktree`]: the task's git worktree, reset to its branch, and a diff against a commit.
 //! - [`branch`]: a commit per step on the task's branch; the task's result from the branch.
+//! - [`delivery`]: a deliver step's command and report; a run's reading of the task's result.
 //! - [`housekeeping`]: worktree and run-directory retention, the free-disk guard. Pure rules.
 //! - [`command`]: what a step runs (goal, acceptance command, coding-agent template). Pure.
 //! - [`process`]: the step's process group, signals, liveness.
@@ -19,6 +20,7 @@
 pub mod branch;
 pub mod checkpoints;
 pub mod command;
+pub mod delivery;
 pub mod housekeeping;
 pub mod ladder;
 pub mod mirror;

@@ -12,9 +12,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::status::{CheckpointFormat, CheckpointType, DeliveryMode, LogStream, RunStatus, StepKind};
+use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, StepKind};
 use shared::wire::{
-    CheckpointRequest, ClaimedStep, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest, Task, TaskResult,
+    CheckpointRequest, ClaimedStep, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest,
 };
 
 use super::checkpoints::{self, SummaryFacts};
@@ -24,7 +24,7 @@ use super::outcome::{self, ProcessEnd};
 use super::process::{self, StepCommand};
 use super::run_dir::{read_json, write_json_atomic, Outcome, RunDir, RunMeta, RunPhase, RunState, StopReason};
 use super::shipper::{self, plan_batch, ShipCursor, StreamInput, MAX_BATCH_TEXT_BYTES};
-use super::{branch, worktree};
+use super::{branch, delivery, worktree};
 use super::{wall_ms, RunView, RunnerShared};
 use crate::client::ClientError;
 use crate::log::log;
@@ -179,7 +179,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         base_commit: task.base_commit.clone(),
         base_branch: None,
         task_title: task.title.clone(),
-        deliver_remote: (step.step_kind == StepKind::Deliver).then(|| delivery_remote(task).to_string()),
+        deliver_remote: (step.step_kind == StepKind::Deliver).then(|| delivery::remote(task).to_string()),
         shell_command: None,
         prepared_at_ms: now,
     };
@@ -237,7 +237,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             run_dir: &run_dir_text,
         };
         let command = match step.step_kind {
-            StepKind::Deliver => match delivery_command(shared, task, &meta, &dir).await {
+            StepKind::Deliver => match delivery::command(task, &meta, &dir, settings.pr_command.as_deref()).await {
                 Ok(command) => Some(command),
                 Err(error) => {
                     failure = Some((RunPhase::Blocked, error.to_string()));
@@ -299,48 +299,6 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         Err(error) => run.end_without_process(RunPhase::Failed, format!("could not start the process: {error}")),
     }
     Some(run)
-}
-
-/// The deliver step's command, with the report it hands a pull-request command written first.
-async fn delivery_command(shared: &RunnerShared, task: &Task, meta: &RunMeta, dir: &RunDir) -> Result<String, CommandError> {
-    let mode = task.constraints.get("deliver").and_then(|mode| mode.as_str()).and_then(DeliveryMode::parse).unwrap_or(DeliveryMode::Push);
-    let remote = delivery_remote(task);
-    let report = delivery_report(task, meta).await;
-    if let Err(error) = super::run_dir::write_atomic(&dir.report(), report.as_bytes()) {
-        log!("run {}: writing report.md: {error}", meta.run_id);
-    }
-    let (report_file, worktree_text) = (dir.report().to_string_lossy().into_owned(), meta.worktree.to_string_lossy().into_owned());
-    let delivery = command::Delivery {
-        pull_request: mode == DeliveryMode::Pr,
-        remote,
-        branch: &task.branch_name,
-        base_branch: meta.base_branch.as_deref().unwrap_or("main"),
-        title: &task.title,
-        report_file: &report_file,
-        task_id: &task.task_id,
-        worktree: &worktree_text,
-    };
-    command::deliver_command(&delivery, shared.settings.pr_command.as_deref())
-}
-
-fn delivery_remote(task: &Task) -> &str {
-    task.constraints.get("remote").and_then(|remote| remote.as_str()).unwrap_or("origin")
-}
-
-/// Markdown for a pull request's body: the goal, the commits, the files.
-async fn delivery_report(task: &Task, meta: &RunMeta) -> String {
-    let mut text = format!("# {}\n\n{}\n", task.title, task.goal.trim());
-    if let Some(base_commit) = meta.base_commit.as_deref() {
-        let range = format!("{base_commit}..HEAD");
-        if let Ok(log) = worktree::git(&meta.worktree, &["log", "--format=- %h %s", &range], None).await {
-            text.push_str(&format!("\n## Commits\n\n{log}"));
-        }
-        if let Ok(files) = worktree::git(&meta.worktree, &["diff", "--stat", base_commit, "HEAD"], None).await {
-            text.push_str(&format!("\n## Files changed\n\n```\n{files}```\n"));
-        }
-    }
-    text.push_str(&format!("\nTask `{}` by baa-conductor.\n", task.task_id));
-    text
 }
 
 /// Picks up a run left by an earlier agent. A live process is adopted; a run that never got
@@ -811,24 +769,6 @@ async fn commit_step(shared: &RunnerShared, run: &mut ActiveRun) {
     run.save_state();
 }
 
-/// The task's branch as it stands after this run, for the task's `result`.
-async fn task_result(shared: &RunnerShared, run: &ActiveRun, outcome: &Outcome) -> Option<TaskResult> {
-    let base_commit = run.meta.base_commit.as_deref()?;
-    let mut result = branch::task_result(&run.meta.worktree, base_commit, &run.meta.branch_name, &shared.settings.host, &run.meta.repo)
-        .await
-        .map_err(|error| log!("run {}: reading the branch for the result: {error}", run.meta.run_id))
-        .ok()?;
-    if run.meta.step_kind == StepKind::Deliver && outcome.phase == RunPhase::Succeeded {
-        // The push's remote as git names it: the URL, when `remote` is a remote's name.
-        let remote = run.meta.deliver_remote.clone().unwrap_or_else(|| "origin".into());
-        let url = worktree::git(&run.meta.worktree, &["remote", "get-url", &remote], None).await.map(|url| url.trim().to_string());
-        result.pushed_to = Some(url.unwrap_or(remote));
-        let stdout = std::fs::read(run.dir.stdout_log()).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default();
-        result.pr_url = command::first_url(&stdout);
-    }
-    Some(result)
-}
-
 fn phase_of(status: RunStatus) -> RunPhase {
     match status {
         RunStatus::Succeeded => RunPhase::Succeeded,
@@ -849,7 +789,7 @@ async fn report(shared: &RunnerShared, run: &mut ActiveRun) -> Result<(), Client
         None
     } else {
         let uploaded = upload_checkpoints(shared, run).await;
-        let task_result = task_result(shared, run, &outcome).await;
+        let task_result = delivery::task_result(&run.meta, &run.dir, &shared.settings.host, outcome.phase == RunPhase::Succeeded).await;
         let answer = match uploaded {
             Err(error) => Err(error),
             Ok(()) if outcome.phase == RunPhase::Succeeded => {
