@@ -36,6 +36,8 @@ pub enum EmbeddedError {
 pub struct Embedded {
     pub database: PathBuf,
     pub config: Config,
+    /// The server's limits (`CONTROL_API_HEADER_TIMEOUT_SEC` …), from the environment.
+    pub limits: control_worker::native::ServerLimits,
     pub warnings: Vec<String>,
     /// The token the agent itself uses (the shared service token).
     pub service_token: String,
@@ -103,7 +105,8 @@ pub fn prepare(state_dir: &Path, lookup: impl Fn(&str) -> Option<String>) -> Res
         }
     })
     .map_err(|error| EmbeddedError::Config(error.to_string()))?;
-    Ok(Embedded { database: state_dir.join(DATABASE_FILE), config, warnings, service_token, new_admin_token, tokens_file })
+    let limits = control_worker::native::ServerLimits::from_lookup(&lookup).map_err(|error| EmbeddedError::Config(error.to_string()))?;
+    Ok(Embedded { database: state_dir.join(DATABASE_FILE), config, limits, warnings, service_token, new_admin_token, tokens_file })
 }
 
 /// Opens (and migrates) the database and binds the listener: what can fail happens before

@@ -145,7 +145,7 @@ fn start(mut config: AgentConfig) -> ExitCode {
                         println!("  admin token    {admin_token}");
                         println!("The admin token is shown only now; it is kept in {} (mode 0600).", embedded.tokens_file.display());
                     }
-                    servers.push(tokio::task::spawn_local(control_worker::native::serve(listener, core, false, until_finished(finishing.clone()))));
+                    servers.push(tokio::task::spawn_local(control_worker::native::serve(listener, core, embedded.limits.clone(), false, until_finished(finishing.clone()))));
                 }
                 Err(error) => {
                     eprintln!("error: the embedded control plane: {error}");

@@ -47,5 +47,8 @@ impl Role {
 pub const SHARED_TOKEN_ENV_VAR: &str = "BAA_SHARED_TOKEN";
 /// The secret under which node-bound tokens are minted and verified.
 pub const NODE_TOKEN_SECRET_ENV_VAR: &str = "CONTROL_API_NODE_TOKEN_SECRET";
-/// Prefix of a node-bound token: `bnt1.<node_id>.<hex hmac-sha256>`.
-pub const NODE_TOKEN_PREFIX: &str = "bnt1.";
+/// Prefix of a node-bound token: `bnt2~<node_id>~<host>~<hex hmac-sha256>` (node ids and
+/// hosts never hold a `~`).
+pub const NODE_TOKEN_PREFIX: &str = "bnt2~";
+/// Node tokens minted before they bound a host; refused, with a word on re-minting.
+pub const LEGACY_NODE_TOKEN_PREFIX: &str = "bnt1.";

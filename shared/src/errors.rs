@@ -22,6 +22,11 @@ pub enum ErrorCode {
     InvalidTransition,
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// The native server's own refusals: a body slower than the minimum rate, too many
+    /// headers, no room for another connection.
+    RequestTimeout,
+    RequestHeaderFieldsTooLarge,
+    ServerBusy,
     AuthNotConfigured,
     RepositoryNotConfigured,
     InternalError,
@@ -47,6 +52,9 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::RequestHeaderFieldsTooLarge => "request_header_fields_too_large",
+            ErrorCode::ServerBusy => "server_busy",
             ErrorCode::AuthNotConfigured => "auth_not_configured",
             ErrorCode::RepositoryNotConfigured => "repository_not_configured",
             ErrorCode::InternalError => "internal_error",
@@ -71,6 +79,9 @@ impl ErrorCode {
             | ErrorCode::InvalidTransition => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::RequestHeaderFieldsTooLarge => 431,
+            ErrorCode::ServerBusy => 503,
             ErrorCode::AuthNotConfigured | ErrorCode::RepositoryNotConfigured => 503,
             ErrorCode::InternalError => 500,
         }

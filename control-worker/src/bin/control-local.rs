@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use control_worker::core::auth::mint_node_token;
 use control_worker::core::config::Config;
 use control_worker::core::Core;
-use control_worker::native::{os_random, serve, shutdown_signal, SqliteDb, SystemClock};
+use control_worker::native::{os_random, serve, shutdown_signal, ServerLimits, SqliteDb, SystemClock};
 use shared::auth::NODE_TOKEN_SECRET_ENV_VAR;
 
 #[derive(Parser)]
@@ -28,23 +28,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the node-bound token of a node, minted under CONTROL_API_NODE_TOKEN_SECRET.
+    /// Print the node-bound token of a node on its host, minted under CONTROL_API_NODE_TOKEN_SECRET:
+    /// it acts only as that node and only for that host.
     MintNodeToken {
         #[arg(long)]
         node_id: String,
+        /// The host the node runs on (its --host / BAA_CONDUCTOR_HOST).
+        #[arg(long)]
+        host: String,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (config, warnings) = Config::from_lookup(|name| std::env::var(name).ok()).map_err(|error| anyhow!("{error}"))?;
-    if let Some(Command::MintNodeToken { node_id }) = cli.command {
+    if let Some(Command::MintNodeToken { node_id, host }) = cli.command {
         let secret = config
             .node_token_secret
             .ok_or_else(|| anyhow!("{NODE_TOKEN_SECRET_ENV_VAR} must be set to mint node tokens"))?;
-        println!("{}", mint_node_token(&secret, &node_id).map_err(|error| anyhow!("--node-id {}", error.message))?);
+        let token = mint_node_token(&secret, &node_id, &host).map_err(|error| {
+            let option = if error.details.get("field").and_then(|field| field.as_str()) == Some("host") { "--host" } else { "--node-id" };
+            anyhow!("{option} {}", error.message)
+        })?;
+        println!("{token}");
         return Ok(());
     }
+    let limits = ServerLimits::from_lookup(|name| std::env::var(name).ok()).map_err(|error| anyhow!("{error}"))?;
     for warning in &warnings {
         eprintln!("WARNING: {warning}");
     }
@@ -60,7 +69,7 @@ fn main() -> anyhow::Result<()> {
             cli.db.display()
         );
         let core = Rc::new(Core::new(db, SystemClock, os_random(), config));
-        serve(listener, core, true, shutdown_signal()).await;
+        serve(listener, core, limits, true, shutdown_signal()).await;
         eprintln!("control-local stopped");
         Ok(())
     })

@@ -117,13 +117,25 @@ impl Config {
 }
 
 fn read_seconds(read: &impl Fn(&str) -> Option<String>, variable: &'static str, default: i64) -> Result<i64, ConfigError> {
-    match read(variable) {
+    read_number(read, variable, 1, 86_400, default, "seconds")
+}
+
+/// A whole number from `min` to `max` (of `unit`), `default` when unset.
+pub fn read_number(
+    read: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    min: i64,
+    max: i64,
+    default: i64,
+    unit: &str,
+) -> Result<i64, ConfigError> {
+    match read(variable).map(|value| value.trim().to_string()).filter(|value| !value.is_empty()) {
         None => Ok(default),
         Some(value) => value
             .parse::<i64>()
             .ok()
-            .filter(|seconds| (1..=86_400).contains(seconds))
-            .ok_or(ConfigError { variable, rule: "must be a whole number of seconds from 1 to 86400".into() }),
+            .filter(|number| (min..=max).contains(number))
+            .ok_or(ConfigError { variable, rule: format!("must be a whole number of {unit} from {min} to {max}") }),
     }
 }
 

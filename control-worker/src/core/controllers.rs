@@ -27,7 +27,7 @@ pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
-    let host = fields.str("host", MAX_SHORT_TEXT_LEN)?;
+    let host = call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
     let role = fields.enumerated("role", ControllerRole::parse, &ControllerRole::choices())?;
     let priority = fields.i64("priority", 0, 1_000_000)?;
     let status = fields.str("status", 64)?;

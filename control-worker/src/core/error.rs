@@ -14,11 +14,18 @@ pub struct ApiError {
     pub allow: Option<String>,
     /// For 500: what went wrong, for the server log only; never sent to the caller.
     pub internal: Option<String>,
+    /// A status other than the code's own (a malformed Authorization header is 400, not 401).
+    pub status: Option<u16>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), details: Map::new(), allow: None, internal: None }
+        ApiError { code, message: message.into(), details: Map::new(), allow: None, internal: None, status: None }
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// A validation error: `field` broke `rule` (e.g. "must be a non-empty string").

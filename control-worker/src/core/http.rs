@@ -83,7 +83,7 @@ impl ApiResponse {
             "message": error.message,
             "details": Value::Object(error.details),
         });
-        let mut response = Self::json(error.code.http_status(), request_id, &envelope);
+        let mut response = Self::json(error.status.unwrap_or(error.code.http_status()), request_id, &envelope);
         if let Some(allow) = error.allow {
             response.headers.push(("allow".into(), allow));
         }

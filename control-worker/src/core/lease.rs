@@ -87,7 +87,7 @@ pub async fn acquire<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Ca
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
-    let host = fields.str("host", MAX_SHORT_TEXT_LEN)?;
+    let host = call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
     let ttl_sec = fields.i64("ttl_sec", 1, MAX_TTL_SEC)?;
     let preferred = fields.bool_or_false("preferred")?;
     let results = core

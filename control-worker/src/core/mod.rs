@@ -107,10 +107,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
 
     /// Answers one request. Never fails: every fault becomes an error envelope.
     pub async fn handle(&self, request: ApiRequest) -> ApiResponse {
-        let request_id = request
-            .header("x-request-id")
-            .and_then(sanitize_request_id)
-            .unwrap_or_else(|| self.new_id("req"));
+        let request_id = self.request_id(&request);
         let cors = cors_headers(&self.config, request.header("origin"));
         let cors_allowed = !cors.is_empty();
         let mut response = self.answer(&request, &request_id, cors_allowed).await;
@@ -118,8 +115,41 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
         response
     }
 
+    /// The caller's sanitised `x-request-id`, or a new one.
+    pub fn request_id(&self, request: &ApiRequest) -> String {
+        request.header("x-request-id").and_then(sanitize_request_id).unwrap_or_else(|| self.new_id("req"))
+    }
+
+    /// What can be decided from the head of a request (its body not yet read, `declared_length`
+    /// from `content-length`): `Ok(limit)` to read the body, up to `limit` bytes, then call
+    /// [`Core::handle`]; `Err(answer)` to answer at once without reading it — a request that
+    /// needs no body (health, the console, preflight, an unknown route or method), or one
+    /// refused by its token, role or declared size. Nobody's body is buffered before their
+    /// token is checked.
+    pub async fn screen(&self, head: &ApiRequest, declared_length: Option<u64>) -> Result<usize, ApiResponse> {
+        let route = match resolve(&head.method, &head.path) {
+            Resolution::Found(route, _) if head.path != "/healthz" => route,
+            _ => return Err(self.handle(head.clone()).await),
+        };
+        let refusal = match self.admit_head(head, route) {
+            Err(error) => Some(error),
+            Ok(_) if declared_length.is_some_and(|length| length > route.body_limit as u64) => Some(too_large(route)),
+            Ok(_) => None,
+        };
+        match refusal {
+            None => Ok(route.body_limit),
+            Some(error) => {
+                let request_id = self.request_id(head);
+                let mut response = ApiResponse::failure(&request_id, error.with_detail("route_id", route.id));
+                response.headers.extend(cors_headers(&self.config, head.header("origin")));
+                Err(response)
+            }
+        }
+    }
+
     async fn answer(&self, request: &ApiRequest, request_id: &str, cors_allowed: bool) -> ApiResponse {
-        let method = request.method.to_ascii_uppercase();
+        // Methods are case-sensitive (RFC 9110): `get` is no GET.
+        let method = request.method.clone();
         if request.path == "/healthz" {
             return match method.as_str() {
                 "GET" | "HEAD" => ApiResponse::text(200, "ok", request_id),
@@ -182,8 +212,14 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
         response
     }
 
-    /// Auth, role, body size and media type: everything checked before a handler runs.
-    fn admit(&self, request: &ApiRequest, route: &'static Route) -> ApiResult<Principal> {
+    /// Auth and role: what the head of a request decides.
+    fn admit_head(&self, request: &ApiRequest, route: &'static Route) -> ApiResult<Principal> {
+        let authorization_headers = request.headers.iter().filter(|(name, _)| name.eq_ignore_ascii_case("authorization")).count();
+        if authorization_headers > 1 {
+            return Err(ApiError::new(ErrorCode::InvalidAuthorizationHeader, "send one Authorization header, not several")
+                .with_status(400)
+                .with_field("Authorization"));
+        }
         let principal = authenticate(&self.config, request.header("authorization"))?;
         if !principal.may_call(route.roles) {
             let allowed: Vec<&str> = route.roles.iter().map(|role| role.as_str()).collect();
@@ -192,12 +228,14 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
                 format!("this token may not call {}; allowed roles: {}", route.id, allowed.join(", ")),
             ));
         }
+        Ok(principal)
+    }
+
+    /// Auth, role, body size and media type: everything checked before a handler runs.
+    fn admit(&self, request: &ApiRequest, route: &'static Route) -> ApiResult<Principal> {
+        let principal = self.admit_head(request, route)?;
         if request.body.len() > route.body_limit {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the request body exceeds the {} byte limit of {}", route.body_limit, route.id),
-            )
-            .with_detail("limit_bytes", route.body_limit as u64));
+            return Err(too_large(route));
         }
         if !request.body.iter().all(u8::is_ascii_whitespace) {
             let content_type = request.header("content-type").unwrap_or("");
@@ -241,8 +279,13 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
     }
 }
 
+fn too_large(route: &Route) -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body exceeds the {} byte limit of {}", route.body_limit, route.id))
+        .with_detail("limit_bytes", route.body_limit as u64)
+}
+
 fn route_not_found(path: &str) -> ApiError {
-    let shown: String = path.chars().take(200).collect();
+    let shown = auth::shown(path);
     ApiError::new(ErrorCode::RouteNotFound, format!("no route matches {shown}")).with_detail("path", shown)
 }
 

@@ -161,10 +161,12 @@ const RECORD_CANCELED_RUN_SQL: &str = "UPDATE runs SET status = 'canceled', fini
      WHERE run_id = ?1 AND step_id = ?2 AND status IN ('claimed', 'running')";
 
 fn step_not_found(step_id: &str) -> ApiError {
-    ApiError::new(ErrorCode::StepNotFound, format!("no step {step_id}")).with_detail("step_id", step_id)
+    let shown = super::auth::shown(step_id);
+    ApiError::new(ErrorCode::StepNotFound, format!("no step {shown}")).with_detail("step_id", shown)
 }
 
 fn run_not_found(run_id: &str, step_id: &str) -> ApiError {
+    let (run_id, step_id) = (super::auth::shown(run_id), super::auth::shown(step_id));
     ApiError::new(ErrorCode::RunNotFound, format!("no run {run_id} of step {step_id}")).with_detail("run_id", run_id)
 }
 
@@ -238,7 +240,7 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let worker_id = call.principal.acting_node("worker_id", fields.opt_node_id("worker_id")?)?;
-    let host = fields.str("host", MAX_SHORT_TEXT_LEN)?;
+    let host = call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
     let capacity = fields.opt_i64("capacity", 1, MAX_CLAIM_CAPACITY)?.unwrap_or(1);
     let worker_kinds = fields.opt_string_list("worker_kinds", 32, 64)?;
     let ttl = fields
@@ -635,6 +637,9 @@ pub async fn read_run<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
         ])
         .await?;
     let run = records::first(&results[0], records::run)?
-        .ok_or_else(|| ApiError::new(ErrorCode::RunNotFound, format!("no run {run_id}")).with_detail("run_id", run_id))?;
+        .ok_or_else(|| {
+            let shown = super::auth::shown(run_id);
+            ApiError::new(ErrorCode::RunNotFound, format!("no run {shown}")).with_detail("run_id", shown)
+        })?;
     Reply::ok(&RunDetail { run, checkpoints: records::all(&results[1], records::checkpoint)? })
 }

@@ -115,7 +115,8 @@ const READ_LOGS_SQL: &str = concat!(
 );
 
 fn task_not_found(task_id: &str) -> ApiError {
-    ApiError::new(ErrorCode::TaskNotFound, format!("no task {task_id}")).with_detail("task_id", task_id)
+    let shown = super::auth::shown(task_id);
+    ApiError::new(ErrorCode::TaskNotFound, format!("no task {shown}")).with_detail("task_id", shown)
 }
 
 pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
@@ -331,7 +332,7 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
-    fields.str("host", MAX_SHORT_TEXT_LEN)?;
+    call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
     let term = fields.i64("term", 1, MAX_SAFE_INTEGER)?;
     let limit = fields.opt_i64("limit", 1, 20)?.unwrap_or(1);
     let results = core

@@ -3,13 +3,18 @@
 //! - [`sqlite`]: the `Db` trait on rusqlite (bundled SQLite); a batch is one transaction.
 //! - [`migrate`]: applies `migrations/` into the `d1_migrations` ledger the way wrangler does.
 //! - [`system`]: the wall clock and OS-seeded randomness.
-//! - [`server`]: the HTTP/1.1 server (hyper) that feeds requests to `Core::handle`.
+//! - [`server`]: the HTTP/1.1 server (hyper): the accept loop, its connection cap and back-off.
+//! - [`connection`]: one connection within the limits; requests screened before their body.
+//! - [`limits`]: header, body and idle timeouts, the connection cap; defaults and overrides.
 
+pub mod connection;
+pub mod limits;
 pub mod migrate;
 pub mod server;
 pub mod sqlite;
 pub mod system;
 
+pub use limits::ServerLimits;
 pub use server::{serve, serve_with, start_in_thread, RunningServer, ServerOptions};
 pub use sqlite::SqliteDb;
 pub use system::{os_random, shutdown_signal, SystemClock};

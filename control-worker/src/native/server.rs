@@ -1,9 +1,12 @@
 //! The native HTTP/1.1 server: hyper on a single-threaded tokio runtime. The core's futures are
 //! not `Send` (D1's are not either), so connections run as local tasks; SQLite serialises writes
-//! anyway, and each statement takes microseconds.
+//! anyway, and each statement takes microseconds. The accept loop here caps the connections and
+//! backs off when the process runs out of file descriptors; [`super::connection`] serves each
+//! connection within [`ServerLimits`].
 
-use std::convert::Infallible;
+use std::cell::Cell;
 use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -11,142 +14,135 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use shared::ErrorCode;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use super::connection::{refusal, serve_connection};
+use super::limits::ServerLimits;
 use crate::core::clock::{Clock, Random};
 use crate::core::config::Config;
 use crate::core::http::{ApiRequest, ApiResponse};
 use crate::core::Core;
 use crate::native::SqliteDb;
 
-/// Bodies larger than every route's limit are not read to the end.
-const READ_LIMIT: usize = shared::routes::UPLOAD_BODY_LIMIT;
-
 pub struct ServerOptions {
     pub listen: SocketAddr,
     pub db_path: PathBuf,
     pub config: Config,
+    pub limits: ServerLimits,
     /// Write one access log line per request to stderr.
     pub access_log: bool,
 }
 
 impl ServerOptions {
-    /// A server on a free loopback port, without access log: what tests and benchmarks run.
+    /// A server on a free loopback port, default limits, without access log: what tests and
+    /// benchmarks run.
     pub fn loopback(db_path: PathBuf, config: Config) -> ServerOptions {
-        ServerOptions { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db_path, config, access_log: false }
+        ServerOptions { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db_path, config, limits: ServerLimits::default(), access_log: false }
     }
-}
-
-async fn read_request(request: hyper::Request<Incoming>) -> Result<ApiRequest, hyper::Error> {
-    let (parts, mut body) = request.into_parts();
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            bytes.extend_from_slice(&data);
-            if bytes.len() > READ_LIMIT {
-                break;
-            }
-        }
-    }
-    Ok(ApiRequest {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or("").to_string(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-            .collect(),
-        body: bytes,
-    })
-}
-
-fn to_hyper(response: ApiResponse) -> hyper::Response<Full<Bytes>> {
-    let mut builder = hyper::Response::builder().status(response.status);
-    for (name, value) in &response.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    builder.body(Full::new(Bytes::from(response.body))).unwrap_or_else(|_| {
-        let mut fallback = hyper::Response::new(Full::new(Bytes::from_static(b"internal error")));
-        *fallback.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
-        fallback
-    })
-}
-
-fn log_line(method: &str, path: &str, response: &ApiResponse, started: Instant) {
-    let shown_path: String = path.chars().take(200).collect();
-    eprintln!(
-        "{} {} {} {:.1}ms request_id={}{}",
-        method,
-        shown_path,
-        response.status,
-        started.elapsed().as_secs_f64() * 1000.0,
-        response.request_id,
-        response.log_note.as_deref().map(|note| format!(" fault={note:?}")).unwrap_or_default(),
-    );
 }
 
 /// Serves `core` on `listener` until `shutdown` resolves; then stops accepting and gives
-/// requests in flight up to two seconds. Must run inside a `LocalSet`.
-pub async fn serve<C, R>(listener: TcpListener, core: Rc<Core<SqliteDb, C, R>>, access_log: bool, shutdown: impl Future<Output = ()>)
-where
+/// requests in flight up to two seconds. Every request is screened by the core from its head
+/// before its body is read. Must run inside a `LocalSet`.
+pub async fn serve<C, R>(
+    listener: TcpListener,
+    core: Rc<Core<SqliteDb, C, R>>,
+    limits: ServerLimits,
+    access_log: bool,
+    shutdown: impl Future<Output = ()>,
+) where
     C: Clock + 'static,
     R: Random + 'static,
 {
-    let handler = move |request: ApiRequest| {
+    let handler = {
         let core = core.clone();
-        async move { core.handle(request).await }
+        move |request: ApiRequest| {
+            let core = core.clone();
+            async move { core.handle(request).await }
+        }
     };
-    serve_with(listener, handler, access_log, shutdown).await
+    let screen = move |head: ApiRequest, declared_length: Option<u64>| {
+        let core = core.clone();
+        async move { core.screen(&head, declared_length).await }
+    };
+    serve_with(listener, handler, screen, limits, access_log, shutdown).await
+}
+
+/// How long the accept loop waits after the `failures`-th accept error in a row (out of file
+/// descriptors, most likely): from 10 ms, doubling, at most a second.
+fn accept_backoff(failures: u32) -> Duration {
+    (Duration::from_millis(10) * 2u32.saturating_pow(failures.saturating_sub(1).min(7))).min(Duration::from_secs(1))
+}
+
+/// Answers a connection beyond the cap with a 503 envelope, if the socket takes it at once,
+/// and closes it.
+fn refuse(stream: TcpStream, max_connections: usize) {
+    let response = refusal(None, ErrorCode::ServerBusy, &format!("the server is at its limit of {max_connections} connections; retry shortly"));
+    let mut bytes = format!("HTTP/1.1 {} Service Unavailable\r\n", response.status).into_bytes();
+    for (name, value) in &response.headers {
+        let _ = write!(bytes, "{name}: {value}\r\n");
+    }
+    let _ = write!(bytes, "content-length: {}\r\n\r\n", response.body.len());
+    bytes.extend_from_slice(&response.body);
+    let _ = stream.try_write(&bytes);
 }
 
 /// Serves any `handler` from `ApiRequest` to `ApiResponse` over HTTP/1.1 with keep-alive, the
-/// same way: the control plane here, the node agent's status server too. Must run inside a
-/// `LocalSet`.
-pub async fn serve_with<H, F>(listener: TcpListener, handler: H, access_log: bool, shutdown: impl Future<Output = ()>)
-where
+/// same way: the control plane here, the node agent's status server too. `screen` sees each
+/// request's head first: `Ok(limit)` reads the body (up to `limit` bytes) for the handler,
+/// `Err(answer)` answers without reading it. Must run inside a `LocalSet`.
+pub async fn serve_with<H, F, S, G>(
+    listener: TcpListener,
+    handler: H,
+    screen: S,
+    limits: ServerLimits,
+    access_log: bool,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(ApiRequest) -> F + 'static,
     F: Future<Output = ApiResponse> + 'static,
+    S: Fn(ApiRequest, Option<u64>) -> G + 'static,
+    G: Future<Output = Result<usize, ApiResponse>> + 'static,
 {
-    let handler = Rc::new(handler);
-    let in_flight = Rc::new(std::cell::Cell::new(0usize));
+    let (handler, screen, limits) = (Rc::new(handler), Rc::new(screen), Rc::new(limits));
+    let in_flight = Rc::new(Cell::new(0usize));
+    let open = Rc::new(Cell::new(0usize));
+    let mut accept_failures = 0u32;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let in_flight = in_flight.clone();
-                tokio::task::spawn_local(async move {
-                    let service = service_fn(move |request: hyper::Request<Incoming>| {
-                        let handler = handler.clone();
-                        let in_flight = in_flight.clone();
-                        async move {
-                            in_flight.set(in_flight.get() + 1);
-                            let started = Instant::now();
-                            let method = request.method().as_str().to_string();
-                            let path = request.uri().path().to_string();
-                            let response = match read_request(request).await {
-                                Ok(request) => handler(request).await,
-                                Err(_) => ApiResponse::text(400, "could not read the request body", "none"),
-                            };
-                            if access_log {
-                                log_line(&method, &path, &response, started);
-                            }
-                            in_flight.set(in_flight.get() - 1);
-                            Ok::<_, Infallible>(to_hyper(response))
+                let stream = match accepted {
+                    Ok((stream, _)) => {
+                        accept_failures = 0;
+                        stream
+                    }
+                    Err(error) => {
+                        // Retrying at once would spin while the descriptors are gone; each
+                        // connection that ends frees one.
+                        accept_failures += 1;
+                        if accept_failures == 1 || accept_failures.is_multiple_of(100) {
+                            eprintln!("accepting a connection failed ({accept_failures} in a row), backing off: {error}");
                         }
-                    });
-                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            _ = tokio::time::sleep(accept_backoff(accept_failures)) => {}
+                        }
+                        continue;
+                    }
+                };
+                if open.get() >= limits.max_connections {
+                    refuse(stream, limits.max_connections);
+                    continue;
+                }
+                open.set(open.get() + 1);
+                let (handler, screen, limits, in_flight, open) = (handler.clone(), screen.clone(), limits.clone(), in_flight.clone(), open.clone());
+                tokio::task::spawn_local(async move {
+                    serve_connection(stream, handler, screen, limits, access_log, in_flight).await;
+                    open.set(open.get() - 1);
                 });
             }
         }
@@ -228,7 +224,7 @@ where
                 let addr = listener.local_addr().unwrap_or(options.listen);
                 let _ = ready_tx.send(Ok(addr));
                 let core = Rc::new(Core::new(db, clock, random, options.config));
-                serve(listener, core, options.access_log, async {
+                serve(listener, core, options.limits, options.access_log, async {
                     let _ = shutdown_rx.await;
                 })
                 .await;
@@ -237,4 +233,16 @@ where
         .map_err(|error| format!("spawning the server thread: {error}"))?;
     let addr = ready_rx.recv().map_err(|_| "the server thread ended before it was ready".to_string())??;
     Ok(RunningServer { addr, shutdown: Some(shutdown_tx), thread: Some(thread) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backs_off_from_ten_milliseconds_to_a_second() {
+        assert_eq!(accept_backoff(1), Duration::from_millis(10));
+        assert_eq!(accept_backoff(2), Duration::from_millis(20));
+        assert_eq!(accept_backoff(50), Duration::from_secs(1));
+    }
 }

@@ -25,7 +25,7 @@ fn call_route(t: &Target, method: &str, path: &str, authorization: Option<&str>)
 #[test]
 fn every_route_times_every_principal_follows_the_route_table() {
     let t = Target::new();
-    let node = node_token("mini-main");
+    let node = node_token("mini-main", "mini");
     let principals: Vec<(&str, String, Vec<Role>)> = vec![
         ("browser_admin", BROWSER_ADMIN.into(), vec![Role::BrowserAdmin]),
         ("ops_admin", OPS_ADMIN.into(), vec![Role::OpsAdmin]),
@@ -63,17 +63,57 @@ fn every_route_times_every_principal_follows_the_route_table() {
         err(&call_route(&t, method, &path, Some("Bearer")), 401, "invalid_authorization_header");
         err(&call_route(&t, method, &path, Some("Bearer two words")), 401, "invalid_authorization_header");
         err(&call_route(&t, method, &path, Some("Bearer not-a-configured-token")), 401, "unknown_token");
-        let forged = node_token("mini-main").replace("mini-main", "mac-standby");
+        let forged = node_token("mini-main", "mini").replace("mini-main", "mac-standby");
         err(&call_route(&t, method, &path, Some(&format!("Bearer {forged}"))), 401, "unknown_token");
     }
     assert_eq!(checked, ROUTES.len() * principals.len());
 }
 
+/// A node token minted for mini-main on host mini acts for host mini only: it cannot register,
+/// lead, plan, claim or complete as host mac.
+#[test]
+fn a_node_bound_token_acts_only_for_its_own_host() {
+    let t = Target::new();
+    let mini = node_token("mini-main", "mini");
+    let mac = node_token("mac-standby", "mac");
+    let beat = |token: &str, host: &str| t.post("/v1/controllers/heartbeat", token, json!({"host": host, "role": "primary", "priority": 1, "status": "ok"}));
+    let details = err(&beat(&mini, "mac"), 403, "forbidden");
+    assert_eq!(details["field"], "host");
+    ok(&beat(&mini, "mini"), 200);
+    ok(&beat(&mac, "mac"), 200);
+    err(&t.post("/v1/leader/acquire", &mini, json!({"host": "mac", "ttl_sec": 30})), 403, "forbidden");
+    let lease = ok(&t.post("/v1/leader/acquire", &mini, json!({"host": "mini", "ttl_sec": 30})), 200);
+    let term = lease["term"].as_i64().unwrap();
+    let task_id = create_task(&t, json!({"constraints": {"target_host": "mac"}}));
+    err(&t.post("/v1/tasks/claim", &mini, json!({"host": "mac", "term": term})), 403, "forbidden");
+    ok(&t.post("/v1/tasks/claim", &mini, json!({"host": "mini", "term": term})), 200);
+    ok(
+        &t.post(&format!("/v1/tasks/{task_id}/plan"), &mini,
+            json!({"term": term, "planner_provider": "builtin", "planning_strategy": "t", "steps": [shell_step("true", 1)]})),
+        200,
+    );
+    // The step is pinned to mac: mini's node cannot claim it by saying it is mac.
+    let details = err(&t.post("/v1/steps/claim", &mini, json!({"host": "mac"})), 403, "forbidden");
+    assert_eq!(details["field"], "host");
+    assert_eq!(ok(&t.post("/v1/steps/claim", &mini, json!({"host": "mini"})), 200)["steps"], json!([]));
+    let claimed = ok(&t.post("/v1/steps/claim", &mac, json!({"host": "mac"})), 200);
+    let (step_id, run_id) = (claimed["steps"][0]["step"]["step_id"].as_str().unwrap(), claimed["steps"][0]["run_id"].as_str().unwrap());
+    // Nor heartbeat or complete mac's run.
+    err(&t.post(&format!("/v1/steps/{step_id}/heartbeat"), &mini, json!({"run_id": run_id})), 403, "forbidden");
+    err(&t.post(&format!("/v1/steps/{step_id}/complete"), &mini, json!({"run_id": run_id, "summary": "x", "exit_code": 0})), 403, "forbidden");
+    ok(&t.post(&format!("/v1/steps/{step_id}/complete"), &mac, json!({"run_id": run_id, "summary": "ok", "exit_code": 0})), 200);
+    // The plain shared token still speaks for any host.
+    ok(&heartbeat(&t, SHARED, "other-main", "other", "primary"), 200);
+    // A token of the first form is refused with a word on re-minting.
+    let legacy = err(&t.post("/v1/controllers/heartbeat", "bnt1.mini-main.00ff", json!({})), 401, "unknown_token");
+    assert!(legacy.is_object());
+}
+
 #[test]
 fn a_node_bound_token_acts_only_as_its_own_node() {
     let t = Target::new();
-    let token_a = node_token("node-a");
-    let token_b = node_token("node-b");
+    let token_a = node_token("node-a", "h");
+    let token_b = node_token("node-b", "h");
     let beat = |token: &str, id: &str| {
         t.post("/v1/controllers/heartbeat", token, json!({"controller_id": id, "host": "h", "role": "primary", "priority": 1, "status": "ok"}))
     };

@@ -6,6 +6,7 @@
 //! - `edge`: with the Worker only: the schema wrangler creates equals the native one.
 //! - `conventions`: envelope, request ids, error codes, 404/405/413/415, CORS, healthz.
 //! - `auth`: the auth matrix generated from the route table, ownership, secure default.
+//! - `hostile`: slow headers and bodies, idle and flooding connections, unauthenticated bodies, bad framing.
 //! - `lease`: the leader lease table, hand-over, fencing, concurrent acquirers.
 //! - `deliverable`: SPEC §11: repo and deliver validation, one host per task, result, read shape, lost host.
 //! - `lifecycle`: the whole chain, retries, failures, cancel, pause and drain, idempotency.
@@ -21,6 +22,7 @@ mod worker;
 mod auth;
 mod deliverable;
 mod conventions;
+mod hostile;
 mod edge;
 mod lease;
 mod lifecycle;

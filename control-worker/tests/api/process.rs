@@ -9,9 +9,9 @@ use serde_json::json;
 use crate::client::request;
 use crate::support::*;
 
-struct Process {
-    child: Child,
-    base: String,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     stderr: std::sync::mpsc::Receiver<String>,
 }
 
@@ -20,8 +20,22 @@ fn free_port() -> u16 {
 }
 
 fn start(db: &std::path::Path, env: &[(&str, &str)]) -> Process {
+    start_with_fd_limit(db, env, None)
+}
+
+/// `control-local` on a free loopback port; with `fd_limit`, under `ulimit -n` (launchd's
+/// default on macOS is 256).
+pub(crate) fn start_with_fd_limit(db: &std::path::Path, env: &[(&str, &str)], fd_limit: Option<u32>) -> Process {
     let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_control-local"));
+    let binary = env!("CARGO_BIN_EXE_control-local");
+    let mut command = match fd_limit {
+        None => Command::new(binary),
+        Some(limit) => {
+            let mut shell = Command::new("/bin/sh");
+            shell.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\""), binary]);
+            shell
+        }
+    };
     command.args(["--listen", &format!("127.0.0.1:{port}"), "--db"]).arg(db).env_clear();
     for (key, value) in env {
         command.env(key, value);
@@ -55,7 +69,7 @@ impl Process {
     }
 
     /// SIGTERM, then the exit status and everything it logged.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         unsafe_kill(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
@@ -125,15 +139,15 @@ fn control_local_warns_when_auth_is_off_and_refuses_without_tokens() {
 #[test]
 fn control_local_mints_node_tokens_that_it_accepts() {
     let output = Command::new(env!("CARGO_BIN_EXE_control-local"))
-        .args(["mint-node-token", "--node-id", "mini-main"])
+        .args(["mint-node-token", "--node-id", "mini-main", "--host", "mini"])
         .env_clear()
         .env("CONTROL_API_NODE_TOKEN_SECRET", NODE_SECRET)
         .output()
         .unwrap();
     assert!(output.status.success());
-    assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), node_token("mini-main"));
+    assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), node_token("mini-main", "mini"));
     let refused = Command::new(env!("CARGO_BIN_EXE_control-local"))
-        .args(["mint-node-token", "--node-id", "bad id"])
+        .args(["mint-node-token", "--node-id", "bad id", "--host", "mini"])
         .env_clear()
         .env("CONTROL_API_NODE_TOKEN_SECRET", NODE_SECRET)
         .output()

@@ -42,8 +42,8 @@ pub fn test_env() -> HashMap<String, String> {
     .collect()
 }
 
-pub fn node_token(node_id: &str) -> String {
-    control_worker::core::auth::mint_node_token(NODE_SECRET, node_id).unwrap()
+pub fn node_token(node_id: &str, host: &str) -> String {
+    control_worker::core::auth::mint_node_token(NODE_SECRET, node_id, host).unwrap()
 }
 
 /// The clock of a target: a local manual clock, mirrored to the Worker's test clock hook when

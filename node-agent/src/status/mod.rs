@@ -78,5 +78,7 @@ pub async fn serve(listener: TcpListener, board: Rc<StatusBoard>, shutdown: impl
         let board = board.clone();
         async move { handle(&board, &request) }
     };
-    control_worker::native::serve_with(listener, handler, false, shutdown).await
+    // The status server answers GETs only: no body is worth reading.
+    let screen = |_head: ApiRequest, _declared_length: Option<u64>| async { Ok(0) };
+    control_worker::native::serve_with(listener, handler, screen, control_worker::native::ServerLimits::default(), false, shutdown).await
 }
