@@ -111,7 +111,8 @@ async function refreshDetail() {
     $("result-commits").textContent = String(result.commits);
     $("result-lines").textContent = "+" + result.insertions + " -" + result.deletions;
     $("result-files").textContent = result.files_changed.join("\n");
-    $("result-delivery").textContent = [result.pushed_to ? "pushed to " + result.pushed_to : "", result.pr_url || ""].filter(Boolean).join(" · ");
+    const delivered = [result.pushed_to ? "pushed to " + result.pushed_to : "", result.pr_url || ""].filter(Boolean).join(" · ");
+    $("result-delivery").textContent = delivered || "not delivered: the branch stays on " + result.host;
   }
   fill("steps", detail.steps, [
     (step) => step.step_index,
