@@ -84,7 +84,8 @@ fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
 
 /// Runs `REQUESTS` calls of `make(n)` on both servers in alternating blocks.
 fn compare(name: &str, rust: &Server, js: &Server, make: impl Fn(usize) -> (&'static str, Value)) -> (f64, f64) {
-    let (mut rust_connection, mut js_connection) = (client::Connection::open(&rust.base).unwrap(), client::Connection::open(&js.base).unwrap());
+    let (mut rust_connection, mut js_connection) =
+        (client::Connection::open(&rust.base).unwrap(), client::Connection::open(&js.base).unwrap());
     let (mut rust_times, mut js_times) = (Vec::new(), Vec::new());
     for block in 0..REQUESTS / BLOCK {
         for offset in 0..BLOCK {
@@ -134,17 +135,26 @@ fn main() {
 
     // The same state on both: a live lease for node-0 and REQUESTS queued tasks.
     let mut connection = client::Connection::open(&rust.base).unwrap();
-    let lease = post(&mut connection, "/v1/leader/acquire", SERVICE, &json!({"controller_id": "node-0", "host": "mini", "ttl_sec": 3600})).1;
+    let lease =
+        post(&mut connection, "/v1/leader/acquire", SERVICE, &json!({"controller_id": "node-0", "host": "mini", "ttl_sec": 3600})).1;
     let term = lease["data"]["term"].as_i64().unwrap();
     for index in 0..REQUESTS {
-        post(&mut connection, "/v1/tasks", ADMIN, &json!({"repo": "/r", "task_type": "shell", "title": format!("t{index}"), "goal": "true"}));
+        post(
+            &mut connection,
+            "/v1/tasks",
+            ADMIN,
+            &json!({"repo": "/r", "task_type": "shell", "title": format!("t{index}"), "goal": "true"}),
+        );
     }
     let mut js_connection = client::Connection::open(&js.base).unwrap();
     post(&mut js_connection, "/seed", SERVICE, &json!({"controller_id": "node-0", "tasks": REQUESTS}));
 
     println!("edge latency under wrangler dev (workerd, local D1), {REQUESTS} sequential requests per route per worker");
     let heartbeat = |index: usize| {
-        ("/v1/controllers/heartbeat", json!({"controller_id": format!("node-{}", index % 4), "host": "mini", "role": "primary", "priority": 100, "status": "ok"}))
+        (
+            "/v1/controllers/heartbeat",
+            json!({"controller_id": format!("node-{}", index % 4), "host": "mini", "role": "primary", "priority": 100, "status": "ok"}),
+        )
     };
     compare("warm-up (heartbeat)", &rust, &js, heartbeat);
     compare("healthz (no D1)", &rust, &js, |_| ("/healthz", Value::Null));

@@ -57,9 +57,14 @@ fn main() {
     loop {
         for task in page["tasks"].as_array().unwrap() {
             let task_id = task["task_id"].as_str().unwrap();
-            post(&base, &format!("/v1/tasks/{task_id}/plan"), TOKEN, json!({"controller_id": "node-0", "term": term,
+            post(
+                &base,
+                &format!("/v1/tasks/{task_id}/plan"),
+                TOKEN,
+                json!({"controller_id": "node-0", "term": term,
                 "planner_provider": "bench", "planning_strategy": "bench",
-                "steps": [{"step_kind": "shell", "worker_kind": "shell", "title": "s", "command": "true"}]}));
+                "steps": [{"step_kind": "shell", "worker_kind": "shell", "title": "s", "command": "true"}]}),
+            );
             planned += 1;
         }
         let Some(cursor) = page["next_cursor"].as_str().map(str::to_string) else { break };
@@ -68,16 +73,14 @@ fn main() {
     let step_claim = phase(&base, "steps.claim", planned, |client, _| {
         ("/v1/steps/claim".into(), json!({"worker_id": format!("node-{client}"), "host": "mini", "capacity": 1}))
     });
-    println!(
-        "\nsummary: heartbeat {:.0} req/s, tasks.claim {:.0} req/s, steps.claim {:.0} req/s",
-        heartbeat, claim, step_claim
-    );
+    println!("\nsummary: heartbeat {:.0} req/s, tasks.claim {:.0} req/s, steps.claim {:.0} req/s", heartbeat, claim, step_claim);
     server.stop();
 }
 
 fn post(base: &str, path: &str, token: &str, body: Value) -> Value {
     let auth = format!("Bearer {token}");
-    let response = client::request(base, "POST", path, &[("authorization", &auth), ("content-type", "application/json")], body.to_string().as_bytes());
+    let response =
+        client::request(base, "POST", path, &[("authorization", &auth), ("content-type", "application/json")], body.to_string().as_bytes());
     assert!(response.status < 300, "{path}: {}", response.text());
     response.json()["data"].clone()
 }
@@ -110,7 +113,13 @@ fn phase(base: &str, name: &str, limit: usize, make: impl Fn(usize, usize) -> (S
                     let (path, body) = make(client, n);
                     let begun = Instant::now();
                     let response = connection
-                        .send("POST", &path, &[("authorization", &auth), ("content-type", "application/json")], body.to_string().as_bytes(), true)
+                        .send(
+                            "POST",
+                            &path,
+                            &[("authorization", &auth), ("content-type", "application/json")],
+                            body.to_string().as_bytes(),
+                            true,
+                        )
                         .unwrap();
                     latencies.push(begun.elapsed());
                     assert_eq!(response.status, 200, "{}", response.text());

@@ -108,7 +108,9 @@ fn main() {
         let mut agent = default_agent(&plane, &name, dir.path(), capacity);
         agent.spawn();
         let tasks: Vec<String> = (0..capacity)
-            .map(|index| plane.create_task(json!({"repo": repo, "task_type": "shell", "title": format!("quiet {index}"), "goal": "sleep 30"})))
+            .map(|index| {
+                plane.create_task(json!({"repo": repo, "task_type": "shell", "title": format!("quiet {index}"), "goal": "sleep 30"}))
+            })
             .collect();
         let started = Instant::now();
         while !tasks.iter().all(|task_id| plane.task(task_id)["steps"][0]["status"] == "running") {
@@ -118,7 +120,12 @@ fn main() {
         // The first heartbeat and the first shipping turns are over after a second or two.
         std::thread::sleep(Duration::from_secs(2));
         let footprint = measure(agent.pid(), quiet_seconds.min(25));
-        print(&format!("node-agent supervising {capacity} quiet step(s) (sleep 30) for {quiet_seconds} s, capacity {capacity}, default intervals"), &footprint);
+        print(
+            &format!(
+                "node-agent supervising {capacity} quiet step(s) (sleep 30) for {quiet_seconds} s, capacity {capacity}, default intervals"
+            ),
+            &footprint,
+        );
         for task_id in &tasks {
             http(&plane.base(), "POST", &format!("/v1/tasks/{task_id}/cancel"), ADMIN, Some(json!({"reason": "benchmark over"})));
         }

@@ -25,7 +25,8 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn summary_of(plane: &ControlPlane, detail: &Value) -> Value {
     let run_id = detail["steps"][0]["current_run_id"].as_str().unwrap();
     let run = http(&plane.base(), "GET", &format!("/v1/runs/{run_id}"), ADMIN, None)["data"].clone();
-    let summary = run["checkpoints"].as_array().unwrap().iter().find(|checkpoint| checkpoint["checkpoint_type"] == "summary").unwrap().clone();
+    let summary =
+        run["checkpoints"].as_array().unwrap().iter().find(|checkpoint| checkpoint["checkpoint_type"] == "summary").unwrap().clone();
     serde_json::from_str(summary["content"].as_str().unwrap()).unwrap()
 }
 
@@ -41,7 +42,8 @@ fn main() {
 
     // Task created → first step running, default intervals.
     let mut agent = Agent::new(&plane.base(), "mini-main", dir.path());
-    for (option, value) in [("--scheduler-interval-ms", "1000"), ("--claim-interval-ms", "2000"), ("--step-heartbeat-interval-ms", "5000")] {
+    for (option, value) in [("--scheduler-interval-ms", "1000"), ("--claim-interval-ms", "2000"), ("--step-heartbeat-interval-ms", "5000")]
+    {
         agent = agent.arg(option, value);
     }
     agent.spawn();
@@ -49,7 +51,8 @@ fn main() {
     let mut latencies = Vec::new();
     for index in 0..env_number("BAA_BENCH_LATENCY_TASKS", 10) {
         let created = Instant::now();
-        let task_id = plane.create_task(json!({"repo": repo, "task_type": "shell", "title": format!("latency {index}"), "goal": "sleep 1"}));
+        let task_id =
+            plane.create_task(json!({"repo": repo, "task_type": "shell", "title": format!("latency {index}"), "goal": "sleep 1"}));
         loop {
             let step = plane.task(&task_id)["steps"][0].clone();
             if matches!(step["status"].as_str(), Some("running" | "succeeded")) {
@@ -65,7 +68,12 @@ fn main() {
     }
     let worst = latencies.iter().cloned().fold(0.0, f64::max);
     let latency_median = median(&mut latencies);
-    println!("task created -> first step running: median {:.2} s, worst {:.2} s over {} tasks (target <= 2 s)", latency_median, worst, latencies.len());
+    println!(
+        "task created -> first step running: median {:.2} s, worst {:.2} s over {} tasks (target <= 2 s)",
+        latency_median,
+        worst,
+        latencies.len()
+    );
     agent.terminate();
 
     // Output to disk.
@@ -74,7 +82,8 @@ fn main() {
     let direct_file = dir.path().join("direct.out");
     let write_directly = || {
         let started = Instant::now();
-        let status = std::process::Command::new("sh").arg("-c").arg(&command).stdout(std::fs::File::create(&direct_file).unwrap()).status().unwrap();
+        let status =
+            std::process::Command::new("sh").arg("-c").arg(&command).stdout(std::fs::File::create(&direct_file).unwrap()).status().unwrap();
         assert!(status.success());
         let seconds = started.elapsed().as_secs_f64();
         let _ = std::fs::remove_file(&direct_file);

@@ -11,18 +11,26 @@ pub struct ChecklistItem {
 }
 
 pub const STARTUP_CHECKLIST: [ChecklistItem; 6] = [
-    ChecklistItem { id: "register-controller", description: "send the first controller heartbeat (identity, role, priority, version)", leader_only: false },
+    ChecklistItem {
+        id: "register-controller",
+        description: "send the first controller heartbeat (identity, role, priority, version)",
+        leader_only: false,
+    },
     ChecklistItem { id: "acquire-lease", description: "acquire or observe the global leader lease", leader_only: false },
     ChecklistItem { id: "load-runs", description: "find unfinished runs in the runs directory", leader_only: false },
     ChecklistItem { id: "reconcile-runs", description: "adopt live runs, settle dead ones with the control plane", leader_only: false },
-    ChecklistItem { id: "start-heartbeat-loop", description: "keep heartbeating and renewing or competing for the lease", leader_only: false },
-    ChecklistItem { id: "start-scheduler", description: "claim, plan and reap (leader only; a standby refuses to schedule)", leader_only: true },
+    ChecklistItem {
+        id: "start-heartbeat-loop",
+        description: "keep heartbeating and renewing or competing for the lease",
+        leader_only: false,
+    },
+    ChecklistItem {
+        id: "start-scheduler",
+        description: "claim, plan and reap (leader only; a standby refuses to schedule)",
+        leader_only: true,
+    },
 ];
 
 pub fn to_text() -> String {
-    STARTUP_CHECKLIST
-        .iter()
-        .enumerate()
-        .map(|(index, item)| format!("{}. {:<22} {}\n", index + 1, item.id, item.description))
-        .collect()
+    STARTUP_CHECKLIST.iter().enumerate().map(|(index, item)| format!("{}. {:<22} {}\n", index + 1, item.id, item.description)).collect()
 }

@@ -75,7 +75,13 @@ impl ControlClient {
             .user_agent(concat!("baa-node-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| ClientError::Unreachable(error.to_string()))?;
-        Ok(ControlClient { http, base: base.trim_end_matches('/').to_string(), token, node_id: node_id.to_string(), sequence: AtomicU64::new(0) })
+        Ok(ControlClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            node_id: node_id.to_string(),
+            sequence: AtomicU64::new(0),
+        })
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B, idempotent: bool) -> Result<T, ClientError> {
@@ -110,8 +116,8 @@ impl ControlClient {
         let response = request.send().await.map_err(|error| ClientError::Unreachable(error.without_url().to_string()))?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|error| ClientError::Unreachable(error.without_url().to_string()))?;
-        let envelope: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| ClientError::Decode(format!("{path}: status {status}, not a JSON envelope")))?;
+        let envelope: Value =
+            serde_json::from_slice(&bytes).map_err(|_| ClientError::Decode(format!("{path}: status {status}, not a JSON envelope")))?;
         if envelope["ok"] == Value::Bool(true) {
             return Ok(envelope["data"].clone());
         }

@@ -159,7 +159,9 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
 fn duration(value: Option<&str>, option: &'static str, env: &'static str, default: Duration) -> Result<Duration, ConfigError> {
     match value.map(str::trim).filter(|text| !text.is_empty()) {
         None => Ok(default),
-        Some(text) => parse_duration(text).ok_or_else(|| bad(option, env, format!("must be a duration such as 90s, 15m, 12h or 7d, got {text:?}"))),
+        Some(text) => {
+            parse_duration(text).ok_or_else(|| bad(option, env, format!("must be a duration such as 90s, 15m, 12h or 7d, got {text:?}")))
+        }
     }
 }
 
@@ -239,7 +241,8 @@ impl AgentConfig {
             ));
         }
         let primary = role == ControllerRole::Primary;
-        let priority = integer(raw.priority.as_deref(), "--priority", "BAA_CONDUCTOR_PRIORITY", 0, 1_000_000, if primary { 100 } else { 50 })?;
+        let priority =
+            integer(raw.priority.as_deref(), "--priority", "BAA_CONDUCTOR_PRIORITY", 0, 1_000_000, if primary { 100 } else { 50 })?;
         let preferred = if raw.preferred {
             true
         } else if raw.no_preferred {
@@ -254,9 +257,14 @@ impl AgentConfig {
                 })?,
             }
         };
-        let heartbeat_interval = milliseconds(raw.heartbeat_interval_ms.as_deref(), "--heartbeat-interval-ms", "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS", 5_000)?;
-        let lease_renew_interval =
-            milliseconds(raw.lease_renew_interval_ms.as_deref(), "--lease-renew-interval-ms", "BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS", 5_000)?;
+        let heartbeat_interval =
+            milliseconds(raw.heartbeat_interval_ms.as_deref(), "--heartbeat-interval-ms", "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS", 5_000)?;
+        let lease_renew_interval = milliseconds(
+            raw.lease_renew_interval_ms.as_deref(),
+            "--lease-renew-interval-ms",
+            "BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS",
+            5_000,
+        )?;
         let lease_ttl_sec = integer(raw.lease_ttl_sec.as_deref(), "--lease-ttl-sec", "BAA_CONDUCTOR_LEASE_TTL_SEC", 1, 3_600, 30)?;
         let renew_failure_threshold = integer(
             raw.renew_failure_threshold.as_deref(),
@@ -289,17 +297,34 @@ impl AgentConfig {
             )? as u64,
             agent_command: raw.agent_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
             pr_command: raw.pr_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
-            git_author_name: raw.git_author_name.as_deref().map(str::trim).filter(|name| !name.is_empty()).unwrap_or("baa-conductor").to_string(),
+            git_author_name: raw
+                .git_author_name
+                .as_deref()
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .unwrap_or("baa-conductor")
+                .to_string(),
             git_author_email: match raw.git_author_email.as_deref().map(str::trim).filter(|email| !email.is_empty()) {
                 Some(email) => email.to_string(),
                 None => format!("baa@{host}"),
             },
-            worktree_retention: duration(raw.worktree_retention.as_deref(), "--worktree-retention", "BAA_WORKTREE_RETENTION", Duration::from_secs(7 * 86_400))?,
-            runs_retention: duration(raw.runs_retention.as_deref(), "--runs-retention", "BAA_RUNS_RETENTION", Duration::from_secs(30 * 86_400))?,
+            worktree_retention: duration(
+                raw.worktree_retention.as_deref(),
+                "--worktree-retention",
+                "BAA_WORKTREE_RETENTION",
+                Duration::from_secs(7 * 86_400),
+            )?,
+            runs_retention: duration(
+                raw.runs_retention.as_deref(),
+                "--runs-retention",
+                "BAA_RUNS_RETENTION",
+                Duration::from_secs(30 * 86_400),
+            )?,
             min_free_disk_bytes: match raw.min_free_disk.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
                 None => 5_000_000_000,
-                Some(text) => parse_bytes(text)
-                    .ok_or_else(|| bad("--min-free-disk", "BAA_MIN_FREE_DISK", format!("must be a size such as 5GB, 500MB or 0, got {text:?}")))?,
+                Some(text) => parse_bytes(text).ok_or_else(|| {
+                    bad("--min-free-disk", "BAA_MIN_FREE_DISK", format!("must be a size such as 5GB, 500MB or 0, got {text:?}"))
+                })?,
             },
         };
         if runner.capacity > 0 && runner.agent_command.is_none() {
@@ -318,9 +343,13 @@ impl AgentConfig {
         let mut control_api_base = control_api_base(raw.control_api_base.as_deref())?;
         let embedded = if raw.embedded {
             let text = raw.control_listen.as_deref().map(str::trim).unwrap_or(DEFAULT_CONTROL_LISTEN);
-            let address: std::net::SocketAddr = text
-                .parse()
-                .map_err(|_| bad("--control-listen", "BAA_CONTROL_LISTEN", format!("must be an IP address and port such as 127.0.0.1:8787, got {text:?}")))?;
+            let address: std::net::SocketAddr = text.parse().map_err(|_| {
+                bad(
+                    "--control-listen",
+                    "BAA_CONTROL_LISTEN",
+                    format!("must be an IP address and port such as 127.0.0.1:8787, got {text:?}"),
+                )
+            })?;
             if control_api_base.is_some() {
                 return Err(bad(
                     "--control-api-base",
@@ -329,16 +358,20 @@ impl AgentConfig {
                 ));
             }
             // The agent reaches its own control plane over loopback, whatever address it serves.
-            let reachable = if address.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], address.port())) } else { address };
+            let reachable =
+                if address.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], address.port())) } else { address };
             control_api_base = Some(format!("http://{reachable}"));
             Some(address)
         } else {
             None
         };
         if control_api_base.is_none() {
-            warnings.push("no control API base (--control-api-base / BAA_CONTROL_API_BASE) and not --embedded: start will refuse to run".into());
+            warnings.push(
+                "no control API base (--control-api-base / BAA_CONTROL_API_BASE) and not --embedded: start will refuse to run".into(),
+            );
         }
-        let shared_token = raw.shared_token.as_deref().map(str::trim).filter(|token| !token.is_empty()).map(|token| Secret(token.to_string()));
+        let shared_token =
+            raw.shared_token.as_deref().map(str::trim).filter(|token| !token.is_empty()).map(|token| Secret(token.to_string()));
         match &shared_token {
             // Embedded, the token comes from the state directory when the environment has none.
             None if embedded.is_some() => {}

@@ -76,7 +76,10 @@ pub fn prepare(state_dir: &Path, lookup: impl Fn(&str) -> Option<String>) -> Res
     let from_env = |name: &str| lookup(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
     let mut new_admin_token = None;
     let mut tokens = if tokens_file.exists() { read_tokens(&tokens_file)? } else { BTreeMap::new() };
-    let missing: Vec<&str> = [ADMIN_TOKEN_VAR, SHARED_TOKEN_ENV_VAR].into_iter().filter(|name| from_env(name).is_none() && !tokens.contains_key(*name)).collect();
+    let missing: Vec<&str> = [ADMIN_TOKEN_VAR, SHARED_TOKEN_ENV_VAR]
+        .into_iter()
+        .filter(|name| from_env(name).is_none() && !tokens.contains_key(*name))
+        .collect();
     if !missing.is_empty() {
         for name in &missing {
             tokens.insert(name.to_string(), new_token()?);
@@ -118,7 +121,13 @@ pub async fn serve(
     (
         std::net::SocketAddr,
         tokio::net::TcpListener,
-        std::rc::Rc<control_worker::core::Core<control_worker::native::SqliteDb, control_worker::native::SystemClock, control_worker::core::clock::SeededRandom>>,
+        std::rc::Rc<
+            control_worker::core::Core<
+                control_worker::native::SqliteDb,
+                control_worker::native::SystemClock,
+                control_worker::core::clock::SeededRandom,
+            >,
+        >,
     ),
     EmbeddedError,
 > {
@@ -128,7 +137,12 @@ pub async fn serve(
         .await
         .map_err(|error| EmbeddedError::Io { path: PathBuf::from(address.to_string()), error })?;
     let bound = listener.local_addr().unwrap_or(address);
-    let core = control_worker::core::Core::new(db, control_worker::native::SystemClock, control_worker::native::os_random(), embedded.config.clone());
+    let core = control_worker::core::Core::new(
+        db,
+        control_worker::native::SystemClock,
+        control_worker::native::os_random(),
+        embedded.config.clone(),
+    );
     Ok((bound, listener, std::rc::Rc::new(core)))
 }
 

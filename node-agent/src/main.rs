@@ -100,7 +100,8 @@ fn start(mut config: AgentConfig) -> ExitCode {
     // Lease calls end well before the next renewal is due; the runner's uploads may take longer.
     let timeout = (config.lease_renew_interval * 4 / 5).max(std::time::Duration::from_millis(200));
     let clients = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, timeout).and_then(|conductor_client| {
-        let runner_client = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, std::time::Duration::from_secs(30))?;
+        let runner_client =
+            client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, std::time::Duration::from_secs(30))?;
         Ok((conductor_client, runner_client))
     });
     let (conductor_client, runner_client) = match clients {
@@ -224,6 +225,14 @@ impl conductor::StartupRuns for RunnerStartup<'_> {
     fn reconcile_runs(&mut self) -> (&'static str, String) {
         let reconciled = self.runner.reconcile(&self.found);
         let status = if reconciled.skipped.is_empty() { "done" } else { "partial" };
-        (status, format!("{} live run(s) adopted, {} ended run(s) to settle, {} left alone", reconciled.adopted, reconciled.settling, reconciled.skipped.len()))
+        (
+            status,
+            format!(
+                "{} live run(s) adopted, {} ended run(s) to settle, {} left alone",
+                reconciled.adopted,
+                reconciled.settling,
+                reconciled.skipped.len()
+            ),
+        )
     }
 }

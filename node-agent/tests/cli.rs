@@ -33,8 +33,15 @@ fn config_prints_the_resolved_configuration_without_the_token() {
     let output = agent(&["config", "--host", "mini", "--control-api-base", "http://127.0.0.1:8787/"], &[("BAA_SHARED_TOKEN", TOKEN)]);
     assert!(output.status.success());
     let text = stdout(&output);
-    for expected in ["node_id                  mini-main", "role                     primary", "token                    set", "priority                 100",
-        "control_api_base         http://127.0.0.1:8787", "lease_ttl_sec            30", "runs_dir"] {
+    for expected in [
+        "node_id                  mini-main",
+        "role                     primary",
+        "token                    set",
+        "priority                 100",
+        "control_api_base         http://127.0.0.1:8787",
+        "lease_ttl_sec            30",
+        "runs_dir",
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(!text.contains(TOKEN) && !stderr(&output).contains(TOKEN));
@@ -46,7 +53,11 @@ fn config_prints_the_resolved_configuration_without_the_token() {
     assert_eq!(config["token_set"], true);
     assert_eq!(config["local_api"], "127.0.0.1:4317");
     assert!(!config.to_string().contains(TOKEN));
-    let root = if cfg!(target_os = "macos") { "/home/tester/Library/Application Support/baa-conductor" } else { "/home/tester/.local/state/baa-conductor" };
+    let root = if cfg!(target_os = "macos") {
+        "/home/tester/Library/Application Support/baa-conductor"
+    } else {
+        "/home/tester/.local/state/baa-conductor"
+    };
     assert_eq!(config["paths"]["runs"], format!("{root}/runs"));
 }
 
@@ -139,7 +150,8 @@ fn run_once_with_the_control_plane_down_reports_degraded_and_exits_zero() {
     let base = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().display().to_string();
-    let output = agent(&["start", "--run-once", "--json", "--control-api-base", &base, "--runtime-root", &root], &[("BAA_SHARED_TOKEN", TOKEN)]);
+    let output =
+        agent(&["start", "--run-once", "--json", "--control-api-base", &base, "--runtime-root", &root], &[("BAA_SHARED_TOKEN", TOKEN)]);
     let snapshot = json(&output);
     assert_eq!(snapshot["lease"]["state"], "degraded");
     assert_eq!(snapshot["token_set"], true);

@@ -28,9 +28,11 @@ esac
 fn buggy_project(dir: &Path) -> PathBuf {
     let repo = git_repo(dir);
     std::fs::write(repo.join("adder.sh"), "echo $(( $1 - $2 ))\n").unwrap();
-    std::fs::write(repo.join("test.sh"), "test \"$(sh adder.sh 2 3)\" = 5 || { echo \"2 + 3 is not $(sh adder.sh 2 3)\"; exit 1; }\n").unwrap();
+    std::fs::write(repo.join("test.sh"), "test \"$(sh adder.sh 2 3)\" = 5 || { echo \"2 + 3 is not $(sh adder.sh 2 3)\"; exit 1; }\n")
+        .unwrap();
     git_output(&repo, &["add", "."]).unwrap();
-    git_output(&repo, &["-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m", "an adder with a bug"]).unwrap();
+    git_output(&repo, &["-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m", "an adder with a bug"])
+        .unwrap();
     repo
 }
 
@@ -77,8 +79,14 @@ fn two_hosts_each_task_on_one_host_with_one_commit_per_fix() {
     for index in 0..8 {
         let fix = index % 4 != 3;
         let goal = if fix { format!("fix the adder (task {index})") } else { format!("read the adder and change nothing (task {index})") };
-        let task_id = plane.create_task(json!({"repo": url, "task_type": "codex", "title": format!("adder {index}"), "goal": goal, "acceptance": ["sh test.sh"]}));
-        if fix { fixes.push(task_id) } else { controls.push(task_id) }
+        let task_id = plane.create_task(
+            json!({"repo": url, "task_type": "codex", "title": format!("adder {index}"), "goal": goal, "acceptance": ["sh test.sh"]}),
+        );
+        if fix {
+            fixes.push(task_id)
+        } else {
+            controls.push(task_id)
+        }
     }
     let all: Vec<String> = fixes.iter().chain(&controls).cloned().collect();
     wait_all(&plane, &all, Duration::from_secs(120));
@@ -110,7 +118,10 @@ fn two_hosts_each_task_on_one_host_with_one_commit_per_fix() {
             assert_eq!(git_output(&mirror, &["show", "--format=", "--name-only", &branch]).unwrap(), "adder.sh");
             let message = git_output(&mirror, &["log", "-1", "--format=%B", &branch]).unwrap();
             assert!(message.starts_with(&format!("adder ")) && message.contains(": coding agent"), "{message}");
-            assert!(message.contains(&format!("Baa-Task: {task_id}")) && message.contains(&format!("Baa-Run: {task_id}.s0.a1")), "{message}");
+            assert!(
+                message.contains(&format!("Baa-Task: {task_id}")) && message.contains(&format!("Baa-Run: {task_id}.s0.a1")),
+                "{message}"
+            );
             let author = git_output(&mirror, &["log", "-1", "--format=%an <%ae>", &branch]).unwrap();
             let expected = if host == "mac" { "Mac Agent <agent@mac.example.invalid>" } else { "baa-conductor <baa@mini>" };
             assert_eq!(author, expected);
@@ -183,7 +194,8 @@ fn a_lost_host_task_starts_over_on_the_other_host() {
     let dir = tempfile::tempdir().unwrap();
     // Each host its own copy: a mirror of one origin.
     let (_, repo) = bare_clone(&git_repo(dir.path()), dir.path(), "origin");
-    let plane = ControlPlane::start_with(dir.path(), &[("CONTROL_API_HOST_LOST_AFTER_SEC", "3"), ("CONTROL_API_CONTROLLER_LIVENESS_SEC", "2")]);
+    let plane =
+        ControlPlane::start_with(dir.path(), &[("CONTROL_API_HOST_LOST_AFTER_SEC", "3"), ("CONTROL_API_CONTROLLER_LIVENESS_SEC", "2")]);
     let mut mini = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--host", "mini").arg("--lease-ttl-sec", "3");
     mini.spawn();
     let task_id = plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "slow", "goal": "sleep 3; echo done > done.txt", "acceptance": ["test -f done.txt"]}));
@@ -196,7 +208,8 @@ fn a_lost_host_task_starts_over_on_the_other_host() {
         assert!(started.elapsed() < Duration::from_secs(20), "{detail:#}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut mac = Agent::new(&plane.base(), "mac-standby", dir.path()).arg("--host", "mac").arg("--role", "standby").arg("--lease-ttl-sec", "3");
+    let mut mac =
+        Agent::new(&plane.base(), "mac-standby", dir.path()).arg("--host", "mac").arg("--role", "standby").arg("--lease-ttl-sec", "3");
     mac.spawn();
     // The host goes away whole: the agent and the step it runs.
     let pid = read_json(&run_dir.join("state.json"))["pid"].as_i64().unwrap();
@@ -208,7 +221,8 @@ fn a_lost_host_task_starts_over_on_the_other_host() {
     let detail = plane.wait_task(&task_id, &["succeeded", "failed", "blocked", "canceled"], Duration::from_secs(60));
     assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", mac.log_text());
     assert_eq!(detail["assigned_host"], "mac");
-    let runs: Vec<(&str, &str)> = detail["runs"].as_array().unwrap().iter().map(|run| (run["host"].as_str().unwrap(), run["status"].as_str().unwrap())).collect();
+    let runs: Vec<(&str, &str)> =
+        detail["runs"].as_array().unwrap().iter().map(|run| (run["host"].as_str().unwrap(), run["status"].as_str().unwrap())).collect();
     assert_eq!(runs[0], ("mini", "lost"), "{runs:?}");
     assert!(runs[1..].iter().all(|(host, status)| *host == "mac" && *status == "succeeded"), "{runs:?}");
     let lost = detail["history"].as_array().unwrap().iter().find(|event| event["kind"] == "host_lost").cloned();
@@ -244,7 +258,9 @@ fn housekeeping_removes_old_worktrees_and_a_full_disk_stops_claims() {
     agent.terminate();
 
     let port = free_port();
-    let mut full = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--min-free-disk", "1000000TB").arg("--local-api", &format!("127.0.0.1:{port}"));
+    let mut full = Agent::new(&plane.base(), "mini-main", dir.path())
+        .arg("--min-free-disk", "1000000TB")
+        .arg("--local-api", &format!("127.0.0.1:{port}"));
     full.spawn();
     let waiting = plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "waits", "goal": "true"}));
     std::thread::sleep(Duration::from_secs(3));

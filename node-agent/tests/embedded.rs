@@ -21,12 +21,14 @@ fn free_port() -> u16 {
 /// GET `path`; the status code, content type and body.
 fn get(address: &str, path: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(address).unwrap();
-    std::io::Write::write_all(&mut stream, format!("GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
+    std::io::Write::write_all(&mut stream, format!("GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n").as_bytes())
+        .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let content_type = head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string)).unwrap_or_default();
+    let content_type =
+        head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string)).unwrap_or_default();
     (status, content_type, body.to_string())
 }
 
@@ -103,7 +105,13 @@ fn one_process_runs_the_whole_system_and_shows_it() {
 
     // A task posted with the admin token runs to succeeded.
     let base = format!("http://{control}");
-    let created = http(&base, "POST", "/v1/tasks", &admin, Some(json!({"repo": repo, "task_type": "shell", "title": "hello", "goal": "echo hello > hello.txt"})));
+    let created = http(
+        &base,
+        "POST",
+        "/v1/tasks",
+        &admin,
+        Some(json!({"repo": repo, "task_type": "shell", "title": "hello", "goal": "echo hello > hello.txt"})),
+    );
     let task_id = created["data"]["task_id"].as_str().unwrap_or_else(|| panic!("{created}")).to_string();
     let started = Instant::now();
     loop {
@@ -126,7 +134,8 @@ fn one_process_runs_the_whole_system_and_shows_it() {
     loop {
         let (_, _, body) = get(&status, "/v1/status");
         let snapshot: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if snapshot["data"]["runner"]["recent"].as_array().is_some_and(|recent| recent.iter().any(|run| run["task_id"] == task_id.as_str())) {
+        if snapshot["data"]["runner"]["recent"].as_array().is_some_and(|recent| recent.iter().any(|run| run["task_id"] == task_id.as_str()))
+        {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "{snapshot:#}");

@@ -131,7 +131,13 @@ fn wait_for_holder(observations: &Arc<Mutex<Vec<Observation>>>, holder: &str, si
 }
 
 fn create_task(base: &str, title: &str) -> String {
-    let answer = http(base, "POST", "/v1/tasks", ADMIN, Some(json!({"repo": "/srv/repo", "task_type": "shell", "title": title, "goal": "true", "acceptance": ["true"]})));
+    let answer = http(
+        base,
+        "POST",
+        "/v1/tasks",
+        ADMIN,
+        Some(json!({"repo": "/srv/repo", "task_type": "shell", "title": title, "goal": "true", "acceptance": ["true"]})),
+    );
     answer["data"]["task_id"].as_str().unwrap().to_string()
 }
 
@@ -247,7 +253,10 @@ fn failover_hand_back_and_release_with_never_two_leaders() {
     assert!(primary_intervals.len() >= 2 && !standby_intervals.is_empty(), "{primary_intervals:?} {standby_intervals:?}");
     for (term_a, start_a, end_a) in &primary_intervals {
         for (term_b, start_b, end_b) in &standby_intervals {
-            assert!(end_a <= start_b || end_b <= start_a, "overlap: primary term {term_a} [{start_a}, {end_a}] and standby term {term_b} [{start_b}, {end_b}]");
+            assert!(
+                end_a <= start_b || end_b <= start_a,
+                "overlap: primary term {term_a} [{start_a}, {end_a}] and standby term {term_b} [{start_b}, {end_b}]"
+            );
         }
     }
 
@@ -257,7 +266,10 @@ fn failover_hand_back_and_release_with_never_two_leaders() {
         let term = task["claim_term"].as_i64().unwrap();
         let claimed_at = task["started_at"].as_i64().unwrap();
         let (first, last) = term_seen[&term];
-        assert!(claimed_at >= first - 1 && claimed_at <= last + 1, "task {task_id} planned in term {term} at {claimed_at}, term seen {first}..{last}");
+        assert!(
+            claimed_at >= first - 1 && claimed_at <= last + 1,
+            "task {task_id} planned in term {term} at {claimed_at}, term seen {first}..{last}"
+        );
     }
     eprintln!(
         "failover after kill -9: {failover:?}; hand-back: {hand_back:?}; failover after SIGTERM: {release_failover:?}; terms: {}",

@@ -18,7 +18,12 @@ fn shell_task(repo: &Path, title: &str, goal: &str, extra: Value) -> Value {
 }
 
 fn checkpoint<'a>(run: &'a Value, checkpoint_type: &str) -> &'a Value {
-    run["checkpoints"].as_array().unwrap().iter().find(|checkpoint| checkpoint["checkpoint_type"] == checkpoint_type).unwrap_or_else(|| panic!("no {checkpoint_type} in {run:#}"))
+    run["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|checkpoint| checkpoint["checkpoint_type"] == checkpoint_type)
+        .unwrap_or_else(|| panic!("no {checkpoint_type} in {run:#}"))
 }
 
 fn read_run(plane: &ControlPlane, run_id: &str) -> Value {
@@ -75,7 +80,12 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
         json!({"acceptance": ["test -f created.txt && echo found-it"]}),
     ));
     let failing = plane.create_task(shell_task(&repo, "fail", "echo about to fail; exit 3", json!({})));
-    let timing_out = plane.create_task(shell_task(&repo, "time out", "trap '' TERM; (sleep 4001; echo never) & sleep 4002", json!({"constraints": {"timeout_sec": 2}})));
+    let timing_out = plane.create_task(shell_task(
+        &repo,
+        "time out",
+        "trap '' TERM; (sleep 4001; echo never) & sleep 4002",
+        json!({"constraints": {"timeout_sec": 2}}),
+    ));
     let canceled = plane.create_task(shell_task(&repo, "be canceled", "sleep 4003", json!({})));
     let codex = plane.create_task(json!({
         "repo": repo, "task_type": "codex", "title": "take a note", "goal": "remember the milk",
@@ -110,7 +120,9 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
     let run_dir = agent.run_dir(&succeeding, run_id);
     // The control plane hears of the end first; the run directory closes a moment later.
     wait_local_status(&run_dir, "succeeded");
-    for name in ["meta.json", "state.json", "ship.json", "worker.log", "stdout.log", "stderr.log", "exit_status", "checkpoints", "artifacts"] {
+    for name in
+        ["meta.json", "state.json", "ship.json", "worker.log", "stdout.log", "stderr.log", "exit_status", "checkpoints", "artifacts"]
+    {
         assert!(run_dir.join(name).exists(), "{name} in {}", run_dir.display());
     }
     let state = read_json(&run_dir.join("state.json"));
@@ -125,7 +137,10 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
         assert!(events.contains(&event.to_string()), "{event} in {events:?}");
     }
     assert_eq!(std::fs::read_to_string(run_dir.join("stdout.log")).unwrap(), "out-line\n");
-    let mut files: Vec<String> = std::fs::read_dir(run_dir.join("checkpoints")).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(run_dir.join("checkpoints"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     files.sort();
     assert_eq!(files, ["0001-summary.json", "0002-git-diff.patch", "0003-log-tail.txt"]);
     let run = read_run(&plane, run_id);
@@ -229,13 +244,17 @@ fn a_step_survives_its_agent_and_is_adopted_by_the_next() {
     let mut agent = Agent::new(&plane.base(), "mini-main", dir.path());
     agent.spawn();
     const LINES: u32 = 60;
-    let task_id = plane.create_task(shell_task(&repo, "count", &format!("{}; echo done > finished.txt", numbered_lines(LINES, "0.1")), json!({})));
+    let task_id =
+        plane.create_task(shell_task(&repo, "count", &format!("{}; echo done > finished.txt", numbered_lines(LINES, "0.1")), json!({})));
     let detail = wait_step_running(&plane, &task_id, Duration::from_secs(20));
     let run_id = detail["steps"][0]["current_run_id"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_secs(2));
     agent.kill9();
     let pid = read_json(&agent.run_dir(&task_id, &run_id).join("state.json"))["pid"].as_i64().unwrap();
-    assert!(!processes_matching(&format!("{pid} ")).is_empty() || std::path::Path::new(&format!("/proc/{pid}")).exists(), "the step outlived its agent");
+    assert!(
+        !processes_matching(&format!("{pid} ")).is_empty() || std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the step outlived its agent"
+    );
     std::thread::sleep(Duration::from_secs(1));
     agent.spawn();
 
@@ -283,7 +302,12 @@ fn killing_the_agent_at_random_moments_never_tears_a_state_file() {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if ["state.json", "ship.json", "meta.json"].contains(&name.as_str()) {
                 let bytes = std::fs::read(&path).unwrap();
-                assert!(serde_json::from_slice::<Value>(&bytes).is_ok(), "{} does not parse: {:?}", path.display(), String::from_utf8_lossy(&bytes));
+                assert!(
+                    serde_json::from_slice::<Value>(&bytes).is_ok(),
+                    "{} does not parse: {:?}",
+                    path.display(),
+                    String::from_utf8_lossy(&bytes)
+                );
                 files_checked += 1;
             }
         }

@@ -13,13 +13,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::BrowserAdmin,
-        Role::OpsAdmin,
-        Role::Readonly,
-        Role::Controller,
-        Role::Worker,
-    ];
+    pub const ALL: [Role; 5] = [Role::BrowserAdmin, Role::OpsAdmin, Role::Readonly, Role::Controller, Role::Worker];
 
     pub fn as_str(self) -> &'static str {
         match self {

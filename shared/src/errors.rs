@@ -64,19 +64,11 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::InvalidJson => 400,
-            ErrorCode::MissingBearerToken
-            | ErrorCode::InvalidAuthorizationHeader
-            | ErrorCode::UnknownToken => 401,
+            ErrorCode::MissingBearerToken | ErrorCode::InvalidAuthorizationHeader | ErrorCode::UnknownToken => 401,
             ErrorCode::Forbidden => 403,
-            ErrorCode::RouteNotFound
-            | ErrorCode::TaskNotFound
-            | ErrorCode::StepNotFound
-            | ErrorCode::RunNotFound => 404,
+            ErrorCode::RouteNotFound | ErrorCode::TaskNotFound | ErrorCode::StepNotFound | ErrorCode::RunNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict
-            | ErrorCode::StaleTerm
-            | ErrorCode::NotLeader
-            | ErrorCode::InvalidTransition => 409,
+            ErrorCode::Conflict | ErrorCode::StaleTerm | ErrorCode::NotLeader | ErrorCode::InvalidTransition => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RequestTimeout => 408,

@@ -10,9 +10,7 @@ pub fn is_valid_node_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_ID_LEN
         && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// The git branch a task's worktree uses.

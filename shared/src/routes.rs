@@ -100,7 +100,14 @@ use Action::*;
 use Method::{Get, Post};
 
 pub const ROUTES: &[Route] = &[
-    route(ControllersHeartbeat, "controllers.heartbeat", Post, "/v1/controllers/heartbeat", CONTROLLER, "upsert a controller and record its heartbeat"),
+    route(
+        ControllersHeartbeat,
+        "controllers.heartbeat",
+        Post,
+        "/v1/controllers/heartbeat",
+        CONTROLLER,
+        "upsert a controller and record its heartbeat",
+    ),
     route(ControllersList, "controllers.list", Get, "/v1/controllers", ADMIN_READ, "controllers with last heartbeat and liveness"),
     route(LeaderAcquire, "leader.acquire", Post, "/v1/leader/acquire", CONTROLLER, "acquire or renew the global leader lease"),
     route(LeaderRelease, "leader.release", Post, "/v1/leader/release", CONTROLLER, "graceful step-down by the lease holder"),
@@ -109,20 +116,62 @@ pub const ROUTES: &[Route] = &[
     route(TasksRead, "tasks.read", Get, "/v1/tasks/:task_id", ADMIN_READ, "a task with its steps and runs"),
     route(TasksCancel, "tasks.cancel", Post, "/v1/tasks/:task_id/cancel", ADMIN, "cancel a task; running steps are told to stop"),
     route(TasksClaim, "tasks.claim", Post, "/v1/tasks/claim", CONTROLLER, "the leader claims queued tasks for planning (fenced by term)"),
-    route(TasksPlan, "tasks.plan", Post, "/v1/tasks/:task_id/plan", CONTROLLER, "the leader writes a claimed task's steps (fenced by term)"),
+    route(
+        TasksPlan,
+        "tasks.plan",
+        Post,
+        "/v1/tasks/:task_id/plan",
+        CONTROLLER,
+        "the leader writes a claimed task's steps (fenced by term)",
+    ),
     route(StepsClaim, "steps.claim", Post, "/v1/steps/claim", WORKER, "a host's runner claims ready steps"),
-    route(StepsHeartbeat, "steps.heartbeat", Post, "/v1/steps/:step_id/heartbeat", WORKER, "extend a step's heartbeat deadline; learn of cancellation"),
+    route(
+        StepsHeartbeat,
+        "steps.heartbeat",
+        Post,
+        "/v1/steps/:step_id/heartbeat",
+        WORKER,
+        "extend a step's heartbeat deadline; learn of cancellation",
+    ),
     upload(route(StepsCheckpoint, "steps.checkpoint", Post, "/v1/steps/:step_id/checkpoint", WORKER, "upload one checkpoint of a run")),
-    upload(route(StepsLogs, "steps.logs", Post, "/v1/steps/:step_id/logs", WORKER, "upload log chunks of a run, idempotent by (run_id, seq)")),
-    route(StepsComplete, "steps.complete", Post, "/v1/steps/:step_id/complete", WORKER, "a run finished successfully (idempotent for the same run)"),
+    upload(route(
+        StepsLogs,
+        "steps.logs",
+        Post,
+        "/v1/steps/:step_id/logs",
+        WORKER,
+        "upload log chunks of a run, idempotent by (run_id, seq)",
+    )),
+    route(
+        StepsComplete,
+        "steps.complete",
+        Post,
+        "/v1/steps/:step_id/complete",
+        WORKER,
+        "a run finished successfully (idempotent for the same run)",
+    ),
     route(StepsFail, "steps.fail", Post, "/v1/steps/:step_id/fail", WORKER, "a run failed; the retry policy requeues or fails the task"),
-    route(StepsReap, "steps.reap", Post, "/v1/steps/reap", CONTROLLER, "the leader reaps steps whose heartbeat deadline passed (fenced by term)"),
+    route(
+        StepsReap,
+        "steps.reap",
+        Post,
+        "/v1/steps/reap",
+        CONTROLLER,
+        "the leader reaps steps whose heartbeat deadline passed (fenced by term)",
+    ),
     route(TasksLogsRead, "tasks.logs.read", Get, "/v1/tasks/:task_id/logs", ADMIN_READ, "log chunks of a task after a cursor"),
     route(RunsRead, "runs.read", Get, "/v1/runs/:run_id", ADMIN_READ, "a run with its checkpoints"),
     route(SystemPause, "system.pause", Post, "/v1/system/pause", ADMIN, "mode paused: nothing new starts"),
     route(SystemResume, "system.resume", Post, "/v1/system/resume", ADMIN, "mode running"),
     route(SystemDrain, "system.drain", Post, "/v1/system/drain", ADMIN, "mode draining: started tasks finish, no new task starts"),
-    route(SystemState, "system.state", Get, "/v1/system/state", ADMIN_READ, "mode, leader, controllers, queue counts, drained, mode changes"),
+    route(
+        SystemState,
+        "system.state",
+        Get,
+        "/v1/system/state",
+        ADMIN_READ,
+        "mode, leader, controllers, queue counts, drained, mode changes",
+    ),
 ];
 
 impl Action {
@@ -179,17 +228,13 @@ fn literal_segments(pattern: &str) -> usize {
 /// Resolves a method and path against [`ROUTES`]. Literal segments win over parameters, so
 /// `GET /v1/tasks/claim` is a 405 on the claim route, not a read of a task named `claim`.
 pub fn resolve(method: &str, path: &str) -> Resolution {
-    let matches: Vec<(&'static Route, PathParams)> = ROUTES
-        .iter()
-        .filter_map(|route| match_pattern(route.path, path).map(|params| (route, params)))
-        .collect();
+    let matches: Vec<(&'static Route, PathParams)> =
+        ROUTES.iter().filter_map(|route| match_pattern(route.path, path).map(|params| (route, params))).collect();
     let Some(best) = matches.iter().map(|(route, _)| literal_segments(route.path)).max() else {
         return Resolution::NotFound;
     };
-    let mut candidates: Vec<(&'static Route, PathParams)> = matches
-        .into_iter()
-        .filter(|(route, _)| literal_segments(route.path) == best)
-        .collect();
+    let mut candidates: Vec<(&'static Route, PathParams)> =
+        matches.into_iter().filter(|(route, _)| literal_segments(route.path) == best).collect();
     if let Some(position) = candidates.iter().position(|(route, _)| route.method.as_str() == method) {
         let (route, params) = candidates.swap_remove(position);
         return Resolution::Found(route, params);

@@ -79,10 +79,7 @@ wire_enum!(
 
 impl StepStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Blocked | StepStatus::TimedOut | StepStatus::Canceled
-        )
+        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Blocked | StepStatus::TimedOut | StepStatus::Canceled)
     }
 
     /// Claimed or running: a run of this step is in flight on some host.

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use control_worker::core::auth::authenticate;
 use control_worker::core::clock::Clock;
 use control_worker::core::config::Config;
+use control_worker::core::db::MAX_SAFE_INTEGER;
 use control_worker::core::error::ApiError;
 use control_worker::core::http::{ApiRequest, ApiResponse};
 use control_worker::core::input::{parse_object, Fields};
-use control_worker::core::db::MAX_SAFE_INTEGER;
 use serde_json::json;
 use shared::{ErrorCode, Role};
 

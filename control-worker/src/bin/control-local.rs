@@ -43,9 +43,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (config, warnings) = Config::from_lookup(|name| std::env::var(name).ok()).map_err(|error| anyhow!("{error}"))?;
     if let Some(Command::MintNodeToken { node_id, host }) = cli.command {
-        let secret = config
-            .node_token_secret
-            .ok_or_else(|| anyhow!("{NODE_TOKEN_SECRET_ENV_VAR} must be set to mint node tokens"))?;
+        let secret = config.node_token_secret.ok_or_else(|| anyhow!("{NODE_TOKEN_SECRET_ENV_VAR} must be set to mint node tokens"))?;
         let token = mint_node_token(&secret, &node_id, &host).map_err(|error| {
             let option = if error.details.get("field").and_then(|field| field.as_str()) == Some("host") { "--host" } else { "--node-id" };
             anyhow!("{option} {}", error.message)
@@ -62,12 +60,7 @@ fn main() -> anyhow::Result<()> {
     local.block_on(&runtime, async {
         let db = SqliteDb::open(&cli.db).with_context(|| format!("opening database {}", cli.db.display()))?;
         let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
-        eprintln!(
-            "control-local {} listening on http://{} with database {}",
-            config.version,
-            listener.local_addr()?,
-            cli.db.display()
-        );
+        eprintln!("control-local {} listening on http://{} with database {}", config.version, listener.local_addr()?, cli.db.display());
         let core = Rc::new(Core::new(db, SystemClock, os_random(), config));
         serve(listener, core, limits, true, shutdown_signal()).await;
         eprintln!("control-local stopped");

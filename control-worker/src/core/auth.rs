@@ -92,7 +92,9 @@ pub fn authenticate(config: &Config, authorization: Option<&str>) -> Result<Prin
         return Err(ApiError::new(ErrorCode::MissingBearerToken, "an Authorization: Bearer <token> header is required"));
     };
     let token = match header.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() && !token.trim().contains(' ') => token.trim(),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() && !token.trim().contains(' ') => {
+            token.trim()
+        }
         _ => {
             return Err(ApiError::new(
                 ErrorCode::InvalidAuthorizationHeader,
@@ -106,8 +108,7 @@ pub fn authenticate(config: &Config, authorization: Option<&str>) -> Result<Prin
             "node tokens of the first form (bnt1.) no longer bind a host and are refused: mint a new one with control-local mint-node-token --node-id <id> --host <host>",
         ));
     }
-    resolve_token(config, token)
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownToken, "the bearer token is not recognised"))
+    resolve_token(config, token).ok_or_else(|| ApiError::new(ErrorCode::UnknownToken, "the bearer token is not recognised"))
 }
 
 fn resolve_token(config: &Config, token: &str) -> Option<Principal> {
@@ -188,10 +189,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|index| u8::from_str_radix(text.get(index..index + 2)?, 16).ok())
-        .collect()
+    (0..text.len()).step_by(2).map(|index| u8::from_str_radix(text.get(index..index + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]

@@ -61,10 +61,9 @@ impl Config {
         let node_token_secret = read(NODE_TOKEN_SECRET_ENV_VAR);
         let auth_required = match read(AUTH_REQUIRED_ENV_VAR).as_deref() {
             None => true,
-            Some(value) => parse_bool(value).ok_or(ConfigError {
-                variable: AUTH_REQUIRED_ENV_VAR,
-                rule: "must be true or false".into(),
-            })?,
+            Some(value) => {
+                parse_bool(value).ok_or(ConfigError { variable: AUTH_REQUIRED_ENV_VAR, rule: "must be true or false".into() })?
+            }
         };
         if !auth_required {
             warnings.push(format!(

@@ -67,9 +67,6 @@ pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &
 pub async fn list<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
     let rows = core.db.query(Statement::new(SELECT_CONTROLLERS_SQL, vec![])).await?;
     let liveness = core.config.controller_liveness_sec;
-    let controllers = rows
-        .iter()
-        .map(|row| records::controller(row, call.now, liveness))
-        .collect::<Result<Vec<_>, _>>()?;
+    let controllers = rows.iter().map(|row| records::controller(row, call.now, liveness)).collect::<Result<Vec<_>, _>>()?;
     Reply::ok(&ControllersList { controllers, liveness_window_sec: liveness })
 }

@@ -87,9 +87,7 @@ impl Row {
             Value::Null => Ok(None),
             Value::Integer(value) => Ok(Some(*value)),
             // D1 hands every number over as a double; whole ones are integers.
-            Value::Real(value) if value.fract() == 0.0 && value.abs() <= MAX_SAFE_INTEGER as f64 => {
-                Ok(Some(*value as i64))
-            }
+            Value::Real(value) if value.fract() == 0.0 && value.abs() <= MAX_SAFE_INTEGER as f64 => Ok(Some(*value as i64)),
             other => Err(DbError::Decode(format!("column {column}: expected integer, got {other:?}"))),
         }
     }

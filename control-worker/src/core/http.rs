@@ -43,10 +43,7 @@ impl ApiResponse {
     pub fn text(status: u16, body: &str, request_id: &str) -> Self {
         ApiResponse {
             status,
-            headers: vec![
-                ("content-type".into(), "text/plain; charset=utf-8".into()),
-                ("x-request-id".into(), request_id.into()),
-            ],
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into()), ("x-request-id".into(), request_id.into())],
             body: body.as_bytes().to_vec(),
             log_note: None,
             request_id: request_id.into(),
@@ -111,11 +108,8 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// The caller's `x-request-id` with anything but `[A-Za-z0-9._:-]` removed and capped at
 /// 128 characters; `None` when nothing usable is left.
 pub fn sanitize_request_id(raw: &str) -> Option<String> {
-    let clean: String = raw
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-        .take(MAX_REQUEST_ID_LEN)
-        .collect();
+    let clean: String =
+        raw.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')).take(MAX_REQUEST_ID_LEN).collect();
     (!clean.is_empty()).then_some(clean)
 }
 

@@ -62,9 +62,7 @@ impl<'a> Fields<'a> {
         match self.present(field) {
             None => Ok(None),
             Some(Value::String(text)) if text.trim().is_empty() => Err(self.error(field, "must be a non-empty string")),
-            Some(Value::String(text)) if text.len() > max_len => {
-                Err(self.error(field, &format!("must be at most {max_len} bytes")))
-            }
+            Some(Value::String(text)) if text.len() > max_len => Err(self.error(field, &format!("must be at most {max_len} bytes"))),
             Some(Value::String(text)) => Ok(Some(text.clone())),
             Some(_) => Err(self.error(field, "must be a non-empty string")),
         }
@@ -85,10 +83,9 @@ impl<'a> Fields<'a> {
 
     pub fn opt_node_id(&self, field: &str) -> ApiResult<Option<String>> {
         match self.opt_str(field, MAX_ID_LEN)? {
-            Some(id) if !is_valid_node_id(&id) => Err(self.error(
-                field,
-                "must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
-            )),
+            Some(id) if !is_valid_node_id(&id) => {
+                Err(self.error(field, "must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"))
+            }
             other => Ok(other),
         }
     }
@@ -109,8 +106,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn i64(&self, field: &str, min: i64, max: i64) -> ApiResult<i64> {
-        self.opt_i64(field, min, max)?
-            .ok_or_else(|| self.error(field, &format!("is required: an integer from {min} to {max}")))
+        self.opt_i64(field, min, max)?.ok_or_else(|| self.error(field, &format!("is required: an integer from {min} to {max}")))
     }
 
     pub fn bool_or_false(&self, field: &str) -> ApiResult<bool> {
@@ -163,8 +159,7 @@ impl<'a> Fields<'a> {
 
     /// A string that must be one of an enum's spellings.
     pub fn enumerated<T>(&self, field: &str, parse: fn(&str) -> Option<T>, choices: &str) -> ApiResult<T> {
-        self.opt_enumerated(field, parse, choices)?
-            .ok_or_else(|| self.error(field, &format!("is required: one of {choices}")))
+        self.opt_enumerated(field, parse, choices)?.ok_or_else(|| self.error(field, &format!("is required: one of {choices}")))
     }
 
     pub fn opt_enumerated<T>(&self, field: &str, parse: fn(&str) -> Option<T>, choices: &str) -> ApiResult<Option<T>> {
@@ -222,12 +217,10 @@ fn percent_decode(text: &str) -> String {
     while index < bytes.len() {
         let decoded = match bytes[index] {
             b'+' => Some((b' ', 1)),
-            b'%' if index + 2 < bytes.len() => {
-                match (hex_value(bytes[index + 1]), hex_value(bytes[index + 2])) {
-                    (Some(high), Some(low)) => Some((high * 16 + low, 3)),
-                    _ => None,
-                }
-            }
+            b'%' if index + 2 < bytes.len() => match (hex_value(bytes[index + 1]), hex_value(bytes[index + 2])) {
+                (Some(high), Some(low)) => Some((high * 16 + low, 3)),
+                _ => None,
+            },
             _ => None,
         };
         let (byte, width) = decoded.unwrap_or((bytes[index], 1));

@@ -16,7 +16,7 @@
 //! starve the standby, and a standby never takes a live lease from anyone: no flapping.
 
 use shared::status::LeaseOperation;
-use shared::wire::{Lease, LeaderAcquireResponse, LeaderReleaseResponse};
+use shared::wire::{LeaderAcquireResponse, LeaderReleaseResponse, Lease};
 use shared::ErrorCode;
 
 use super::clock::{Clock, Random};
@@ -28,7 +28,8 @@ use super::{Call, Core, Reply};
 
 pub const MAX_TTL_SEC: i64 = 3_600;
 
-const ENSURE_ROW_SQL: &str = "INSERT INTO leader_lease (lease_name, holder_id, holder_host, term, lease_expires_at, renewed_at, last_operation) \
+const ENSURE_ROW_SQL: &str =
+    "INSERT INTO leader_lease (lease_name, holder_id, holder_host, term, lease_expires_at, renewed_at, last_operation) \
      VALUES ('global', NULL, NULL, 0, 0, 0, 'none') ON CONFLICT (lease_name) DO NOTHING";
 
 // ?1 caller id, ?2 caller host, ?3 now, ?4 ttl, ?5 caller is preferred (0/1).
@@ -94,19 +95,12 @@ pub async fn acquire<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Ca
         .db
         .batch(vec![
             Statement::new(ENSURE_ROW_SQL, vec![]),
-            Statement::new(
-                ACQUIRE_SQL,
-                vec![controller_id.clone().into(), host.into(), call.now.into(), ttl_sec.into(), preferred.into()],
-            ),
+            Statement::new(ACQUIRE_SQL, vec![controller_id.clone().into(), host.into(), call.now.into(), ttl_sec.into(), preferred.into()]),
         ])
         .await?;
-    let row = results
-        .get(1)
-        .and_then(|rows| rows.first())
-        .ok_or_else(|| ApiError::internal("lease update returned no row"))?;
+    let row = results.get(1).and_then(|rows| rows.first()).ok_or_else(|| ApiError::internal("lease update returned no row"))?;
     let lease = records::lease(row)?;
-    let operation = LeaseOperation::parse(&row.text("last_operation")?)
-        .ok_or_else(|| ApiError::internal("unknown lease operation"))?;
+    let operation = LeaseOperation::parse(&row.text("last_operation")?).ok_or_else(|| ApiError::internal("unknown lease operation"))?;
     let is_leader = lease.holder_id.as_deref() == Some(controller_id.as_str()) && lease.lease_expires_at > call.now;
     Reply::ok(&LeaderAcquireResponse {
         holder_id: lease.holder_id.clone(),
@@ -161,12 +155,9 @@ pub fn check_fence(lease: Option<&Lease>, controller_id: &str, term: i64, now: i
         return Err(stale_term(term, lease));
     }
     if lease.holder_id.as_deref() != Some(controller_id) || lease.lease_expires_at <= now {
-        return Err(ApiError::new(
-            ErrorCode::NotLeader,
-            format!("{controller_id} does not hold a live lease in term {term}"),
-        )
-        .with_detail("holder_id", lease.holder_id.clone())
-        .with_detail("term", lease.term));
+        return Err(ApiError::new(ErrorCode::NotLeader, format!("{controller_id} does not hold a live lease in term {term}"))
+            .with_detail("holder_id", lease.holder_id.clone())
+            .with_detail("term", lease.term));
     }
     Ok(())
 }

@@ -178,14 +178,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Resolution::Found(route, params) => {
                 let outcome = match self.admit(request, route) {
                     Ok(principal) => {
-                        let call = Call {
-                            request,
-                            route,
-                            params,
-                            principal,
-                            request_id: request_id.to_string(),
-                            now: self.clock.now(),
-                        };
+                        let call = Call { request, route, params, principal, request_id: request_id.to_string(), now: self.clock.now() };
                         self.dispatch(&call).await
                     }
                     Err(error) => Err(error),

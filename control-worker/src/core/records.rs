@@ -86,8 +86,8 @@ macro_rules! fence {
 }
 
 pub(crate) use {
-    checkpoint_columns, controller_columns, fence, lease_columns, log_chunk_columns, mode_change_columns,
-    run_columns, step_columns, task_columns, task_event_columns,
+    checkpoint_columns, controller_columns, fence, lease_columns, log_chunk_columns, mode_change_columns, run_columns, step_columns,
+    task_columns, task_event_columns,
 };
 
 fn parse_enum<T>(row: &Row, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, DbError> {

@@ -7,12 +7,11 @@
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use shared::ids::is_commit_id;
 use shared::routes::MAX_UPLOAD_CONTENT_BYTES;
 use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, StepStatus, SystemMode, TaskStatus};
-use shared::ids::is_commit_id;
 use shared::wire::{
-    CheckpointStored, ClaimedStep, Run, RunDetail, Step, StepHeartbeatResponse, StepLogsStored, StepSettled, StepsClaimed,
-    TaskResult,
+    CheckpointStored, ClaimedStep, Run, RunDetail, Step, StepHeartbeatResponse, StepLogsStored, StepSettled, StepsClaimed, TaskResult,
 };
 use shared::ErrorCode;
 
@@ -60,11 +59,8 @@ const RECORD_ASSIGNMENT_SQL: &str = "INSERT INTO task_events (task_id, kind, mes
 const ASSIGN_CLAIMED_TASKS_SQL: &str = "UPDATE tasks SET assigned_host = ?2, assigned_at = ?3 \
      WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1) AND assigned_host IS NULL";
 
-const TASKS_OF_CLAIM_SQL: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM tasks WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1)"
-);
+const TASKS_OF_CLAIM_SQL: &str =
+    concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1)");
 
 // ?1 step, ?2 run, ?3 worker, ?4 now, ?5 ttl. A canceled step still answers, so the worker
 // learns of the cancel; its deadline is no longer extended.
@@ -90,11 +86,11 @@ const RECORD_TASK_RESULT_SQL: &str = "UPDATE tasks SET result_json = COALESCE(?4
 
 const SELECT_STEP_SQL: &str = concat!("SELECT ", step_columns!(), " FROM steps WHERE step_id = ?1");
 const SELECT_RUN_SQL: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE run_id = ?1");
-const SELECT_RUN_CHECKPOINTS_SQL: &str =
-    concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE run_id = ?1 ORDER BY seq");
+const SELECT_RUN_CHECKPOINTS_SQL: &str = concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE run_id = ?1 ORDER BY seq");
 
 // ?1 run, ?2 seq, ?3 step, ?4 worker, ?5 type, ?6 format, ?7 content, ?8 size, ?9 sha256, ?10 now.
-const INSERT_CHECKPOINT_SQL: &str = "INSERT INTO checkpoints (run_id, seq, step_id, task_id, checkpoint_type, format, content, size, sha256, created_at) \
+const INSERT_CHECKPOINT_SQL: &str =
+    "INSERT INTO checkpoints (run_id, seq, step_id, task_id, checkpoint_type, format, content, size, sha256, created_at) \
      SELECT r.run_id, ?2, r.step_id, r.task_id, ?5, ?6, ?7, ?8, ?9, ?10 FROM runs r \
      WHERE r.run_id = ?1 AND r.step_id = ?3 AND r.worker_id = ?4 \
      ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq";
@@ -227,9 +223,8 @@ async fn load_owned<D: Db, C: Clock, R: Random>(
         .batch(vec![Statement::new(SELECT_STEP_SQL, vec![step_id.into()]), Statement::new(SELECT_RUN_SQL, vec![run_id.into()])])
         .await?;
     let step = records::first(&results[0], records::step)?.ok_or_else(|| step_not_found(step_id))?;
-    let run = records::first(&results[1], records::run)?
-        .filter(|run| run.step_id == step_id)
-        .ok_or_else(|| run_not_found(run_id, step_id))?;
+    let run =
+        records::first(&results[1], records::run)?.filter(|run| run.step_id == step_id).ok_or_else(|| run_not_found(run_id, step_id))?;
     if run.worker_id != worker_id {
         return Err(other_workers_run(run_id, &run.worker_id));
     }
@@ -243,9 +238,7 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     let host = call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
     let capacity = fields.opt_i64("capacity", 1, MAX_CLAIM_CAPACITY)?.unwrap_or(1);
     let worker_kinds = fields.opt_string_list("worker_kinds", 32, 64)?;
-    let ttl = fields
-        .opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?
-        .unwrap_or(core.config.default_step_heartbeat_ttl_sec);
+    let ttl = fields.opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?.unwrap_or(core.config.default_step_heartbeat_ttl_sec);
     let claim_token = core.new_id("claim");
     let results = core
         .db
@@ -290,9 +283,7 @@ pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let (worker_id, run_id) = worker_and_run(call, &fields)?;
-    let ttl = fields
-        .opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?
-        .unwrap_or(core.config.default_step_heartbeat_ttl_sec);
+    let ttl = fields.opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?.unwrap_or(core.config.default_step_heartbeat_ttl_sec);
     let progress = fields.opt_object("progress")?.map(|progress| Value::Object(progress).to_string());
     let base_commit = opt_commit(&fields, "base_commit")?;
     let results = core
@@ -377,8 +368,9 @@ pub async fn checkpoint<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: 
     if !created {
         let stored = results[1].first().map(|row| row.text("sha256")).transpose()?;
         if stored.as_deref() != Some(sha256.as_str()) {
-            return Err(ApiError::conflict(format!("checkpoint {seq} of run {run_id} was already stored with other content"))
-                .with_field("seq"));
+            return Err(
+                ApiError::conflict(format!("checkpoint {seq} of run {run_id} was already stored with other content")).with_field("seq")
+            );
         }
     }
     Reply::with_status(if created { 201 } else { 200 }, &CheckpointStored { run_id, seq, created })
@@ -490,19 +482,15 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
         ])
         .await?;
     let step = records::first(&results[5], records::step)?.ok_or_else(|| step_not_found(step_id))?;
-    let run = records::first(&results[6], records::run)?
-        .filter(|run| run.step_id == step_id)
-        .ok_or_else(|| run_not_found(&run_id, step_id))?;
+    let run =
+        records::first(&results[6], records::run)?.filter(|run| run.step_id == step_id).ok_or_else(|| run_not_found(&run_id, step_id))?;
     if run.worker_id != worker_id {
         return Err(other_workers_run(&run_id, &run.worker_id));
     }
     let current = step.current_run_id.as_deref() == Some(run_id.as_str());
     // The first completion and any retry of it answer the same; anything else is a lost attempt.
     let accepted = current
-        && matches!(
-            (step.status, run.status),
-            (StepStatus::Succeeded, RunStatus::Succeeded) | (StepStatus::Canceled, RunStatus::Canceled)
-        );
+        && matches!((step.status, run.status), (StepStatus::Succeeded, RunStatus::Succeeded) | (StepStatus::Canceled, RunStatus::Canceled));
     if !accepted {
         return Err(not_current(&run, &step));
     }
@@ -602,7 +590,13 @@ pub async fn fail<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             let marker = core.new_id("settle");
             let record_result = Statement::new(
                 RECORD_TASK_RESULT_SQL,
-                vec![step_id.into(), run_id.clone().into(), worker_id.clone().into(), task_result.clone().into(), base_commit.clone().into()],
+                vec![
+                    step_id.into(),
+                    run_id.clone().into(),
+                    worker_id.clone().into(),
+                    task_result.clone().into(),
+                    base_commit.clone().into(),
+                ],
             );
             std::iter::once(record_result)
                 .chain(settlement_statements(&step, &run_id, settlement, exit_code, &error, &marker, call.now, None))
@@ -631,15 +625,11 @@ pub async fn read_run<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
     let run_id = call.param("run_id");
     let results = core
         .db
-        .batch(vec![
-            Statement::new(SELECT_RUN_SQL, vec![run_id.into()]),
-            Statement::new(SELECT_RUN_CHECKPOINTS_SQL, vec![run_id.into()]),
-        ])
+        .batch(vec![Statement::new(SELECT_RUN_SQL, vec![run_id.into()]), Statement::new(SELECT_RUN_CHECKPOINTS_SQL, vec![run_id.into()])])
         .await?;
-    let run = records::first(&results[0], records::run)?
-        .ok_or_else(|| {
-            let shown = super::auth::shown(run_id);
-            ApiError::new(ErrorCode::RunNotFound, format!("no run {shown}")).with_detail("run_id", shown)
-        })?;
+    let run = records::first(&results[0], records::run)?.ok_or_else(|| {
+        let shown = super::auth::shown(run_id);
+        ApiError::new(ErrorCode::RunNotFound, format!("no run {shown}")).with_detail("run_id", shown)
+    })?;
     Reply::ok(&RunDetail { run, checkpoints: records::all(&results[1], records::checkpoint)? })
 }

@@ -27,8 +27,7 @@ const SET_MODE_SQL: &str = "UPDATE system_state SET mode = ?1, updated_at = ?2 W
 
 const COUNT_TASKS_SQL: &str = "SELECT status, COUNT(*) AS n FROM tasks GROUP BY status";
 const COUNT_STEPS_SQL: &str = "SELECT status, COUNT(*) AS n FROM steps GROUP BY status";
-const RECENT_CHANGES_SQL: &str =
-    concat!("SELECT ", mode_change_columns!(), " FROM mode_changes ORDER BY change_id DESC LIMIT 20");
+const RECENT_CHANGES_SQL: &str = concat!("SELECT ", mode_change_columns!(), " FROM mode_changes ORDER BY change_id DESC LIMIT 20");
 
 pub async fn change_mode<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>, mode: SystemMode) -> ApiResult<Reply> {
     let body = call.body(true)?;
@@ -91,10 +90,7 @@ pub async fn state<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     let mode = records::first(&results[0], records::mode)?.ok_or_else(|| ApiError::internal("system_state row missing"))?;
     let lease = records::first(&results[1], records::lease)?;
     let liveness = core.config.controller_liveness_sec;
-    let controllers = results[2]
-        .iter()
-        .map(|row| records::controller(row, call.now, liveness))
-        .collect::<Result<Vec<_>, _>>()?;
+    let controllers = results[2].iter().map(|row| records::controller(row, call.now, liveness)).collect::<Result<Vec<_>, _>>()?;
     let task_statuses: Vec<&str> = TaskStatus::ALL.iter().map(|status| status.as_str()).collect();
     let step_statuses: Vec<&str> = StepStatus::ALL.iter().map(|status| status.as_str()).collect();
     let task_counts = counts(&results[3], &task_statuses)?;

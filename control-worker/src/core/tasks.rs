@@ -41,12 +41,9 @@ const SELECT_BY_IDEMPOTENCY_KEY_SQL: &str =
     concat!("SELECT ", task_columns!(), ", request_fingerprint FROM tasks WHERE idempotency_key = ?1");
 
 pub const SELECT_TASK_SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id = ?1");
-const SELECT_TASK_STEPS_SQL: &str =
-    concat!("SELECT ", step_columns!(), " FROM steps WHERE task_id = ?1 ORDER BY step_index");
-const SELECT_TASK_RUNS_SQL: &str =
-    concat!("SELECT ", run_columns!(), " FROM runs WHERE task_id = ?1 ORDER BY claimed_at, run_id");
-const SELECT_TASK_EVENTS_SQL: &str =
-    concat!("SELECT ", task_event_columns!(), " FROM task_events WHERE task_id = ?1 ORDER BY event_id");
+const SELECT_TASK_STEPS_SQL: &str = concat!("SELECT ", step_columns!(), " FROM steps WHERE task_id = ?1 ORDER BY step_index");
+const SELECT_TASK_RUNS_SQL: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE task_id = ?1 ORDER BY claimed_at, run_id");
+const SELECT_TASK_EVENTS_SQL: &str = concat!("SELECT ", task_event_columns!(), " FROM task_events WHERE task_id = ?1 ORDER BY event_id");
 // When the task's assigned host was last heard from (any controller on it).
 const ASSIGNED_HOST_LAST_SEEN_SQL: &str = "SELECT MAX(c.last_heartbeat_at) AS last_heartbeat_at FROM controllers c \
      WHERE c.host = (SELECT assigned_host FROM tasks WHERE task_id = ?1)";
@@ -62,8 +59,7 @@ const LIST_TASKS_SQL: &str = concat!(
 
 const CANCEL_TASK_SQL: &str = "UPDATE tasks SET status = 'canceled', finished_at = ?2, updated_at = ?2, status_reason = ?3 \
      WHERE task_id = ?1 AND status IN ('queued', 'planning', 'running') RETURNING task_id";
-const ACTIVE_RUNS_OF_TASK_SQL: &str =
-    "SELECT current_run_id FROM steps WHERE task_id = ?1 AND status IN ('claimed', 'running')";
+const ACTIVE_RUNS_OF_TASK_SQL: &str = "SELECT current_run_id FROM steps WHERE task_id = ?1 AND status IN ('claimed', 'running')";
 // Steps in flight keep their run and deadline: the worker learns of the cancel from its next
 // heartbeat and reports the run; the reaper settles the run if it never does.
 const CANCEL_STEPS_SQL: &str = "UPDATE steps SET status = 'canceled', finished_at = ?2 \
@@ -183,8 +179,9 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
         (Some(row), _) => (row, false),
         (None, Some(existing)) => {
             if existing.opt_text("request_fingerprint")?.as_deref() != Some(fingerprint.as_str()) {
-                return Err(ApiError::conflict("this Idempotency-Key was already used with a different request body")
-                    .with_field("Idempotency-Key"));
+                return Err(
+                    ApiError::conflict("this Idempotency-Key was already used with a different request body").with_field("Idempotency-Key")
+                );
             }
             (existing, true)
         }
@@ -320,11 +317,8 @@ pub async fn cancel<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
         return Err(ApiError::invalid_transition(format!("task {task_id} is {} and cannot be canceled", task.status))
             .with_detail("status", task.status.as_str()));
     }
-    let runs_told_to_stop = if canceled_now {
-        results[1].iter().filter_map(|row| row.opt_text("current_run_id").ok().flatten()).collect()
-    } else {
-        Vec::new()
-    };
+    let runs_told_to_stop =
+        if canceled_now { results[1].iter().filter_map(|row| row.opt_text("current_run_id").ok().flatten()).collect() } else { Vec::new() };
     Reply::ok(&TaskCanceled { task, runs_told_to_stop })
 }
 
@@ -342,13 +336,7 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
             Statement::new(SELECT_MODE_SQL, vec![]),
             Statement::new(
                 CLAIM_TASKS_SQL,
-                vec![
-                    controller_id.clone().into(),
-                    term.into(),
-                    call.now.into(),
-                    limit.into(),
-                    core.config.controller_liveness_sec.into(),
-                ],
+                vec![controller_id.clone().into(), term.into(), call.now.into(), limit.into(), core.config.controller_liveness_sec.into()],
             ),
         ])
         .await?;
@@ -385,7 +373,9 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         let command = step.opt_str("command", MAX_TEXT_LEN)?;
         let prompt = step.opt_str("prompt", MAX_TEXT_LEN)?;
         match step_kind {
-            StepKind::Agent if prompt.is_none() => return Err(ApiError::invalid_field(&step.name("prompt"), "is required for agent steps")),
+            StepKind::Agent if prompt.is_none() => {
+                return Err(ApiError::invalid_field(&step.name("prompt"), "is required for agent steps"))
+            }
             StepKind::Shell | StepKind::Test if command.is_none() => {
                 return Err(ApiError::invalid_field(&step.name("command"), "is required for shell and test steps"))
             }
@@ -439,7 +429,10 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         let lease = records::first(&results[0], records::lease)?;
         check_fence(lease.as_ref(), &controller_id, term, call.now)?;
         return Err(ApiError::invalid_transition(match task.status {
-            TaskStatus::Planning => format!("task {task_id} was claimed by {:?} in term {:?}, not by this caller in this term", task.claimed_by, task.claim_term),
+            TaskStatus::Planning => format!(
+                "task {task_id} was claimed by {:?} in term {:?}, not by this caller in this term",
+                task.claimed_by, task.claim_term
+            ),
             status => format!("task {task_id} is {status}; only a task in planning can be planned"),
         })
         .with_detail("status", task.status.as_str()));

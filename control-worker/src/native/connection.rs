@@ -278,11 +278,8 @@ pub(super) async fn serve_connection<H, F, S, G>(
             Ok::<_, Infallible>(to_hyper(response))
         }
     });
-    let connection = http1::Builder::new()
-        .keep_alive(true)
-        .max_headers(PARSED_HEADERS)
-        .max_header_size(MAX_HEAD_BYTES)
-        .serve_connection(io, service);
+    let connection =
+        http1::Builder::new().keep_alive(true).max_headers(PARSED_HEADERS).max_header_size(MAX_HEAD_BYTES).serve_connection(io, service);
     tokio::pin!(connection);
     loop {
         let deadline = activity.deadline(&limits).unwrap_or_else(|| Instant::now() + Duration::from_secs(3_600));

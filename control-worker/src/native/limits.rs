@@ -54,9 +54,17 @@ impl ServerLimits {
         Ok(ServerLimits {
             header_timeout: seconds(HEADER_TIMEOUT_ENV_VAR, defaults.header_timeout)?,
             body_timeout: seconds(BODY_TIMEOUT_ENV_VAR, defaults.body_timeout)?,
-            body_min_bytes_per_sec: read_number(&lookup, BODY_MIN_RATE_ENV_VAR, 1, 1 << 30, defaults.body_min_bytes_per_sec as i64, "bytes a second")? as u64,
+            body_min_bytes_per_sec: read_number(
+                &lookup,
+                BODY_MIN_RATE_ENV_VAR,
+                1,
+                1 << 30,
+                defaults.body_min_bytes_per_sec as i64,
+                "bytes a second",
+            )? as u64,
             idle_timeout: seconds(IDLE_TIMEOUT_ENV_VAR, defaults.idle_timeout)?,
-            max_connections: read_number(&lookup, MAX_CONNECTIONS_ENV_VAR, 1, 100_000, defaults.max_connections as i64, "connections")? as usize,
+            max_connections: read_number(&lookup, MAX_CONNECTIONS_ENV_VAR, 1, 100_000, defaults.max_connections as i64, "connections")?
+                as usize,
         })
     }
 

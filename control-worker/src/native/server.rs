@@ -79,7 +79,8 @@ fn accept_backoff(failures: u32) -> Duration {
 /// Answers a connection beyond the cap with a 503 envelope, if the socket takes it at once,
 /// and closes it.
 fn refuse(stream: TcpStream, max_connections: usize) {
-    let response = refusal(None, ErrorCode::ServerBusy, &format!("the server is at its limit of {max_connections} connections; retry shortly"));
+    let response =
+        refusal(None, ErrorCode::ServerBusy, &format!("the server is at its limit of {max_connections} connections; retry shortly"));
     let mut bytes = format!("HTTP/1.1 {} Service Unavailable\r\n", response.status).into_bytes();
     for (name, value) in &response.headers {
         let _ = write!(bytes, "{name}: {value}\r\n");

@@ -86,10 +86,7 @@ impl Db for SqliteDb {
         // IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         // writes can fail with SQLITE_BUSY without waiting when another connection writes.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-        let results = statements
-            .iter()
-            .map(|statement| run_statement(&transaction, statement))
-            .collect::<Result<Vec<_>, _>>()?;
+        let results = statements.iter().map(|statement| run_statement(&transaction, statement)).collect::<Result<Vec<_>, _>>()?;
         transaction.commit().map_err(backend)?;
         Ok(results)
     }

@@ -76,7 +76,9 @@ fn a_node_bound_token_acts_only_for_its_own_host() {
     let t = Target::new();
     let mini = node_token("mini-main", "mini");
     let mac = node_token("mac-standby", "mac");
-    let beat = |token: &str, host: &str| t.post("/v1/controllers/heartbeat", token, json!({"host": host, "role": "primary", "priority": 1, "status": "ok"}));
+    let beat = |token: &str, host: &str| {
+        t.post("/v1/controllers/heartbeat", token, json!({"host": host, "role": "primary", "priority": 1, "status": "ok"}))
+    };
     let details = err(&beat(&mini, "mac"), 403, "forbidden");
     assert_eq!(details["field"], "host");
     ok(&beat(&mini, "mini"), 200);
@@ -88,8 +90,11 @@ fn a_node_bound_token_acts_only_for_its_own_host() {
     err(&t.post("/v1/tasks/claim", &mini, json!({"host": "mac", "term": term})), 403, "forbidden");
     ok(&t.post("/v1/tasks/claim", &mini, json!({"host": "mini", "term": term})), 200);
     ok(
-        &t.post(&format!("/v1/tasks/{task_id}/plan"), &mini,
-            json!({"term": term, "planner_provider": "builtin", "planning_strategy": "t", "steps": [shell_step("true", 1)]})),
+        &t.post(
+            &format!("/v1/tasks/{task_id}/plan"),
+            &mini,
+            json!({"term": term, "planner_provider": "builtin", "planning_strategy": "t", "steps": [shell_step("true", 1)]}),
+        ),
         200,
     );
     // The step is pinned to mac: mini's node cannot claim it by saying it is mac.
@@ -100,7 +105,11 @@ fn a_node_bound_token_acts_only_for_its_own_host() {
     let (step_id, run_id) = (claimed["steps"][0]["step"]["step_id"].as_str().unwrap(), claimed["steps"][0]["run_id"].as_str().unwrap());
     // Nor heartbeat or complete mac's run.
     err(&t.post(&format!("/v1/steps/{step_id}/heartbeat"), &mini, json!({"run_id": run_id})), 403, "forbidden");
-    err(&t.post(&format!("/v1/steps/{step_id}/complete"), &mini, json!({"run_id": run_id, "summary": "x", "exit_code": 0})), 403, "forbidden");
+    err(
+        &t.post(&format!("/v1/steps/{step_id}/complete"), &mini, json!({"run_id": run_id, "summary": "x", "exit_code": 0})),
+        403,
+        "forbidden",
+    );
     ok(&t.post(&format!("/v1/steps/{step_id}/complete"), &mac, json!({"run_id": run_id, "summary": "ok", "exit_code": 0})), 200);
     // The plain shared token still speaks for any host.
     ok(&heartbeat(&t, SHARED, "other-main", "other", "primary"), 200);
@@ -115,13 +124,18 @@ fn a_node_bound_token_acts_only_as_its_own_node() {
     let token_a = node_token("node-a", "h");
     let token_b = node_token("node-b", "h");
     let beat = |token: &str, id: &str| {
-        t.post("/v1/controllers/heartbeat", token, json!({"controller_id": id, "host": "h", "role": "primary", "priority": 1, "status": "ok"}))
+        t.post(
+            "/v1/controllers/heartbeat",
+            token,
+            json!({"controller_id": id, "host": "h", "role": "primary", "priority": 1, "status": "ok"}),
+        )
     };
     let details = err(&beat(&token_a, "node-b"), 403, "forbidden");
     assert_eq!(details["field"], "controller_id");
     ok(&beat(&token_a, "node-a"), 200);
     // Omitting the id means "myself" for a bound token.
-    let data = ok(&t.post("/v1/controllers/heartbeat", &token_b, json!({"host": "h", "role": "standby", "priority": 1, "status": "ok"})), 200);
+    let data =
+        ok(&t.post("/v1/controllers/heartbeat", &token_b, json!({"host": "h", "role": "standby", "priority": 1, "status": "ok"})), 200);
     assert_eq!(data["controller"]["controller_id"], "node-b");
 
     let acquire_as = |token: &str, id: &str| t.post("/v1/leader/acquire", token, json!({"controller_id": id, "host": "h", "ttl_sec": 30}));
@@ -137,8 +151,11 @@ fn a_node_bound_token_acts_only_as_its_own_node() {
     let claimed = ok(&t.post("/v1/tasks/claim", &token_a, json!({"host": "h", "term": term})), 200);
     let task_id = claimed["tasks"][0]["task_id"].as_str().unwrap();
     ok(
-        &t.post(&format!("/v1/tasks/{task_id}/plan"), &token_a,
-            json!({"term": term, "planner_provider": "builtin", "planning_strategy": "t", "steps": [shell_step("true", 1)]})),
+        &t.post(
+            &format!("/v1/tasks/{task_id}/plan"),
+            &token_a,
+            json!({"term": term, "planner_provider": "builtin", "planning_strategy": "t", "steps": [shell_step("true", 1)]}),
+        ),
         200,
     );
     let steps = ok(&t.post("/v1/steps/claim", &token_b, json!({"host": "h"})), 200);
@@ -153,7 +170,15 @@ fn a_node_bound_token_acts_only_as_its_own_node() {
     let body = json!({"run_id": run_id, "summary": "s", "exit_code": 0});
     err(&t.post(&format!("/v1/steps/{step_id}/complete"), &token_a, body.clone()), 403, "forbidden");
     err(&t.post(&format!("/v1/steps/{step_id}/heartbeat"), &token_a, json!({"run_id": run_id})), 403, "forbidden");
-    err(&t.post(&format!("/v1/steps/{step_id}/logs"), &token_a, json!({"run_id": run_id, "chunks": [{"seq": 0, "stream": "stdout", "text": "x"}]})), 403, "forbidden");
+    err(
+        &t.post(
+            &format!("/v1/steps/{step_id}/logs"),
+            &token_a,
+            json!({"run_id": run_id, "chunks": [{"seq": 0, "stream": "stdout", "text": "x"}]}),
+        ),
+        403,
+        "forbidden",
+    );
     assert_eq!(task(&t, task_id)["steps"][0]["status"], "claimed", "nothing changed");
     // node-b completes its own run.
     ok(&t.post(&format!("/v1/steps/{step_id}/complete"), &token_b, body), 200);

@@ -45,7 +45,14 @@ impl Connection {
         Ok(Connection { reader: BufReader::new(stream), host })
     }
 
-    pub fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8], keep_alive: bool) -> std::io::Result<Response> {
+    pub fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        keep_alive: bool,
+    ) -> std::io::Result<Response> {
         let mut head = format!("{method} {target} HTTP/1.1\r\nhost: {}\r\n", self.host);
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -113,9 +120,7 @@ pub fn request(base_url: &str, method: &str, target: &str, headers: &[(&str, &st
     for _ in 0..50 {
         match Connection::open(base_url) {
             Ok(mut connection) => {
-                return connection
-                    .send(method, target, headers, body, false)
-                    .unwrap_or_else(|error| panic!("{method} {target}: {error}"))
+                return connection.send(method, target, headers, body, false).unwrap_or_else(|error| panic!("{method} {target}: {error}"))
             }
             Err(error) => {
                 last_error = Some(error);

@@ -27,7 +27,10 @@ fn the_admin_console_is_served_at_the_root_under_a_strict_policy() {
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
     assert!(page.text().contains("baa-conductor console") && page.text().contains("src=\"/console.js\""));
     let policy = page.header("content-security-policy").unwrap();
-    assert!(policy.contains("script-src 'self'") && policy.contains("connect-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(
+        policy.contains("script-src 'self'") && policy.contains("connect-src 'self'") && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
     let script = t.call("GET", "/console.js", &[], b"");
     assert_eq!(script.status, 200);
     assert!(script.header("content-type").unwrap().starts_with("text/javascript"));
@@ -85,11 +88,7 @@ fn bodies_must_be_json_objects_sent_as_json() {
     assert_eq!(details["route_id"], "tasks.create");
     err(&t.call("POST", "/v1/tasks", &[("authorization", &auth), json_type], b"[1, 2]"), 400, "invalid_json");
     err(&t.call("POST", "/v1/tasks", &[("authorization", &auth), json_type], b""), 400, "invalid_json");
-    err(
-        &t.call("POST", "/v1/tasks", &[("authorization", &auth), ("content-type", "text/plain")], b"{}"),
-        415,
-        "unsupported_media_type",
-    );
+    err(&t.call("POST", "/v1/tasks", &[("authorization", &auth), ("content-type", "text/plain")], b"{}"), 415, "unsupported_media_type");
     err(&t.call("POST", "/v1/tasks", &[("authorization", &auth)], b"{}"), 415, "unsupported_media_type");
     // charset parameters are fine, and routes whose fields are all optional take no body.
     let with_charset = t.call(
@@ -186,14 +185,19 @@ fn validation_errors_name_the_field_and_the_rule() {
     let task_id = ok(&t.get("/v1/tasks?status=planning", READONLY), 200)["tasks"][0]["task_id"].as_str().unwrap().to_string();
     invalid(&plan(&t, &leader, &task_id, json!([])), "steps");
     invalid(&plan(&t, &leader, &task_id, json!([{"step_kind": "shell", "worker_kind": "shell", "title": "x"}])), "steps[0].command");
-    invalid(&plan(&t, &leader, &task_id, json!([shell_step("ok", 1), {"step_kind": "agent", "worker_kind": "codex", "title": "x"}])), "steps[1].prompt");
+    invalid(
+        &plan(&t, &leader, &task_id, json!([shell_step("ok", 1), {"step_kind": "agent", "worker_kind": "codex", "title": "x"}])),
+        "steps[1].prompt",
+    );
     invalid(&plan(&t, &leader, &task_id, json!([shell_step("ok", 0)])), "steps[0].max_attempts");
     invalid(&plan(&t, &leader, &task_id, json!([{"step_kind": "dance", "worker_kind": "shell", "title": "x"}])), "steps[0].step_kind");
     ok(&plan(&t, &leader, &task_id, json!([shell_step("ok", 1)])), 200);
 
     let claimed = claim_steps(&t, "mini-main", "mini", 1);
     let (step_id, run_id) = (claimed[0]["step"]["step_id"].as_str().unwrap(), claimed[0]["run_id"].as_str().unwrap());
-    let logs = |chunks| t.post(&format!("/v1/steps/{step_id}/logs"), SHARED, json!({"worker_id": "mini-main", "run_id": run_id, "chunks": chunks}));
+    let logs = |chunks| {
+        t.post(&format!("/v1/steps/{step_id}/logs"), SHARED, json!({"worker_id": "mini-main", "run_id": run_id, "chunks": chunks}))
+    };
     invalid(&logs(json!([])), "chunks");
     invalid(&logs(json!([{"seq": 0, "stream": "stdin", "text": "x"}])), "chunks[0].stream");
     invalid(&logs(json!([{"seq": -1, "stream": "stdout", "text": "x"}])), "chunks[0].seq");
@@ -211,7 +215,10 @@ fn validation_errors_name_the_field_and_the_rule() {
     bad["checkpoint_type"] = json!("photo");
     invalid(&checkpoint(bad), "checkpoint_type");
     ok(&checkpoint(good), 201);
-    invalid(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, json!({"worker_id": "mini-main", "run_id": run_id, "summary": "s"})), "exit_code");
+    invalid(
+        &t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, json!({"worker_id": "mini-main", "run_id": run_id, "summary": "s"})),
+        "exit_code",
+    );
     invalid(&t.post(&format!("/v1/steps/{step_id}/fail"), SHARED, json!({"worker_id": "mini-main", "run_id": run_id})), "error");
     invalid(&t.get("/v1/tasks?status=sleeping", READONLY), "status");
     invalid(&t.get("/v1/tasks?limit=0", READONLY), "limit");
@@ -240,7 +247,11 @@ fn cors_allows_only_listed_origins() {
     let preflight = t.call(
         "OPTIONS",
         "/v1/system/pause",
-        &[("origin", ALLOWED_ORIGIN), ("access-control-request-method", "POST"), ("access-control-request-headers", "authorization, content-type")],
+        &[
+            ("origin", ALLOWED_ORIGIN),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "authorization, content-type"),
+        ],
         b"",
     );
     assert_eq!(preflight.status, 204);
@@ -251,7 +262,8 @@ fn cors_allows_only_listed_origins() {
     }
     assert!(preflight.header("access-control-allow-methods").unwrap().contains("POST"));
 
-    let foreign = t.call("OPTIONS", "/v1/system/pause", &[("origin", "https://evil.example"), ("access-control-request-method", "POST")], b"");
+    let foreign =
+        t.call("OPTIONS", "/v1/system/pause", &[("origin", "https://evil.example"), ("access-control-request-method", "POST")], b"");
     assert_eq!(foreign.status, 204);
     assert!(foreign.headers.iter().all(|(name, _)| !name.starts_with("access-control-")), "{:?}", foreign.headers);
 

@@ -21,10 +21,13 @@ fn repo_is_an_absolute_path_or_a_git_url_and_deliver_a_known_mode() {
         let details = invalid(&t.post("/v1/tasks", BROWSER_ADMIN, body(refused)), "repo");
         assert!(details.is_object());
     }
-    for accepted in ["/srv/app", "https://example.test/me/app.git", "ssh://git@example.test/app", "file:///srv/app.git", "git@example.test:me/app.git"] {
+    for accepted in
+        ["/srv/app", "https://example.test/me/app.git", "ssh://git@example.test/app", "file:///srv/app.git", "git@example.test:me/app.git"]
+    {
         ok(&t.post("/v1/tasks", BROWSER_ADMIN, body(accepted)), 201);
     }
-    let with = |constraints: Value| json!({"repo": "/srv/app", "task_type": "shell", "title": "t", "goal": "true", "constraints": constraints});
+    let with =
+        |constraints: Value| json!({"repo": "/srv/app", "task_type": "shell", "title": "t", "goal": "true", "constraints": constraints});
     invalid(&t.post("/v1/tasks", BROWSER_ADMIN, with(json!({"deliver": "email"}))), "constraints.deliver");
     invalid(&t.post("/v1/tasks", BROWSER_ADMIN, with(json!({"remote": 7}))), "constraints.remote");
     let created = ok(&t.post("/v1/tasks", BROWSER_ADMIN, with(json!({"deliver": "pr", "remote": "upstream"}))), 201);
@@ -35,7 +38,11 @@ fn repo_is_an_absolute_path_or_a_git_url_and_deliver_a_known_mode() {
 fn the_read_shape_one_host_per_task_and_the_result() {
     let t = Target::new();
     let leader = leader(&t);
-    let task_id = running_task(&t, &leader, json!([shell_step("fix", 2), {"step_kind": "test", "worker_kind": "shell", "title": "acceptance 1", "command": "pytest"}]));
+    let task_id = running_task(
+        &t,
+        &leader,
+        json!([shell_step("fix", 2), {"step_kind": "test", "worker_kind": "shell", "title": "acceptance 1", "command": "pytest"}]),
+    );
 
     // The seed's read shape: the task's own fields at the top, steps, runs and history beside.
     let detail = task(&t, &task_id);
@@ -51,7 +58,8 @@ fn the_read_shape_one_host_per_task_and_the_result() {
 
     // The first claim assigns the task to its host; another host never gets its steps.
     let claimed = claim_steps(&t, "mini-main", "mini", 1);
-    let (step_id, run_id) = (claimed[0]["step"]["step_id"].as_str().unwrap().to_string(), claimed[0]["run_id"].as_str().unwrap().to_string());
+    let (step_id, run_id) =
+        (claimed[0]["step"]["step_id"].as_str().unwrap().to_string(), claimed[0]["run_id"].as_str().unwrap().to_string());
     let heartbeat = |body: Value| t.post(&format!("/v1/steps/{step_id}/heartbeat"), SHARED, body);
     invalid(&heartbeat(json!({"worker_id": "mini-main", "run_id": run_id, "base_commit": "HEAD"})), "base_commit");
     ok(&heartbeat(json!({"worker_id": "mini-main", "run_id": run_id, "base_commit": BASE})), 200);
@@ -72,7 +80,11 @@ fn the_read_shape_one_host_per_task_and_the_result() {
 
     // A bad result is refused whole, naming the field; a good one becomes the task's result.
     let complete_with = |result: Value| {
-        t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, json!({"worker_id": "mini-main", "run_id": run_id, "summary": "done", "exit_code": 0, "task_result": result}))
+        t.post(
+            &format!("/v1/steps/{step_id}/complete"),
+            SHARED,
+            json!({"worker_id": "mini-main", "run_id": run_id, "summary": "done", "exit_code": 0, "task_result": result}),
+        )
     };
     invalid(&complete_with(json!({"head_commit": "abc"})), "task_result.head_commit");
     invalid(&complete_with(json!("a string")), "task_result");
@@ -92,11 +104,19 @@ fn the_read_shape_one_host_per_task_and_the_result() {
     // The test step, claimed by mini as the task's host; the task's result lists it too.
     assert!(claim_steps(&t, "mac-standby", "mac", 4).is_empty());
     let claimed = claim_steps(&t, "mini-main", "mini", 1);
-    let (test_step, test_run) = (claimed[0]["step"]["step_id"].as_str().unwrap().to_string(), claimed[0]["run_id"].as_str().unwrap().to_string());
+    let (test_step, test_run) =
+        (claimed[0]["step"]["step_id"].as_str().unwrap().to_string(), claimed[0]["run_id"].as_str().unwrap().to_string());
     let mut delivered = result_body(HEAD);
     delivered["pushed_to"] = json!("file:///srv/remote.git");
     delivered["pr_url"] = json!("https://example.test/pr/1");
-    ok(&t.post(&format!("/v1/steps/{test_step}/complete"), SHARED, json!({"worker_id": "mini-main", "run_id": test_run, "summary": "ok", "exit_code": 0, "task_result": delivered})), 200);
+    ok(
+        &t.post(
+            &format!("/v1/steps/{test_step}/complete"),
+            SHARED,
+            json!({"worker_id": "mini-main", "run_id": test_run, "summary": "ok", "exit_code": 0, "task_result": delivered}),
+        ),
+        200,
+    );
     let detail = task(&t, &task_id);
     assert_eq!(detail["status"], "succeeded");
     assert_eq!(detail["current_step_index"], 1, "the last step that ran");
@@ -134,8 +154,16 @@ fn a_lost_host_hands_its_task_to_another_host() {
     let claimed = claim_steps(&t, "mini-main", "mini", 2);
     assert_eq!(claimed.len(), 2);
     let of = |task: &str| claimed.iter().find(|claim| claim["task"]["task_id"] == task).unwrap().clone();
-    let (step_id, lost_run) = (of(&task_id)["step"]["step_id"].as_str().unwrap().to_string(), of(&task_id)["run_id"].as_str().unwrap().to_string());
-    ok(&t.post(&format!("/v1/steps/{step_id}/heartbeat"), SHARED, json!({"worker_id": "mini-main", "run_id": lost_run, "base_commit": BASE})), 200);
+    let (step_id, lost_run) =
+        (of(&task_id)["step"]["step_id"].as_str().unwrap().to_string(), of(&task_id)["run_id"].as_str().unwrap().to_string());
+    ok(
+        &t.post(
+            &format!("/v1/steps/{step_id}/heartbeat"),
+            SHARED,
+            json!({"worker_id": "mini-main", "run_id": lost_run, "base_commit": BASE}),
+        ),
+        200,
+    );
 
     // mini goes silent; mac takes the lease and keeps heartbeating while it leads.
     let mut mac_term = 0;

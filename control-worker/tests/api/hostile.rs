@@ -194,7 +194,12 @@ fn malformed_requests_answer_envelopes_with_request_ids() {
 
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find(|line| line.starts_with("VmRSS:")).and_then(|line| line.split_whitespace().nth(1)).and_then(|kb| kb.parse().ok()).unwrap()
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse().ok())
+        .unwrap()
 }
 
 /// utime + stime in clock ticks (10 ms).
@@ -295,7 +300,11 @@ fn unauthenticated_half_sent_bodies_are_never_buffered() {
         connections.push(stream);
     }
     let rss_after = rss_kb(pid);
-    eprintln!("unauthenticated flood: RSS {:.1} MB before, {:.1} MB with 200 half-sent 2 MiB bodies; {refused} answered 401", rss_before as f64 / 1024.0, rss_after as f64 / 1024.0);
+    eprintln!(
+        "unauthenticated flood: RSS {:.1} MB before, {:.1} MB with 200 half-sent 2 MiB bodies; {refused} answered 401",
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
     assert_eq!(refused, 200, "each refused from its head");
     assert!(rss_after < 50 * 1024, "RSS {rss_after} kB");
     drop(connections);

@@ -28,16 +28,106 @@ const TTL: i64 = 10;
 #[test]
 fn acquire_table() {
     let cases = [
-        Case { name: "no row", setup: &[], caller: "a", preferred: false, expect_leader: true, expect_operation: "acquire", expect_holder: Some("a"), expect_term: 1 },
-        Case { name: "held and live by another", setup: &[("a", false, 1)], caller: "b", preferred: false, expect_leader: false, expect_operation: "none", expect_holder: Some("a"), expect_term: 1 },
-        Case { name: "renew own keeps the term", setup: &[("a", false, 5)], caller: "a", preferred: false, expect_leader: true, expect_operation: "renew", expect_holder: Some("a"), expect_term: 1 },
-        Case { name: "expired: another takes it with term + 1", setup: &[("a", false, TTL)], caller: "b", preferred: false, expect_leader: true, expect_operation: "acquire", expect_holder: Some("b"), expect_term: 2 },
-        Case { name: "expired: even the old holder gets a new term", setup: &[("a", false, TTL + 3)], caller: "a", preferred: false, expect_leader: true, expect_operation: "acquire", expect_holder: Some("a"), expect_term: 2 },
-        Case { name: "preferred asking does not take a live lease", setup: &[("s", false, 1)], caller: "p", preferred: true, expect_leader: false, expect_operation: "none", expect_holder: Some("s"), expect_term: 1 },
-        Case { name: "holder yields to a fresh preferred wish", setup: &[("s", false, 1), ("p", true, 1)], caller: "s", preferred: false, expect_leader: false, expect_operation: "hand_over", expect_holder: None, expect_term: 1 },
-        Case { name: "a stale preferred wish is ignored", setup: &[("s", false, 1), ("p", true, TTL + 1), ("s", false, 1)], caller: "s", preferred: false, expect_leader: true, expect_operation: "renew", expect_holder: Some("s"), expect_term: 2 },
-        Case { name: "a freed lease waits for the preferred one while its wish is fresh", setup: &[("s", false, 1), ("p", true, 1), ("s", false, 1)], caller: "c", preferred: false, expect_leader: false, expect_operation: "none", expect_holder: None, expect_term: 1 },
-        Case { name: "the preferred one takes the freed lease", setup: &[("s", false, 1), ("p", true, 1), ("s", false, 1)], caller: "p", preferred: true, expect_leader: true, expect_operation: "acquire", expect_holder: Some("p"), expect_term: 2 },
+        Case {
+            name: "no row",
+            setup: &[],
+            caller: "a",
+            preferred: false,
+            expect_leader: true,
+            expect_operation: "acquire",
+            expect_holder: Some("a"),
+            expect_term: 1,
+        },
+        Case {
+            name: "held and live by another",
+            setup: &[("a", false, 1)],
+            caller: "b",
+            preferred: false,
+            expect_leader: false,
+            expect_operation: "none",
+            expect_holder: Some("a"),
+            expect_term: 1,
+        },
+        Case {
+            name: "renew own keeps the term",
+            setup: &[("a", false, 5)],
+            caller: "a",
+            preferred: false,
+            expect_leader: true,
+            expect_operation: "renew",
+            expect_holder: Some("a"),
+            expect_term: 1,
+        },
+        Case {
+            name: "expired: another takes it with term + 1",
+            setup: &[("a", false, TTL)],
+            caller: "b",
+            preferred: false,
+            expect_leader: true,
+            expect_operation: "acquire",
+            expect_holder: Some("b"),
+            expect_term: 2,
+        },
+        Case {
+            name: "expired: even the old holder gets a new term",
+            setup: &[("a", false, TTL + 3)],
+            caller: "a",
+            preferred: false,
+            expect_leader: true,
+            expect_operation: "acquire",
+            expect_holder: Some("a"),
+            expect_term: 2,
+        },
+        Case {
+            name: "preferred asking does not take a live lease",
+            setup: &[("s", false, 1)],
+            caller: "p",
+            preferred: true,
+            expect_leader: false,
+            expect_operation: "none",
+            expect_holder: Some("s"),
+            expect_term: 1,
+        },
+        Case {
+            name: "holder yields to a fresh preferred wish",
+            setup: &[("s", false, 1), ("p", true, 1)],
+            caller: "s",
+            preferred: false,
+            expect_leader: false,
+            expect_operation: "hand_over",
+            expect_holder: None,
+            expect_term: 1,
+        },
+        Case {
+            name: "a stale preferred wish is ignored",
+            setup: &[("s", false, 1), ("p", true, TTL + 1), ("s", false, 1)],
+            caller: "s",
+            preferred: false,
+            expect_leader: true,
+            expect_operation: "renew",
+            expect_holder: Some("s"),
+            expect_term: 2,
+        },
+        Case {
+            name: "a freed lease waits for the preferred one while its wish is fresh",
+            setup: &[("s", false, 1), ("p", true, 1), ("s", false, 1)],
+            caller: "c",
+            preferred: false,
+            expect_leader: false,
+            expect_operation: "none",
+            expect_holder: None,
+            expect_term: 1,
+        },
+        Case {
+            name: "the preferred one takes the freed lease",
+            setup: &[("s", false, 1), ("p", true, 1), ("s", false, 1)],
+            caller: "p",
+            preferred: true,
+            expect_leader: true,
+            expect_operation: "acquire",
+            expect_holder: Some("p"),
+            expect_term: 2,
+        },
     ];
     for case in cases {
         let t = Target::new();
@@ -60,10 +150,7 @@ fn acquire_table() {
 #[test]
 fn the_server_clock_decides_not_the_client() {
     let t = Target::new();
-    let answer = ok(
-        &t.post("/v1/leader/acquire", SHARED, json!({"controller_id": "a", "host": "h", "ttl_sec": 10, "now": 1})),
-        200,
-    );
+    let answer = ok(&t.post("/v1/leader/acquire", SHARED, json!({"controller_id": "a", "host": "h", "ttl_sec": 10, "now": 1})), 200);
     assert_eq!(answer["renewed_at"], START_TIME);
     assert_eq!(answer["lease_expires_at"], START_TIME + 10);
 }
@@ -208,7 +295,13 @@ fn concurrent_acquirers_get_exactly_one_leader_per_term() {
                         break;
                     }
                     let body = json!({"controller_id": id, "host": "h", "ttl_sec": 3}).to_string();
-                    let response = request(&base, "POST", "/v1/leader/acquire", &[("authorization", &auth), ("content-type", "application/json")], body.as_bytes());
+                    let response = request(
+                        &base,
+                        "POST",
+                        "/v1/leader/acquire",
+                        &[("authorization", &auth), ("content-type", "application/json")],
+                        body.as_bytes(),
+                    );
                     let answer = ok(&response, 200);
                     if answer["is_leader"] == true {
                         grants.lock().unwrap().entry(answer["term"].as_i64().unwrap()).or_default().push(id.clone());

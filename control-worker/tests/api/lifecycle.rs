@@ -65,8 +65,11 @@ fn the_whole_chain_from_create_to_succeeded() {
     assert_eq!(claimed[0]["step"]["command"], "echo hello > hello.txt");
 
     let beat = ok(
-        &t.post(&format!("/v1/steps/{step_id}/heartbeat"), SHARED,
-            json!({"worker_id": "mini-main", "run_id": run_id, "heartbeat_ttl_sec": 20, "progress": {"output_bytes": 12}})),
+        &t.post(
+            &format!("/v1/steps/{step_id}/heartbeat"),
+            SHARED,
+            json!({"worker_id": "mini-main", "run_id": run_id, "heartbeat_ttl_sec": 20, "progress": {"output_bytes": 12}}),
+        ),
         200,
     );
     assert_eq!((beat["status"].clone(), beat["canceled"].clone()), (json!("running"), json!(false)));
@@ -217,7 +220,10 @@ fn pause_stops_new_work_and_drain_lets_started_tasks_finish() {
     let waiting = create_task(&t, json!({}));
 
     let paused = ok(&t.post("/v1/system/pause", BROWSER_ADMIN, json!({"reason": "maintenance", "requested_by": "ada"})), 200);
-    assert_eq!((paused["accepted"].clone(), paused["status"].clone(), paused["mode"].clone()), (json!(true), json!("applied"), json!("paused")));
+    assert_eq!(
+        (paused["accepted"].clone(), paused["status"].clone(), paused["mode"].clone()),
+        (json!(true), json!("applied"), json!("paused"))
+    );
     assert!(paused["summary"].as_str().unwrap().contains("running to paused"));
     let claimed = ok(&claim_tasks(&t, &leader, 5), 200);
     assert_eq!((claimed["tasks"].clone(), claimed["mode"].clone()), (json!([]), json!("paused")));
@@ -262,7 +268,12 @@ fn idempotency_key_makes_create_safe_to_retry() {
     let auth = format!("Bearer {BROWSER_ADMIN}");
     let create = |key: &str, goal: &str| {
         let body = json!({"repo": "/r", "task_type": "codex", "title": "t", "goal": goal}).to_string();
-        t.call("POST", "/v1/tasks", &[("authorization", &auth), ("content-type", "application/json"), ("idempotency-key", key)], body.as_bytes())
+        t.call(
+            "POST",
+            "/v1/tasks",
+            &[("authorization", &auth), ("content-type", "application/json"), ("idempotency-key", key)],
+            body.as_bytes(),
+        )
     };
     let first = create("key-1", "add a README");
     let first_id = ok(&first, 201)["task_id"].clone();

@@ -20,10 +20,10 @@ mod support;
 mod worker;
 
 mod auth;
-mod deliverable;
 mod conventions;
-mod hostile;
+mod deliverable;
 mod edge;
+mod hostile;
 mod lease;
 mod lifecycle;
 mod process;

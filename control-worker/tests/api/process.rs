@@ -96,10 +96,18 @@ fn control_local_restarts_on_its_database_with_everything_intact() {
     let db = dir.path().join("state").join("control.db");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let first = start(&db, ENV);
-    let created = ok(&first.post("/v1/tasks", BROWSER_ADMIN, json!({"repo": "/r", "task_type": "shell", "title": "keep me", "goal": "true"})), 201);
+    let created =
+        ok(&first.post("/v1/tasks", BROWSER_ADMIN, json!({"repo": "/r", "task_type": "shell", "title": "keep me", "goal": "true"})), 201);
     let task_id = created["task_id"].as_str().unwrap().to_string();
     ok(&first.post("/v1/system/pause", BROWSER_ADMIN, json!({"reason": "before restart"})), 200);
-    ok(&first.post("/v1/controllers/heartbeat", SHARED, json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"})), 200);
+    ok(
+        &first.post(
+            "/v1/controllers/heartbeat",
+            SHARED,
+            json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"}),
+        ),
+        200,
+    );
     let lease = ok(&first.post("/v1/leader/acquire", SHARED, json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 600})), 200);
     let before = ok(&first.get(&format!("/v1/tasks/{task_id}"), BROWSER_ADMIN), 200);
     let (status, log) = first.terminate();
@@ -115,7 +123,8 @@ fn control_local_restarts_on_its_database_with_everything_intact() {
     assert_eq!(state["recent_mode_changes"][0]["reason"], "before restart");
     assert_eq!(state["holder_id"], "mini-main");
     assert_eq!(state["term"], lease["term"]);
-    let renewed = ok(&second.post("/v1/leader/acquire", SHARED, json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 600})), 200);
+    let renewed =
+        ok(&second.post("/v1/leader/acquire", SHARED, json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 600})), 200);
     assert_eq!((renewed["operation"].clone(), renewed["term"].clone()), (json!("renew"), lease["term"].clone()));
     let (status, _) = second.terminate();
     assert!(status.success());

@@ -33,7 +33,13 @@ fn concurrent_claimers_claim_each_step_exactly_once_per_attempt() {
                 let auth = format!("Bearer {SHARED}");
                 let body = json!({"worker_id": format!("worker-{index}"), "host": "mini", "capacity": 3}).to_string();
                 for _ in 0..40 {
-                    let response = request(&base, "POST", "/v1/steps/claim", &[("authorization", &auth), ("content-type", "application/json")], body.as_bytes());
+                    let response = request(
+                        &base,
+                        "POST",
+                        "/v1/steps/claim",
+                        &[("authorization", &auth), ("content-type", "application/json")],
+                        body.as_bytes(),
+                    );
                     let data = ok(&response, 200);
                     let steps = data["steps"].as_array().unwrap();
                     let mut claims = claims.lock().unwrap();

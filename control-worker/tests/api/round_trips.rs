@@ -13,15 +13,8 @@ use control_worker::native::SqliteDb;
 use serde_json::{json, Value};
 
 /// Routes that run on every agent tick: each must be one statement or one batch.
-pub const HOT_ROUTES: &[&str] = &[
-    "controllers.heartbeat",
-    "leader.acquire",
-    "steps.heartbeat",
-    "steps.logs",
-    "steps.complete",
-    "steps.claim",
-    "tasks.claim",
-];
+pub const HOT_ROUTES: &[&str] =
+    &["controllers.heartbeat", "leader.acquire", "steps.heartbeat", "steps.logs", "steps.complete", "steps.claim", "tasks.claim"];
 
 const ADMIN: &str = "bench-admin";
 const SERVICE: &str = "bench-service";
@@ -49,34 +42,80 @@ pub fn measure() -> BTreeMap<&'static str, u64> {
         counts.insert(route, core.db.round_trips());
         answer["data"].clone()
     };
-    call("controllers.heartbeat", "POST", "/v1/controllers/heartbeat", SERVICE,
-        Some(json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"})));
+    call(
+        "controllers.heartbeat",
+        "POST",
+        "/v1/controllers/heartbeat",
+        SERVICE,
+        Some(json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"})),
+    );
     call("controllers.list", "GET", "/v1/controllers", ADMIN, None);
-    let lease = call("leader.acquire", "POST", "/v1/leader/acquire", SERVICE,
-        Some(json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 30})));
+    let lease = call(
+        "leader.acquire",
+        "POST",
+        "/v1/leader/acquire",
+        SERVICE,
+        Some(json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 30})),
+    );
     let term = lease["term"].clone();
-    let created = call("tasks.create", "POST", "/v1/tasks", ADMIN,
-        Some(json!({"repo": "/r", "task_type": "shell", "title": "t", "goal": "true"})));
+    let created =
+        call("tasks.create", "POST", "/v1/tasks", ADMIN, Some(json!({"repo": "/r", "task_type": "shell", "title": "t", "goal": "true"})));
     let task_id = created["task_id"].as_str().unwrap().to_string();
     call("tasks.list", "GET", "/v1/tasks", ADMIN, None);
     call("tasks.claim", "POST", "/v1/tasks/claim", SERVICE, Some(json!({"controller_id": "mini-main", "host": "mini", "term": term})));
-    call("tasks.plan", "POST", &format!("/v1/tasks/{task_id}/plan"), SERVICE, Some(json!({"controller_id": "mini-main", "term": term,
+    call(
+        "tasks.plan",
+        "POST",
+        &format!("/v1/tasks/{task_id}/plan"),
+        SERVICE,
+        Some(json!({"controller_id": "mini-main", "term": term,
         "planner_provider": "builtin", "planning_strategy": "bench",
         "steps": [{"step_kind": "shell", "worker_kind": "shell", "title": "a", "command": "true", "max_attempts": 2},
-                  {"step_kind": "test", "worker_kind": "shell", "title": "b", "command": "true"}]})));
+                  {"step_kind": "test", "worker_kind": "shell", "title": "b", "command": "true"}]})),
+    );
     let claimed = call("steps.claim", "POST", "/v1/steps/claim", SERVICE, Some(json!({"worker_id": "mini-main", "host": "mini"})));
     let step_id = claimed["steps"][0]["step"]["step_id"].as_str().unwrap().to_string();
     let run_id = claimed["steps"][0]["run_id"].as_str().unwrap().to_string();
-    call("steps.heartbeat", "POST", &format!("/v1/steps/{step_id}/heartbeat"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id})));
-    call("steps.logs", "POST", &format!("/v1/steps/{step_id}/logs"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id,
-        "chunks": [{"seq": 0, "stream": "stdout", "text": "hi\n"}, {"seq": 1, "stream": "stderr", "text": "ho\n"}]})));
-    call("steps.checkpoint", "POST", &format!("/v1/steps/{step_id}/checkpoint"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id,
+    call(
+        "steps.heartbeat",
+        "POST",
+        &format!("/v1/steps/{step_id}/heartbeat"),
+        SERVICE,
+        Some(json!({"worker_id": "mini-main", "run_id": run_id})),
+    );
+    call(
+        "steps.logs",
+        "POST",
+        &format!("/v1/steps/{step_id}/logs"),
+        SERVICE,
+        Some(json!({"worker_id": "mini-main", "run_id": run_id,
+        "chunks": [{"seq": 0, "stream": "stdout", "text": "hi\n"}, {"seq": 1, "stream": "stderr", "text": "ho\n"}]})),
+    );
+    call(
+        "steps.checkpoint",
+        "POST",
+        &format!("/v1/steps/{step_id}/checkpoint"),
+        SERVICE,
+        Some(json!({"worker_id": "mini-main", "run_id": run_id,
         "seq": 1, "checkpoint_type": "log_tail", "format": "text", "content": "abc", "size": 3,
-        "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})));
-    call("steps.fail", "POST", &format!("/v1/steps/{step_id}/fail"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id, "error": "flaky"})));
+        "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})),
+    );
+    call(
+        "steps.fail",
+        "POST",
+        &format!("/v1/steps/{step_id}/fail"),
+        SERVICE,
+        Some(json!({"worker_id": "mini-main", "run_id": run_id, "error": "flaky"})),
+    );
     let claimed = call("steps.claim", "POST", "/v1/steps/claim", SERVICE, Some(json!({"worker_id": "mini-main", "host": "mini"})));
     let run_id = claimed["steps"][0]["run_id"].as_str().unwrap().to_string();
-    call("steps.complete", "POST", &format!("/v1/steps/{step_id}/complete"), SERVICE, Some(json!({"worker_id": "mini-main", "run_id": run_id, "summary": "ok", "exit_code": 0})));
+    call(
+        "steps.complete",
+        "POST",
+        &format!("/v1/steps/{step_id}/complete"),
+        SERVICE,
+        Some(json!({"worker_id": "mini-main", "run_id": run_id, "summary": "ok", "exit_code": 0})),
+    );
     call("steps.reap", "POST", "/v1/steps/reap", SERVICE, Some(json!({"controller_id": "mini-main", "term": term})));
     call("tasks.read", "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None);
     call("tasks.logs.read", "GET", &format!("/v1/tasks/{task_id}/logs"), ADMIN, None);

@@ -69,7 +69,8 @@ impl TestClock {
         if let Some(base) = &self.hook {
             let auth = format!("Bearer {BROWSER_ADMIN}");
             let body = json!({"set": self.now()}).to_string();
-            let response = request(base, "POST", "/__test/clock", &[("authorization", &auth), ("content-type", "application/json")], body.as_bytes());
+            let response =
+                request(base, "POST", "/__test/clock", &[("authorization", &auth), ("content-type", "application/json")], body.as_bytes());
             assert_eq!(response.status, 200, "test clock hook: {}", response.text());
         }
     }
@@ -118,7 +119,8 @@ impl Target {
         }
         let db_path = dir.path().join("control.db");
         let (config, _) = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-        let server = start_in_thread(ServerOptions::loopback(db_path.clone(), config), local.clone(), SeededRandom::new(rand_seed())).unwrap();
+        let server =
+            start_in_thread(ServerOptions::loopback(db_path.clone(), config), local.clone(), SeededRandom::new(rand_seed())).unwrap();
         Target {
             base: server.base_url(),
             clock: TestClock { local, hook: None },
@@ -136,8 +138,12 @@ impl Target {
         let (config, _) = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
         let servers: Vec<RunningServer> = (0..count)
             .map(|index| {
-                start_in_thread(ServerOptions::loopback(db_path.clone(), config.clone()), self.clock.local.clone(), SeededRandom::new(rand_seed() ^ index as u64))
-                    .unwrap()
+                start_in_thread(
+                    ServerOptions::loopback(db_path.clone(), config.clone()),
+                    self.clock.local.clone(),
+                    SeededRandom::new(rand_seed() ^ index as u64),
+                )
+                .unwrap()
             })
             .collect();
         Siblings { bases: servers.iter().map(RunningServer::base_url).collect(), _servers: servers }
@@ -247,11 +253,7 @@ pub fn create_task(t: &Target, extra: Value) -> String {
 }
 
 pub fn claim_tasks(t: &Target, leader: &Leader, limit: i64) -> Response {
-    t.post(
-        "/v1/tasks/claim",
-        SHARED,
-        json!({"controller_id": leader.id, "host": leader.host, "term": leader.term, "limit": limit}),
-    )
+    t.post("/v1/tasks/claim", SHARED, json!({"controller_id": leader.id, "host": leader.host, "term": leader.term, "limit": limit}))
 }
 
 pub fn shell_step(command: &str, max_attempts: i64) -> Value {
@@ -276,10 +278,7 @@ pub fn running_task(t: &Target, leader: &Leader, steps: Value) -> String {
 }
 
 pub fn claim_steps(t: &Target, worker_id: &str, host: &str, capacity: i64) -> Vec<Value> {
-    let data = ok(
-        &t.post("/v1/steps/claim", SHARED, json!({"worker_id": worker_id, "host": host, "capacity": capacity})),
-        200,
-    );
+    let data = ok(&t.post("/v1/steps/claim", SHARED, json!({"worker_id": worker_id, "host": host, "capacity": capacity})), 200);
     data["steps"].as_array().unwrap().clone()
 }
 

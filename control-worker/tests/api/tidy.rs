@@ -39,7 +39,9 @@ fn core_and_shared_do_no_io_and_read_no_clock() {
     assert!(files.len() > 10);
     for file in files {
         let code = code_of(&file);
-        for forbidden in ["SystemTime", "Instant::now", "std::fs", "std::net", "tokio", "rusqlite", "worker::", "std::env", "println!", "eprintln!"] {
+        for forbidden in
+            ["SystemTime", "Instant::now", "std::fs", "std::net", "tokio", "rusqlite", "worker::", "std::env", "println!", "eprintln!"]
+        {
             assert!(!code.contains(forbidden), "{} uses {forbidden}", file.display());
         }
     }

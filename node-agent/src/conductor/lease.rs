@@ -84,11 +84,8 @@ impl LeaseMachine {
         self.term = answer.term;
         self.lease_expires_at = Some(answer.lease_expires_at);
         self.last_operation = Some(answer.operation);
-        self.leadership = if answer.is_leader {
-            Some((answer.term, sent_at + self.timing.ttl.saturating_sub(self.timing.margin())))
-        } else {
-            None
-        };
+        self.leadership =
+            if answer.is_leader { Some((answer.term, sent_at + self.timing.ttl.saturating_sub(self.timing.margin()))) } else { None };
     }
 
     /// The call sent earlier failed (no answer, or an error answer).
@@ -198,7 +195,11 @@ mod tests {
         assert_eq!(machine.leading_term(start + Duration::from_millis(1_700)), None);
         assert_eq!(machine.status(start + Duration::from_secs(2)), LeaseStatus::Standby);
         assert_eq!(machine.poll_timeout(start + Duration::from_millis(1_100)), start + Duration::from_millis(1_700));
-        assert_eq!(machine.poll_timeout(start + Duration::from_millis(1_800)), start + Duration::from_secs(2), "a passed deadline is no wake-up");
+        assert_eq!(
+            machine.poll_timeout(start + Duration::from_millis(1_800)),
+            start + Duration::from_secs(2),
+            "a passed deadline is no wake-up"
+        );
         // The server's expiry is at the earliest receipt + TTL - 1 s of whole-second rounding,
         // and receipt is after sending: strictly later than the local deadline.
         assert!(Duration::from_millis(1_700) < TIMING.ttl - Duration::from_secs(1) + Duration::from_millis(1));

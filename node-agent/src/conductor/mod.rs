@@ -131,10 +131,14 @@ impl<P: ControlPlane> Conductor<P> {
     /// The startup checklist, in order. `start-scheduler` is done only by a leader.
     pub async fn startup(&mut self, now: Instant, run_once: bool, runs: &mut dyn StartupRuns) {
         let registered = self.send_heartbeat(now).await;
-        self.check("register-controller", if registered { "done" } else { "failed" }, match &self.heartbeat.last_error {
-            Some(error) if !registered => error.clone(),
-            _ => format!("{} as {} on {}", self.config.node_id, self.config.role, self.config.host),
-        });
+        self.check(
+            "register-controller",
+            if registered { "done" } else { "failed" },
+            match &self.heartbeat.last_error {
+                Some(error) if !registered => error.clone(),
+                _ => format!("{} as {} on {}", self.config.node_id, self.config.role, self.config.host),
+            },
+        );
         // One attempt per allowed failure when the control plane does not answer, so a single
         // cycle can tell "unreachable" (degraded) from one lost request.
         for attempt in 0..self.config.renew_failure_threshold {
@@ -156,11 +160,15 @@ impl<P: ControlPlane> Conductor<P> {
         self.check("load-runs", status, detail);
         let (status, detail) = runs.reconcile_runs();
         self.check("reconcile-runs", status, detail);
-        self.check("start-heartbeat-loop", if run_once { "skipped" } else { "done" }, format!(
-            "heartbeat every {} ms, lease every {} ms",
-            self.config.heartbeat_interval.as_millis(),
-            self.config.lease_renew_interval.as_millis()
-        ));
+        self.check(
+            "start-heartbeat-loop",
+            if run_once { "skipped" } else { "done" },
+            format!(
+                "heartbeat every {} ms, lease every {} ms",
+                self.config.heartbeat_interval.as_millis(),
+                self.config.lease_renew_interval.as_millis()
+            ),
+        );
         let now = clock_now();
         match self.lease.leading_term(now) {
             Some(term) => {
@@ -240,11 +248,9 @@ impl<P: ControlPlane> Conductor<P> {
         if term != self.logged_term {
             match (self.logged_term, term) {
                 (_, Some(term)) => log!("lease: leading term={term}"),
-                (Some(old), None) => log!(
-                    "lease: stopped leading term={old} status={:?} holder={:?}",
-                    self.lease.status(now),
-                    self.lease.holder_id
-                ),
+                (Some(old), None) => {
+                    log!("lease: stopped leading term={old} status={:?} holder={:?}", self.lease.status(now), self.lease.holder_id)
+                }
                 (None, None) => {}
             }
             self.logged_term = term;
@@ -297,7 +303,11 @@ impl<P: ControlPlane> Conductor<P> {
                 Ok(reaped) => {
                     self.scheduler.reaped += reaped.reaped.len() as u64;
                     if !reaped.reaped.is_empty() || !reaped.requeued_tasks.is_empty() {
-                        log!("leader write steps.reap term={term} reaped={} requeued_tasks={}", reaped.reaped.len(), reaped.requeued_tasks.len());
+                        log!(
+                            "leader write steps.reap term={term} reaped={} requeued_tasks={}",
+                            reaped.reaped.len(),
+                            reaped.requeued_tasks.len()
+                        );
                     }
                 }
                 Err(error) => return self.scheduler_error("steps.reap", term, error),
@@ -406,7 +416,11 @@ impl<P: ControlPlane> Conductor<P> {
 /// Runs the conductor's loops (after [`Conductor::startup`]) until `shutdown` resolves, then
 /// releases the lease if held. `after_tick` sees the conductor after every tick (the status
 /// server publishes its snapshot from there).
-pub async fn run<P: ControlPlane>(conductor: &mut Conductor<P>, shutdown: impl Future<Output = ()>, mut after_tick: impl FnMut(&Conductor<P>)) {
+pub async fn run<P: ControlPlane>(
+    conductor: &mut Conductor<P>,
+    shutdown: impl Future<Output = ()>,
+    mut after_tick: impl FnMut(&Conductor<P>),
+) {
     tokio::pin!(shutdown);
     after_tick(conductor);
     loop {
@@ -421,4 +435,3 @@ pub async fn run<P: ControlPlane>(conductor: &mut Conductor<P>, shutdown: impl F
     conductor.shutdown().await;
     after_tick(conductor);
 }
-

@@ -17,7 +17,9 @@ pub const DELIVER_TIMEOUT_SEC: i64 = 600;
 pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
     // `constraints.timeout_sec`, checked by the control plane at creation, overrides the
     // defaults for every step of the task.
-    let timeout = |default: i64| Some(task.constraints.get("timeout_sec").and_then(|value| value.as_i64()).filter(|sec| *sec >= 1).unwrap_or(default));
+    let timeout = |default: i64| {
+        Some(task.constraints.get("timeout_sec").and_then(|value| value.as_i64()).filter(|sec| *sec >= 1).unwrap_or(default))
+    };
     let first = match task.task_type {
         TaskType::Shell => PlannedStep {
             step_kind: StepKind::Shell,

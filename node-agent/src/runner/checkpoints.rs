@@ -50,7 +50,9 @@ pub fn parse_file_name(name: &str) -> Option<(i64, CheckpointType, CheckpointFor
     let checkpoint_type = [CheckpointType::Summary, CheckpointType::GitDiff, CheckpointType::LogTail, CheckpointType::TestOutput]
         .into_iter()
         .find(|candidate| name_of(*candidate) == kind)?;
-    let format = [CheckpointFormat::Json, CheckpointFormat::Text, CheckpointFormat::Patch].into_iter().find(|candidate| extension_of(*candidate) == extension)?;
+    let format = [CheckpointFormat::Json, CheckpointFormat::Text, CheckpointFormat::Patch]
+        .into_iter()
+        .find(|candidate| extension_of(*candidate) == extension)?;
     Some((seq, checkpoint_type, format))
 }
 

@@ -71,9 +71,10 @@ pub fn shell_command(
 ) -> Result<String, CommandError> {
     match step_kind {
         StepKind::Agent => agent_template.map(|template| render_agent_command(template, values)).ok_or(CommandError::NoAgentCommand),
-        StepKind::Shell | StepKind::Test | StepKind::Deliver => {
-            command.filter(|command| !command.trim().is_empty()).map(str::to_string).ok_or_else(|| CommandError::MissingCommand(step_id.to_string()))
-        }
+        StepKind::Shell | StepKind::Test | StepKind::Deliver => command
+            .filter(|command| !command.trim().is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| CommandError::MissingCommand(step_id.to_string())),
     }
 }
 
@@ -92,11 +93,7 @@ pub struct Delivery<'a> {
 /// The deliver step's command: push the branch, then (for `pr`) the host's pull-request
 /// template with `{branch} {base_branch} {title} {report_file} {remote} {task_id} {worktree}`.
 pub fn deliver_command(delivery: &Delivery<'_>, pr_template: Option<&str>) -> Result<String, CommandError> {
-    let push = format!(
-        "git push {} {}",
-        shell_quote(delivery.remote),
-        shell_quote(&format!("HEAD:refs/heads/{}", delivery.branch))
-    );
+    let push = format!("git push {} {}", shell_quote(delivery.remote), shell_quote(&format!("HEAD:refs/heads/{}", delivery.branch)));
     if !delivery.pull_request {
         return Ok(push);
     }
@@ -125,7 +122,14 @@ mod tests {
     use super::*;
 
     fn values() -> TemplateValues<'static> {
-        TemplateValues { goal_file: "/runs/t/r/goal.md", worktree: "/w/it's", task_id: "t", step_id: "t.s0", run_id: "t.s0.a1", run_dir: "/runs/t/r" }
+        TemplateValues {
+            goal_file: "/runs/t/r/goal.md",
+            worktree: "/w/it's",
+            task_id: "t",
+            step_id: "t.s0",
+            run_id: "t.s0.a1",
+            run_dir: "/runs/t/r",
+        }
     }
 
     #[test]
@@ -156,7 +160,9 @@ mod tests {
         assert_eq!(deliver_command(&delivery, None).unwrap(), "git push 'origin' 'HEAD:refs/heads/baa/t1'");
         let pr = Delivery { pull_request: true, ..delivery };
         assert_eq!(deliver_command(&pr, None), Err(CommandError::NoPrCommand));
-        let command = deliver_command(&pr, Some("gh pr create --head {branch} --base {base_branch} --title {title} --body-file {report_file}")).unwrap();
+        let command =
+            deliver_command(&pr, Some("gh pr create --head {branch} --base {base_branch} --title {title} --body-file {report_file}"))
+                .unwrap();
         assert_eq!(
             command,
             r#"git push 'origin' 'HEAD:refs/heads/baa/t1' && gh pr create --head 'baa/t1' --base 'main' --title 'Fix it'\''s parser' --body-file '/runs/t1/r/report.md'"#
@@ -165,7 +171,10 @@ mod tests {
 
     #[test]
     fn the_first_url_printed() {
-        assert_eq!(first_url("Creating pull request\nhttps://github.com/me/app/pull/7\n").as_deref(), Some("https://github.com/me/app/pull/7"));
+        assert_eq!(
+            first_url("Creating pull request\nhttps://github.com/me/app/pull/7\n").as_deref(),
+            Some("https://github.com/me/app/pull/7")
+        );
         assert_eq!(first_url("see (http://x.test/pr/1).").as_deref(), Some("http://x.test/pr/1"));
         assert_eq!(first_url("no link here"), None);
     }

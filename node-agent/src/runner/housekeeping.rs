@@ -32,7 +32,11 @@ pub struct RunDirFacts {
 
 pub fn worktrees_to_remove(worktrees: &[WorktreeFacts], now_ms: i64, retention: Duration) -> Vec<PathBuf> {
     let retention_ms = retention.as_millis() as i64;
-    worktrees.iter().filter(|facts| !facts.active && now_ms - facts.last_activity_ms >= retention_ms).map(|facts| facts.path.clone()).collect()
+    worktrees
+        .iter()
+        .filter(|facts| !facts.active && now_ms - facts.last_activity_ms >= retention_ms)
+        .map(|facts| facts.path.clone())
+        .collect()
 }
 
 pub fn run_dirs_to_remove(runs: &[RunDirFacts], now_ms: i64, retention: Duration) -> Vec<PathBuf> {
@@ -160,7 +164,12 @@ mod tests {
 
     #[test]
     fn old_idle_worktrees_go_and_busy_or_recent_ones_stay() {
-        let facts = |task: &str, last: i64, active: bool| WorktreeFacts { task_id: task.into(), path: PathBuf::from(task), last_activity_ms: last, active };
+        let facts = |task: &str, last: i64, active: bool| WorktreeFacts {
+            task_id: task.into(),
+            path: PathBuf::from(task),
+            last_activity_ms: last,
+            active,
+        };
         let day = 86_400_000;
         let worktrees = [facts("old", 0, false), facts("old-busy", 0, true), facts("recent", 6 * day, false)];
         assert_eq!(worktrees_to_remove(&worktrees, 7 * day, Duration::from_secs(7 * 86_400)), [PathBuf::from("old")]);

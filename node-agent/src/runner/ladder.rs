@@ -100,7 +100,8 @@ mod tests {
     #[test]
     fn a_restarted_agent_continues_from_the_recorded_request() {
         // The last agent sent SIGTERM at 10 s and died; the next one starts at 30 s.
-        let recorded = StopRequest { reason: StopReason::Timeout, requested_at_ms: 10_000, terminate_sent_at_ms: Some(10_000), kill_sent_at_ms: None };
+        let recorded =
+            StopRequest { reason: StopReason::Timeout, requested_at_ms: 10_000, terminate_sent_at_ms: Some(10_000), kill_sent_at_ms: None };
         assert_eq!(advance(Some(10_000), Some(recorded), 30_000, GRACE).send, Some(Signal::Kill));
     }
 }

@@ -66,7 +66,8 @@ async fn create_mirror(url: &str, dir: &Path) -> Result<(), WorktreeError> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     let io_error = |error: std::io::Error| WorktreeError::Git { command: "clone".into(), detail: error.to_string() };
     std::fs::create_dir_all(parent).map_err(io_error)?;
-    let scratch = parent.join(format!(".{}.{}.tmp", dir.file_name().and_then(|name| name.to_str()).unwrap_or("mirror"), std::process::id()));
+    let scratch =
+        parent.join(format!(".{}.{}.tmp", dir.file_name().and_then(|name| name.to_str()).unwrap_or("mirror"), std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let scratch_text = scratch.to_string_lossy().into_owned();
     git(parent, &["init", "-q", "--bare", &scratch_text], None).await?;

@@ -273,7 +273,10 @@ impl Runner {
             let _ = tokio::time::timeout_at(deadline.into(), self.shared.wake.notified()).await;
         }
         if self.shared.active.get() > 0 {
-            log!("runner: {} run(s) still going after the shutdown grace; left running for the next agent to adopt", self.shared.active.get());
+            log!(
+                "runner: {} run(s) still going after the shutdown grace; left running for the next agent to adopt",
+                self.shared.active.get()
+            );
         }
     }
 
@@ -285,7 +288,11 @@ impl Runner {
         let allows = housekeeping::disk_allows_claims(free, settings.min_free_disk_bytes);
         let was_low = self.shared.disk_low.get().is_some();
         if !allows && !was_low {
-            log!("runner: free disk {} bytes is below min_free_disk {} bytes: not claiming steps", free.unwrap_or(0), settings.min_free_disk_bytes);
+            log!(
+                "runner: free disk {} bytes is below min_free_disk {} bytes: not claiming steps",
+                free.unwrap_or(0),
+                settings.min_free_disk_bytes
+            );
         } else if allows && was_low {
             log!("runner: free disk is back above min_free_disk: claiming again");
         }
@@ -299,7 +306,15 @@ impl Runner {
             self.shared.board.borrow().values().filter(|view| !view.phase.is_terminal()).map(|view| view.task_id.clone()).collect();
         let swept = {
             let _git = self.shared.git_lock.lock().await;
-            housekeeping::sweep(&settings.worktrees_dir, &settings.runs_dir, &active, wall_ms(), settings.worktree_retention, settings.runs_retention).await
+            housekeeping::sweep(
+                &settings.worktrees_dir,
+                &settings.runs_dir,
+                &active,
+                wall_ms(),
+                settings.worktree_retention,
+                settings.runs_retention,
+            )
+            .await
         };
         for path in &swept.worktrees {
             log!("housekeeping: removed worktree {} (past worktree_retention; its branch stays)", path.display());
@@ -344,9 +359,15 @@ impl Runner {
         let mut recent: Vec<&RunView> = finished;
         recent.sort_by_key(|view| std::cmp::Reverse(view.finished_at_ms));
         let settings = &self.shared.settings;
-        let warnings: Vec<String> = self.shared.disk_low.get().into_iter().map(|free| {
-            format!("free disk {free} bytes is below min_free_disk {} bytes: this host claims no steps", settings.min_free_disk_bytes)
-        }).collect();
+        let warnings: Vec<String> = self
+            .shared
+            .disk_low
+            .get()
+            .into_iter()
+            .map(|free| {
+                format!("free disk {free} bytes is below min_free_disk {} bytes: this host claims no steps", settings.min_free_disk_bytes)
+            })
+            .collect();
         json!({
             "warnings": warnings,
             "disk_low": self.shared.disk_low.get().is_some(),

@@ -30,7 +30,9 @@ pub fn decide(stop: Option<StopRequest>, end: ProcessEnd, timeout_sec: i64) -> O
     match (exit_code, end.wrapper_signal) {
         (Some(0), _) => Outcome { phase: RunPhase::Succeeded, exit_code: Some(0), message: "exit code 0".into() },
         (Some(code), _) => Outcome { phase: RunPhase::Failed, exit_code: Some(code), message: format!("exit code {code}") },
-        (None, Some(signal)) => Outcome { phase: RunPhase::Failed, exit_code: None, message: format!("killed by signal {signal}, not by the runner") },
+        (None, Some(signal)) => {
+            Outcome { phase: RunPhase::Failed, exit_code: None, message: format!("killed by signal {signal}, not by the runner") }
+        }
         (None, None) => Outcome {
             phase: RunPhase::Failed,
             exit_code: None,

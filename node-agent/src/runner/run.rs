@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, StepKind};
-use shared::wire::{
-    CheckpointRequest, ClaimedStep, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest,
-};
+use shared::wire::{CheckpointRequest, ClaimedStep, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest};
 
 use super::checkpoints::{self, SummaryFacts};
 use super::command::{self, CommandError, TemplateValues};
@@ -223,11 +221,16 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             meta.base_commit = Some(worktree.base_commit);
             meta.base_branch = worktree.base_branch;
         }
-        Err(error) => failure = Some((if error.is_permanent() { RunPhase::Blocked } else { RunPhase::Failed }, format!("worktree: {error}"))),
+        Err(error) => {
+            failure = Some((if error.is_permanent() { RunPhase::Blocked } else { RunPhase::Failed }, format!("worktree: {error}")))
+        }
     }
     if failure.is_none() {
-        let (goal_file, worktree_text, run_dir_text) =
-            (dir.goal().to_string_lossy().into_owned(), worktree_path.to_string_lossy().into_owned(), dir.root.to_string_lossy().into_owned());
+        let (goal_file, worktree_text, run_dir_text) = (
+            dir.goal().to_string_lossy().into_owned(),
+            worktree_path.to_string_lossy().into_owned(),
+            dir.root.to_string_lossy().into_owned(),
+        );
         let values = TemplateValues {
             goal_file: &goal_file,
             worktree: &worktree_text,
@@ -281,7 +284,14 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
     }
     let (stdout, stderr, exit_status) = (run.dir.stdout_log(), run.dir.stderr_log(), run.dir.exit_status());
     let shell_command = run.meta.shell_command.clone().unwrap_or_default();
-    let spawned = process::spawn(&StepCommand { shell_command: &shell_command, worktree: &run.meta.worktree, stdout: &stdout, stderr: &stderr, exit_status: &exit_status, env });
+    let spawned = process::spawn(&StepCommand {
+        shell_command: &shell_command,
+        worktree: &run.meta.worktree,
+        stdout: &stdout,
+        stderr: &stderr,
+        exit_status: &exit_status,
+        env,
+    });
     match spawned {
         Ok(child) => {
             let started = wall_ms();
@@ -294,7 +304,11 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             run.last_output_at_ms = started;
             run.child = Some(child);
             run.save_state();
-            run.dir.event(started, "worker_started", json!({"pid": pid, "timeout_sec": run.meta.timeout_sec, "worktree": run.meta.worktree}));
+            run.dir.event(
+                started,
+                "worker_started",
+                json!({"pid": pid, "timeout_sec": run.meta.timeout_sec, "worktree": run.meta.worktree}),
+            );
         }
         Err(error) => run.end_without_process(RunPhase::Failed, format!("could not start the process: {error}")),
     }
@@ -434,14 +448,18 @@ fn record_end(run: &mut ActiveRun, end: ProcessEnd) {
     run.child = None;
     let outcome = outcome::decide(run.state.stop, end, run.meta.timeout_sec);
     (run.stdout_bytes, run.stderr_bytes) = (file_len(&run.dir.stdout_log()), file_len(&run.dir.stderr_log()));
-    run.dir.event(now, "worker_exited", json!({
-        "exit_code": end.recorded_exit.or(end.wrapper_exit),
-        "signal": end.wrapper_signal,
-        "outcome": outcome.phase.as_str(),
-        "message": outcome.message,
-        "stdout_bytes": run.stdout_bytes,
-        "stderr_bytes": run.stderr_bytes,
-    }));
+    run.dir.event(
+        now,
+        "worker_exited",
+        json!({
+            "exit_code": end.recorded_exit.or(end.wrapper_exit),
+            "signal": end.wrapper_signal,
+            "outcome": outcome.phase.as_str(),
+            "message": outcome.message,
+            "stdout_bytes": run.stdout_bytes,
+            "stderr_bytes": run.stderr_bytes,
+        }),
+    );
     run.state.status = RunPhase::Exited;
     run.state.exited_at_ms = Some(now);
     run.state.outcome = Some(outcome);
@@ -524,8 +542,8 @@ async fn heartbeat(shared: &RunnerShared, run: &mut ActiveRun) {
 /// Whether every byte there is to ship has been acknowledged.
 fn caught_up(run: &ActiveRun) -> bool {
     let dir = &run.dir;
-    let output_done = run.cursor.limit_reached
-        || (run.cursor.stdout >= file_len(&dir.stdout_log()) && run.cursor.stderr >= file_len(&dir.stderr_log()));
+    let output_done =
+        run.cursor.limit_reached || (run.cursor.stdout >= file_len(&dir.stdout_log()) && run.cursor.stderr >= file_len(&dir.stderr_log()));
     run.ship_abandoned || (run.cursor.in_flight.is_empty() && output_done && run.cursor.worker >= file_len(&dir.worker_log()))
 }
 
@@ -570,10 +588,14 @@ async fn ship(shared: &RunnerShared, run: &mut ActiveRun) {
         // Recorded before sending: after a crash the same ranges go again with the same seqs.
         run.save_cursor();
         if newly_limited {
-            run.dir.event(wall_ms(), "log_ship_limit_reached", json!({
-                "limit_bytes": settings.log_ship_limit_bytes,
-                "note": "stdout and stderr beyond this are kept only in the run directory",
-            }));
+            run.dir.event(
+                wall_ms(),
+                "log_ship_limit_reached",
+                json!({
+                    "limit_bytes": settings.log_ship_limit_bytes,
+                    "note": "stdout and stderr beyond this are kept only in the run directory",
+                }),
+            );
         }
     }
     let chunks = match shipper::load_chunks(&run.cursor.in_flight, |stream| stream_path(&run.dir, stream)) {
@@ -620,7 +642,8 @@ fn tail(path: &Path, bytes: u64) -> Vec<u8> {
 }
 
 async fn write_checkpoints(shared: &RunnerShared, run: &mut ActiveRun) {
-    let outcome = run.state.outcome.clone().unwrap_or(Outcome { phase: RunPhase::Failed, exit_code: None, message: "no outcome recorded".into() });
+    let outcome =
+        run.state.outcome.clone().unwrap_or(Outcome { phase: RunPhase::Failed, exit_code: None, message: "no outcome recorded".into() });
     let mut diff = None;
     if let Some(base_sha) = run.meta.base_sha.clone() {
         let scratch = shared.settings.tmp_dir.join(format!("{}.index", run.meta.run_id));
@@ -784,7 +807,8 @@ fn phase_of(status: RunStatus) -> RunPhase {
 /// retry, a refusal for good settles the run as lost.
 async fn report(shared: &RunnerShared, run: &mut ActiveRun) -> Result<(), ClientError> {
     let settings = &shared.settings;
-    let mut outcome = run.state.outcome.clone().unwrap_or(Outcome { phase: RunPhase::Failed, exit_code: None, message: "no outcome recorded".into() });
+    let mut outcome =
+        run.state.outcome.clone().unwrap_or(Outcome { phase: RunPhase::Failed, exit_code: None, message: "no outcome recorded".into() });
     let answer = if outcome.phase == RunPhase::Lost {
         None
     } else {

@@ -100,7 +100,8 @@ impl RunDir {
         }
         let mut text = Value::Object(line).to_string();
         text.push('\n');
-        let written = OpenOptions::new().create(true).append(true).open(self.worker_log()).and_then(|mut file| file.write_all(text.as_bytes()));
+        let written =
+            OpenOptions::new().create(true).append(true).open(self.worker_log()).and_then(|mut file| file.write_all(text.as_bytes()));
         if let Err(error) = written {
             crate::log::log!("run {}: writing worker.log: {error}", self.root.display());
         }

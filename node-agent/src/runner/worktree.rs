@@ -87,7 +87,11 @@ async fn commit_of(repo: &Path, name: &str) -> Option<String> {
 }
 
 fn plain_ref(base_ref: &str) -> &str {
-    if base_ref.trim().is_empty() { "HEAD" } else { base_ref.trim() }
+    if base_ref.trim().is_empty() {
+        "HEAD"
+    } else {
+        base_ref.trim()
+    }
 }
 
 /// Resolves `base_ref` in the host's copy: in a mirror, a branch name means the remote's.
@@ -111,7 +115,8 @@ async fn base_branch(local: &LocalRepo, base_ref: &str) -> Option<String> {
         "HEAD" => {
             let head = if local.mirrored { "refs/remotes/origin/HEAD" } else { "HEAD" };
             let name = git(&local.dir, &["symbolic-ref", "--quiet", head], None).await.ok()?;
-            Some(name.trim().trim_start_matches("refs/remotes/origin/").trim_start_matches("refs/heads/").to_string()).filter(|name| !name.is_empty())
+            Some(name.trim().trim_start_matches("refs/remotes/origin/").trim_start_matches("refs/heads/").to_string())
+                .filter(|name| !name.is_empty())
         }
         name if is_commit_id(name) => None,
         name => Some(name.to_string()),

@@ -28,15 +28,30 @@ pub fn render(snapshot: &Value) -> String {
     };
     metric("baa_agent_up", "gauge", "1 while the agent runs.", 1.0);
     metric("baa_lease_is_leader", "gauge", "1 while this node leads.", f64::from(u8::from(lease["state"] == "leader")));
-    metric("baa_lease_degraded", "gauge", "1 while this node cannot reach the control plane for the lease.", f64::from(u8::from(lease["state"] == "degraded")));
+    metric(
+        "baa_lease_degraded",
+        "gauge",
+        "1 while this node cannot reach the control plane for the lease.",
+        f64::from(u8::from(lease["state"] == "degraded")),
+    );
     metric("baa_lease_term", "gauge", "The lease term this node last saw.", number(&lease["term"]));
     metric("baa_lease_consecutive_failures", "gauge", "Failed lease calls in a row.", number(&lease["consecutive_failures"]));
     metric("baa_fleet_paused", "gauge", "1 while the fleet is paused.", f64::from(u8::from(snapshot["mode"] == "paused")));
     metric("baa_fleet_draining", "gauge", "1 while the fleet drains.", f64::from(u8::from(snapshot["mode"] == "draining")));
-    metric("baa_heartbeat_consecutive_failures", "gauge", "Failed controller heartbeats in a row.", number(&loops["heartbeat"]["consecutive_failures"]));
+    metric(
+        "baa_heartbeat_consecutive_failures",
+        "gauge",
+        "Failed controller heartbeats in a row.",
+        number(&loops["heartbeat"]["consecutive_failures"]),
+    );
     metric("baa_scheduler_claimed_total", "counter", "Tasks claimed by this node's scheduler.", number(&loops["scheduler"]["claimed"]));
     metric("baa_scheduler_planned_total", "counter", "Tasks planned by this node's scheduler.", number(&loops["scheduler"]["planned"]));
-    metric("baa_scheduler_reaped_total", "counter", "Lost step attempts reaped by this node's scheduler.", number(&loops["scheduler"]["reaped"]));
+    metric(
+        "baa_scheduler_reaped_total",
+        "counter",
+        "Lost step attempts reaped by this node's scheduler.",
+        number(&loops["scheduler"]["reaped"]),
+    );
     metric("baa_runner_capacity", "gauge", "Steps this host runs at once.", number(&runner["capacity"]));
     metric("baa_runner_active_runs", "gauge", "Runs this host is running or settling.", number(&runner["active"]));
     metric("baa_runner_claimed_total", "counter", "Steps claimed by this host's runner.", number(&runner["claimed_total"]));
@@ -45,7 +60,11 @@ pub fn render(snapshot: &Value) -> String {
     for run in &runs {
         let run_id = label(run["run_id"].as_str().unwrap_or(""));
         for stream in ["stdout", "stderr"] {
-            let _ = writeln!(text, "baa_run_output_bytes{{node_id=\"{node}\",run_id=\"{run_id}\",stream=\"{stream}\"}} {}", number(&run[format!("{stream}_bytes")]));
+            let _ = writeln!(
+                text,
+                "baa_run_output_bytes{{node_id=\"{node}\",run_id=\"{run_id}\",stream=\"{stream}\"}} {}",
+                number(&run[format!("{stream}_bytes")])
+            );
         }
     }
     text

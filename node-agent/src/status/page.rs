@@ -80,12 +80,16 @@ pub fn render(snapshot: &Value) -> String {
         &format!("{} <span class=\"muted\">term {}</span>", text(&lease["leader_id"]), text(&lease["term"])),
         "",
     ));
-    html.push_str(&tile("this node", &escape(lease_state), match lease_state { "leader" => "good", "standby" => "", _ => "bad" }));
     html.push_str(&tile(
-        "runs",
-        &format!("{} of {}", text(&runner["active"]), text(&runner["capacity"])),
-        "",
+        "this node",
+        &escape(lease_state),
+        match lease_state {
+            "leader" => "good",
+            "standby" => "",
+            _ => "bad",
+        },
     ));
+    html.push_str(&tile("runs", &format!("{} of {}", text(&runner["active"]), text(&runner["capacity"])), ""));
     html.push_str("</section>");
 
     html.push_str("<h2>Runs in flight</h2>");

@@ -328,7 +328,11 @@ pub fn git_repo(dir: &Path) -> PathBuf {
 /// Processes whose command line contains `needle` (from `ps`), with their process groups.
 pub fn processes_matching(needle: &str) -> Vec<String> {
     let output = Command::new("ps").args(["-eo", "pid,pgid,args"]).output().unwrap();
-    String::from_utf8_lossy(&output.stdout).lines().filter(|line| line.contains(needle) && !line.contains("ps -eo")).map(str::to_string).collect()
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(needle) && !line.contains("ps -eo"))
+        .map(str::to_string)
+        .collect()
 }
 
 pub fn read_json(path: &Path) -> Value {
