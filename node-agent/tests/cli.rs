@@ -86,7 +86,9 @@ fn flags_override_environment_fallbacks() {
 
 #[test]
 fn bad_values_give_one_clear_error_naming_the_option() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (arguments, environment, what the error names)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--lease-ttl-sec", "abc"], &[], "--lease-ttl-sec (BAA_CONDUCTOR_LEASE_TTL_SEC)"),
         (&["--lease-ttl-sec", "0"], &[], "--lease-ttl-sec"),
         (&["--role", "boss"], &[], "--role (BAA_CONDUCTOR_ROLE)"),

@@ -117,7 +117,7 @@ fn two_hosts_each_task_on_one_host_with_one_commit_per_fix() {
             assert_eq!(git_output(&mirror, &["rev-list", "--count", &format!("{base}..{branch}")]).unwrap(), "1", "exactly one new commit");
             assert_eq!(git_output(&mirror, &["show", "--format=", "--name-only", &branch]).unwrap(), "adder.sh");
             let message = git_output(&mirror, &["log", "-1", "--format=%B", &branch]).unwrap();
-            assert!(message.starts_with(&format!("adder ")) && message.contains(": coding agent"), "{message}");
+            assert!(message.starts_with("adder ") && message.contains(": coding agent"), "{message}");
             assert!(
                 message.contains(&format!("Baa-Task: {task_id}")) && message.contains(&format!("Baa-Run: {task_id}.s0.a1")),
                 "{message}"

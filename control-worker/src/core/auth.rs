@@ -1,9 +1,9 @@
 //! Who is calling: bearer token → principal (roles, and the node it is bound to, if any).
 //!
 //! Plain tokens come from the environment, one per role, plus the shared service token.
-//! Node-bound tokens are `bnt2~<node_id>~<host>~<hex HMAC-SHA256(secret, "baa-node-token/v2/"
-//! + node_id + "\n" + host)>`: verified without a database lookup, and they let a node act
-//! only as itself and only for its own host.
+//! Node-bound tokens are `bnt2~<node_id>~<host>~<mac>`, the mac being the hex HMAC-SHA256
+//! under the secret of `"baa-node-token/v2/" + node_id + "\n" + host`: verified without a
+//! database lookup, they let a node act only as itself and only for its own host.
 //! Every comparison is constant-time, and no token text ever leaves this module.
 
 use hmac::{Hmac, Mac};

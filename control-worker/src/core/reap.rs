@@ -11,7 +11,7 @@ use super::input::Fields;
 use super::lease::{check_fence, SELECT_LEASE_SQL};
 use super::records::{self, fence, step_columns};
 use super::retry::{settle, Failure};
-use super::steps::settlement_statements;
+use super::steps::{settlement_statements, AttemptEnd};
 use super::{Call, Core, Reply};
 
 /// How many lost steps one reap settles; the leader reaps again on its next tick.
@@ -137,7 +137,13 @@ pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         let error = format!("heartbeat deadline {} passed; attempt {} lost", step.heartbeat_deadline_at.unwrap_or(0), step.attempt);
         let marker = core.new_id("reap");
         settled_at.push((statements.len(), step, run_id, settlement));
-        statements.extend(settlement_statements(step, run_id, settlement, None, &error, &marker, call.now, fencing));
+        statements.extend(settlement_statements(
+            step,
+            run_id,
+            settlement,
+            &AttemptEnd { exit_code: None, error: &error, marker: &marker, now: call.now },
+            fencing,
+        ));
     }
     let results = core.db.batch(statements).await?;
     let lease = records::first(&results[0], records::lease)?;

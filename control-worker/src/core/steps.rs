@@ -498,18 +498,26 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
     Reply::ok(&StepSettled { step, run, task_status, requeued: false })
 }
 
+/// How one attempt ended, as the settlement statements record it.
+#[derive(Clone, Copy)]
+pub(super) struct AttemptEnd<'a> {
+    pub exit_code: Option<i64>,
+    pub error: &'a str,
+    /// The fresh marker the statements after the compare-and-set look for.
+    pub marker: &'a str,
+    pub now: i64,
+}
+
 /// The statements that apply a settlement to one step attempt, after a compare-and-set on
 /// the attempt. `fencing` is the leader's `(controller, term)` when the reaper settles.
 pub(super) fn settlement_statements(
     step: &Step,
     run_id: &str,
     settlement: Settlement,
-    exit_code: Option<i64>,
-    error: &str,
-    marker: &str,
-    now: i64,
+    end: &AttemptEnd<'_>,
     fencing: Option<(&str, i64)>,
 ) -> Vec<Statement> {
+    let AttemptEnd { exit_code, error, marker, now } = *end;
     let mut statements = vec![
         Statement::new(
             SETTLE_STEP_SQL,
@@ -599,7 +607,13 @@ pub async fn fail<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
                 ],
             );
             std::iter::once(record_result)
-                .chain(settlement_statements(&step, &run_id, settlement, exit_code, &error, &marker, call.now, None))
+                .chain(settlement_statements(
+                    &step,
+                    &run_id,
+                    settlement,
+                    &AttemptEnd { exit_code, error: &error, marker: &marker, now: call.now },
+                    None,
+                ))
                 .collect()
         } else {
             return Err(not_current(&run, &step));

@@ -8,11 +8,11 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq)]
 pub enum CommandError {
     #[error("step {0} has no command to run")]
-    MissingCommand(String),
+    EmptyCommand(String),
     #[error("no coding-agent command is configured on this host (set BAA_AGENT_COMMAND or --agent-command)")]
-    NoAgentCommand,
+    NoAgentTemplate,
     #[error("constraints.deliver is pr but no pull-request command is configured on this host (set BAA_PR_COMMAND or --pr-command)")]
-    NoPrCommand,
+    NoPrTemplate,
 }
 
 pub struct TemplateValues<'a> {
@@ -70,11 +70,11 @@ pub fn shell_command(
     values: &TemplateValues<'_>,
 ) -> Result<String, CommandError> {
     match step_kind {
-        StepKind::Agent => agent_template.map(|template| render_agent_command(template, values)).ok_or(CommandError::NoAgentCommand),
+        StepKind::Agent => agent_template.map(|template| render_agent_command(template, values)).ok_or(CommandError::NoAgentTemplate),
         StepKind::Shell | StepKind::Test | StepKind::Deliver => command
             .filter(|command| !command.trim().is_empty())
             .map(str::to_string)
-            .ok_or_else(|| CommandError::MissingCommand(step_id.to_string())),
+            .ok_or_else(|| CommandError::EmptyCommand(step_id.to_string())),
     }
 }
 
@@ -97,7 +97,7 @@ pub fn deliver_command(delivery: &Delivery<'_>, pr_template: Option<&str>) -> Re
     if !delivery.pull_request {
         return Ok(push);
     }
-    let template = pr_template.ok_or(CommandError::NoPrCommand)?;
+    let template = pr_template.ok_or(CommandError::NoPrTemplate)?;
     let pairs = [
         ("{branch}", delivery.branch),
         ("{base_branch}", delivery.base_branch),
@@ -140,8 +140,8 @@ mod tests {
 
     #[test]
     fn an_agent_step_needs_a_template_and_a_shell_step_a_command() {
-        assert_eq!(shell_command(StepKind::Agent, "s", None, None, &values()), Err(CommandError::NoAgentCommand));
-        assert_eq!(shell_command(StepKind::Shell, "s", Some(" "), None, &values()), Err(CommandError::MissingCommand("s".into())));
+        assert_eq!(shell_command(StepKind::Agent, "s", None, None, &values()), Err(CommandError::NoAgentTemplate));
+        assert_eq!(shell_command(StepKind::Shell, "s", Some(" "), None, &values()), Err(CommandError::EmptyCommand("s".into())));
         assert_eq!(shell_command(StepKind::Test, "s", Some("make test"), None, &values()).unwrap(), "make test");
     }
 
@@ -159,7 +159,7 @@ mod tests {
         };
         assert_eq!(deliver_command(&delivery, None).unwrap(), "git push 'origin' 'HEAD:refs/heads/baa/t1'");
         let pr = Delivery { pull_request: true, ..delivery };
-        assert_eq!(deliver_command(&pr, None), Err(CommandError::NoPrCommand));
+        assert_eq!(deliver_command(&pr, None), Err(CommandError::NoPrTemplate));
         let command =
             deliver_command(&pr, Some("gh pr create --head {branch} --base {base_branch} --title {title} --body-file {report_file}"))
                 .unwrap();

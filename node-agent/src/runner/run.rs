@@ -251,7 +251,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         };
         match command::shell_command(step.step_kind, &step.step_id, command.as_deref(), settings.agent_command.as_deref(), &values) {
             Ok(shell_command) => meta.shell_command = Some(shell_command),
-            Err(error @ CommandError::NoAgentCommand) => failure = Some((RunPhase::Blocked, error.to_string())),
+            Err(error @ CommandError::NoAgentTemplate) => failure = Some((RunPhase::Blocked, error.to_string())),
             Err(error) => failure = Some((RunPhase::Failed, error.to_string())),
         }
         if step.step_kind == StepKind::Agent {
