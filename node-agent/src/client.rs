@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use shared::wire::*;
+use shared::ErrorCode;
 use thiserror::Error;
 
 use crate::config::Secret;
@@ -17,9 +18,10 @@ pub enum ClientError {
     /// No answer: connection refused, timeout, broken connection.
     #[error("control plane unreachable: {0}")]
     Unreachable(String),
-    /// An error envelope from the control plane.
-    #[error("{status} {code}: {message}")]
-    Api { status: u16, code: String, message: String },
+    /// An error envelope from the control plane; `code` is `None` for a code this agent does
+    /// not know (a newer control plane), whose text is kept in `code_text`.
+    #[error("{status} {code_text}: {message}")]
+    Api { status: u16, code: Option<ErrorCode>, code_text: String, message: String },
     /// An answer that is not the expected JSON.
     #[error("unexpected answer: {0}")]
     Decode(String),
@@ -35,11 +37,17 @@ impl ClientError {
         }
     }
 
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { code, .. } => Some(code),
+            ClientError::Api { code, .. } => *code,
             _ => None,
         }
+    }
+
+    /// An envelope's error, as the control plane sent it.
+    pub fn api(status: u16, code_text: &str, message: &str) -> ClientError {
+        let code = serde_json::from_value(Value::String(code_text.to_string())).ok();
+        ClientError::Api { status, code, code_text: code_text.to_string(), message: message.to_string() }
     }
 }
 
@@ -121,11 +129,7 @@ impl ControlClient {
         if envelope["ok"] == Value::Bool(true) {
             return Ok(envelope["data"].clone());
         }
-        Err(ClientError::Api {
-            status,
-            code: envelope["error"].as_str().unwrap_or("unknown").to_string(),
-            message: envelope["message"].as_str().unwrap_or("").to_string(),
-        })
+        Err(ClientError::api(status, envelope["error"].as_str().unwrap_or("unknown"), envelope["message"].as_str().unwrap_or("")))
     }
 }
 

@@ -60,7 +60,7 @@ impl FakePlane {
         if state.holder.as_deref() == Some(caller) && state.term == term && live {
             Ok(())
         } else {
-            Err(ClientError::Api { status: 409, code: "stale_term".into(), message: "stale".into() })
+            Err(ClientError::api(409, "stale_term", "stale"))
         }
     }
 }
@@ -131,7 +131,7 @@ impl ControlPlane for &FakePlane {
             state.holder = None;
             state.expires = None;
         }
-        Err(ClientError::Api { status: 409, code: "not_leader".into(), message: String::new() })
+        Err(ClientError::api(409, "not_leader", ""))
     }
 
     async fn claim_tasks(&self, request: &TasksClaimRequest) -> Result<TasksClaimed, ClientError> {

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use shared::status::{SystemMode, TaskStatus};
 use shared::wire::{ControllerHeartbeatRequest, LeaderAcquireRequest, LeaderReleaseRequest, StepsReapRequest, TasksClaimRequest};
+use shared::ErrorCode;
 
 use crate::checklist::STARTUP_CHECKLIST;
 use crate::client::{ClientError, ControlPlane};
@@ -345,7 +346,7 @@ impl<P: ControlPlane> Conductor<P> {
     fn scheduler_error(&mut self, route: &str, term: i64, error: ClientError) {
         log!("leader write {route} term={term} refused: {}", short(&error));
         self.scheduler.last_error = Some(format!("{route}: {}", short(&error)));
-        if matches!(error.code(), Some("stale_term" | "not_leader")) {
+        if matches!(error.code(), Some(ErrorCode::StaleTerm | ErrorCode::NotLeader)) {
             // The control plane knows better: stop acting until the next lease answer.
             self.lease.handle_released();
             self.log_transition(clock_now());

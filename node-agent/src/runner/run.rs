@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, StepKind};
 use shared::wire::{CheckpointRequest, ClaimedStep, StepCompleteRequest, StepFailRequest, StepHeartbeatRequest, StepLogsRequest};
+use shared::ErrorCode;
 
 use super::checkpoints::{self, SummaryFacts};
 use super::command::{self, CommandError, TemplateValues};
@@ -718,7 +719,7 @@ async fn upload_checkpoints(shared: &RunnerShared, run: &mut ActiveRun) -> Resul
         };
         match shared.client.step_checkpoint(&run.meta.step_id, &request).await {
             Ok(_) => run.note_upload(),
-            Err(error) if error.code() == Some("conflict") => {
+            Err(error) if error.code() == Some(ErrorCode::Conflict) => {
                 log!("run {}: checkpoint {} was stored earlier with other content; kept locally", run.meta.run_id, file.seq)
             }
             Err(error) => return Err(error),
