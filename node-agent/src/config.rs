@@ -91,7 +91,8 @@ pub struct AgentConfig {
     pub local_api: Option<String>,
     pub shared_token: Option<Secret>,
     pub priority: i64,
-    pub version: Option<String>,
+    /// What this agent reports as its version: `--version`, else the binary's own.
+    pub version: String,
     pub preferred: bool,
     pub heartbeat_interval: Duration,
     pub lease_renew_interval: Duration,
@@ -381,7 +382,13 @@ impl AgentConfig {
             }
             Some(_) => {}
         }
-        let version = raw.agent_version.as_deref().map(str::trim).filter(|version| !version.is_empty()).map(str::to_string);
+        let version = raw
+            .agent_version
+            .as_deref()
+            .map(str::trim)
+            .filter(|version| !version.is_empty())
+            .unwrap_or(env!("CARGO_PKG_VERSION"))
+            .to_string();
         let root = match raw.runtime_root.as_deref().map(str::trim).filter(|root| !root.is_empty()) {
             Some(root) => PathBuf::from(root),
             None => default_runtime_root(lookup("HOME").as_deref()),
@@ -471,7 +478,7 @@ impl AgentConfig {
             ("local_api", self.local_api.clone().unwrap_or_else(|| "off".into())),
             ("token", if self.shared_token.is_some() { "set".into() } else { unset() }),
             ("priority", self.priority.to_string()),
-            ("version", self.version.clone().unwrap_or_else(unset)),
+            ("version", self.version.clone()),
             ("preferred", self.preferred.to_string()),
             ("heartbeat_interval_ms", self.heartbeat_interval.as_millis().to_string()),
             ("lease_renew_interval_ms", self.lease_renew_interval.as_millis().to_string()),

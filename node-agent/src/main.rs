@@ -160,6 +160,7 @@ fn start(mut config: AgentConfig) -> ExitCode {
         let local_api = config.local_api.clone();
         let mut conductor = conductor::Conductor::new(config, conductor_client, conductor::clock_now());
         conductor.planned = Some(runner.wake_handle());
+        conductor.started_at = Some(runner::wall_ms() / 1_000);
         let board = std::rc::Rc::new(status::StatusBoard { conductor: std::cell::RefCell::new(conductor.snapshot(conductor::clock_now())), runner: runner.clone(), extra });
         if run_once {
             conductor.startup(conductor::clock_now(), true, &mut conductor::CountRuns(runs_dir, 0)).await;

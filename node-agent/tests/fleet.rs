@@ -187,6 +187,14 @@ fn failover_hand_back_and_release_with_never_two_leaders() {
     assert!(wait_for_holder(&observations, "mini-main", 0, Duration::from_secs(10)).is_some(), "{}", primary.log_text());
     let mut standby = Agent::start(&base, "mac-standby", "mac", "standby", dir.path());
     std::thread::sleep(Duration::from_secs(2));
+    // Each agent says what it runs and since when; the leader's row says leader.
+    let controllers = http(&base, "GET", "/v1/controllers", ADMIN, None)["data"]["controllers"].clone();
+    for controller in controllers.as_array().unwrap() {
+        assert_eq!(controller["version"], env!("CARGO_PKG_VERSION"), "{controller}");
+        assert!(controller["started_at"].as_i64().is_some_and(|at| at > 1_700_000_000), "{controller}");
+        let expected = if controller["controller_id"] == "mini-main" { "leader" } else { "standby" };
+        assert_eq!(controller["status"], expected, "{controller}");
+    }
     let mut tasks = vec![create_task(&base, "one"), create_task(&base, "two")];
     wait_planned(&base, &tasks, Duration::from_secs(10));
 
@@ -224,7 +232,12 @@ fn failover_hand_back_and_release_with_never_two_leaders() {
     poller.join().unwrap();
 
     for agent in [&primary, &standby] {
-        assert!(!agent.log_text().contains(SERVICE), "no token in {}'s log", agent.name);
+        let log = agent.log_text();
+        assert!(!log.contains(SERVICE), "no token in {}'s log", agent.name);
+        // Lines for people carry no Rust debug formatting.
+        for line in log.lines() {
+            assert!(!line.contains("Some(") && !line.contains("None"), "debug formatting in {}'s log: {line}", agent.name);
+        }
     }
 
     // One holder per term, as the control plane saw it.

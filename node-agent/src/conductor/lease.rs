@@ -38,6 +38,16 @@ pub enum LeaseStatus {
     Degraded,
 }
 
+impl LeaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseStatus::Leader => "leader",
+            LeaseStatus::Standby => "standby",
+            LeaseStatus::Degraded => "degraded",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseMachine {
     timing: LeaseTiming,

@@ -70,6 +70,8 @@ pub struct Conductor<P> {
     logged_term: Option<i64>,
     /// Told when this node's scheduler planned tasks, so the local runner claims at once.
     pub planned: Option<std::rc::Rc<tokio::sync::Notify>>,
+    /// When this agent started (unix seconds), reported with every heartbeat; set by `main`.
+    pub started_at: Option<i64>,
 }
 
 /// The runs directory's part of the startup checklist (`load-runs`, `reconcile-runs`), done
@@ -118,6 +120,7 @@ impl<P: ControlPlane> Conductor<P> {
             checklist: Vec::new(),
             logged_term: None,
             planned: None,
+            started_at: None,
         }
     }
 
@@ -152,7 +155,10 @@ impl<P: ControlPlane> Conductor<P> {
         }
         let lease_detail = match self.lease.status(clock_now()) {
             LeaseStatus::Leader => format!("leader in term {}", self.lease.term),
-            LeaseStatus::Standby => format!("standby; leader is {:?} in term {}", self.lease.holder_id, self.lease.term),
+            LeaseStatus::Standby => match &self.lease.holder_id {
+                Some(holder) => format!("standby; the leader is {holder} in term {}", self.lease.term),
+                None => format!("standby; no leader yet (term {})", self.lease.term),
+            },
             LeaseStatus::Degraded => "degraded: the control plane did not answer".to_string(),
         };
         let lease_ok = self.lease.consecutive_failures == 0;
@@ -185,19 +191,15 @@ impl<P: ControlPlane> Conductor<P> {
 
     async fn send_heartbeat(&mut self, now: Instant) -> bool {
         self.heartbeat.next_due = Some(now + self.config.heartbeat_interval);
-        let status = match self.lease.status(now) {
-            LeaseStatus::Leader => "leader",
-            LeaseStatus::Standby => "standby",
-            LeaseStatus::Degraded => "degraded",
-        };
+        let status = self.lease.status(now).as_str();
         let request = ControllerHeartbeatRequest {
             controller_id: self.config.node_id.clone(),
             host: self.config.host.clone(),
             role: self.config.role,
             priority: self.config.priority,
             status: status.into(),
-            version: self.config.version.clone(),
-            started_at: None,
+            version: Some(self.config.version.clone()),
+            started_at: self.started_at,
             metadata: None,
         };
         match self.plane.heartbeat(&request).await {
@@ -250,11 +252,14 @@ impl<P: ControlPlane> Conductor<P> {
             match (self.logged_term, term) {
                 (_, Some(term)) => log!("lease: leading term={term}"),
                 (Some(old), None) => {
-                    log!("lease: stopped leading term={old} status={:?} holder={:?}", self.lease.status(now), self.lease.holder_id)
+                    let holder = self.lease.holder_id.as_deref().unwrap_or("nobody");
+                    log!("lease: stopped leading term={old} status={} holder={holder}", self.lease.status(now).as_str())
                 }
                 (None, None) => {}
             }
             self.logged_term = term;
+            // Say so in the controllers list at once, not at the next heartbeat.
+            self.heartbeat.next_due = Some(now);
         }
     }
 

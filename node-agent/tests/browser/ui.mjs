@@ -91,6 +91,10 @@ try {
   await page.click("#use-token");
   await expectText(page, "#mode", "running");
   await expectText(page, "#controllers", "mini-main");
+  // The agent reports its own version (the crate's) and when it started.
+  const crateVersion = fs.readFileSync("Cargo.toml", "utf8").match(/^version = "([^"]+)"/m)[1];
+  await expectText(page, "#controllers", crateVersion);
+  assert.ok(!(await page.textContent("#controllers")).includes("unknown"), "version and start time are shown");
   await page.screenshot({ path: path.join(shots, "console-signed-in.png"), fullPage: true });
 
   // Pause → the page shows paused; resume; drain; resume.

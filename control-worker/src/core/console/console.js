@@ -70,6 +70,8 @@ async function refreshSystem() {
     (controller) => controller.host,
     (controller) => controller.role,
     (controller) => controller.status,
+    (controller) => controller.version || "unknown",
+    (controller) => (controller.started_at ? when(controller.started_at) : "unknown"),
     (controller) => [controller.alive ? "yes" : "no", controller.alive ? "status-succeeded" : "status-failed"],
     (controller) => when(controller.last_heartbeat_at),
   ]);
