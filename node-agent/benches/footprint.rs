@@ -89,6 +89,10 @@ fn default_agent(plane: &ControlPlane, name: &str, dir: &std::path::Path, capaci
 }
 
 fn main() {
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        println!("footprint: skipped: it reads RSS, threads and CPU from /proc, which this platform (macOS) lacks");
+        return;
+    }
     let idle_seconds: u64 = std::env::var("BAA_FOOTPRINT_SECS").ok().and_then(|value| value.parse().ok()).unwrap_or(60);
     let quiet_seconds: u64 = std::env::var("BAA_FOOTPRINT_QUIET_SECS").ok().and_then(|value| value.parse().ok()).unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();

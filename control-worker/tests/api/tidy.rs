@@ -92,3 +92,21 @@ fn the_api_docs_cover_every_route_of_the_table() {
         assert!(docs.contains(&heading), "docs/api.md lacks the route heading {heading}");
     }
 }
+
+/// The hosts are Macs: Linux-only interfaces (`/proc`, `std::os::linux`, `target_os = "linux"`)
+/// appear in the agent and the control plane only inside `node-agent/src/platform/`, which has a
+/// macOS implementation beside each (compiled by `scripts/check-macos`).
+#[test]
+fn linux_only_interfaces_stay_in_the_platform_module() {
+    let root = repo_root();
+    let platform = root.join("node-agent/src/platform");
+    let mut files = rust_files(&root.join("node-agent/src"));
+    files.extend(rust_files(&root.join("control-worker/src")));
+    assert!(files.len() > 20);
+    for file in files.iter().filter(|file| !file.starts_with(&platform)) {
+        let code = code_of(file);
+        for needle in ["\"/proc", "std::os::linux", "target_os = \"linux\""] {
+            assert!(!code.contains(needle), "{} uses {needle} outside node-agent/src/platform/", file.display());
+        }
+    }
+}

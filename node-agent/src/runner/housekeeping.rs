@@ -57,14 +57,7 @@ pub fn sweep_interval(worktree_retention: Duration, runs_retention: Duration) ->
 
 /// Bytes available to this user on the file system holding `path`.
 pub fn free_disk_bytes(path: &Path) -> Option<u64> {
-    let _ = std::fs::create_dir_all(path);
-    let text = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `text` is a NUL-terminated path and `stats` a statvfs the call fills in.
-    if unsafe { libc::statvfs(text.as_ptr(), &mut stats) } != 0 {
-        return None;
-    }
-    Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+    crate::platform::free_disk_bytes(path)
 }
 
 fn modified_ms(path: &Path) -> i64 {

@@ -378,10 +378,20 @@ impl Runner {
             "worker_kinds": settings.worker_kinds(),
             "agent_command_set": settings.agent_command.is_some(),
             "last_claim_error": *self.shared.last_claim_error.borrow(),
-            "runs": in_flight,
+            "runs": in_flight.iter().map(|view| with_cpu(view)).collect::<Vec<Value>>(),
             "recent": recent,
         })
     }
+}
+
+/// A run in flight as the snapshot shows it, with the CPU time its process group has spent
+/// so far: measured when asked (the status page, `/v1/status`), never on the run's own loop.
+fn with_cpu(view: &RunView) -> Value {
+    let mut value = serde_json::to_value(view).unwrap_or(Value::Null);
+    if let Some(pid) = view.pid.filter(|_| view.phase == RunPhase::Running) {
+        value["cpu_ms"] = crate::platform::group_cpu_ms(pid).into();
+    }
+    value
 }
 
 /// Run directories (`<runs>/<task_id>/<run_id>/`) whose `state.json` is not terminal or cannot

@@ -83,28 +83,11 @@ pub fn is_alive(pid: i32) -> bool {
     }
     // SAFETY: signal 0 only checks for existence and permission.
     let exists = unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    exists && !is_zombie(pid)
+    exists && !crate::platform::is_zombie(pid)
 }
 
-#[cfg(target_os = "linux")]
-fn is_zombie(pid: i32) -> bool {
-    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn is_zombie(_pid: i32) -> bool {
-    // launchd reaps orphans at once on macOS.
-    false
-}
-
-/// How the system describes the start of `pid` (`ps -o lstart=`), to tell the process the run
-/// recorded from a later one that reuses its pid.
+/// How the system describes the start of `pid`, to tell the process the run recorded from a
+/// later one that reuses its pid.
 pub fn identity(pid: i32) -> Option<String> {
-    let output = std::process::Command::new("ps").args(["-o", "lstart=", "-p", &pid.to_string()]).stderr(Stdio::null()).output().ok()?;
-    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    (output.status.success() && !text.is_empty()).then_some(text)
+    crate::platform::process_start(pid)
 }

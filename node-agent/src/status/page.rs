@@ -97,17 +97,18 @@ pub fn render(snapshot: &Value) -> String {
     if runs.is_empty() {
         html.push_str("<p class=\"muted\" id=\"no-runs\">No run in flight.</p>");
     } else {
-        html.push_str("<table id=\"runs\"><tr><th>task</th><th>step</th><th>phase</th><th>running for</th><th>stdout</th><th>stderr</th><th>last output</th><th>pid</th></tr>");
+        html.push_str("<table id=\"runs\"><tr><th>task</th><th>step</th><th>phase</th><th>running for</th><th>stdout</th><th>stderr</th><th>last output</th><th>CPU</th><th>pid</th></tr>");
         for run in &runs {
             let running_for = run["started_at_ms"].as_i64().map(|started| duration_ms(now - started)).unwrap_or_else(|| "—".into());
             html.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{running_for}</td><td>{}</td><td>{}</td><td>{} ago</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{running_for}</td><td>{}</td><td>{}</td><td>{} ago</td><td>{}</td><td>{}</td></tr>",
                 text(&run["task_id"]),
                 text(&run["title"]),
                 text(&run["phase"]),
                 bytes(&run["stdout_bytes"]),
                 bytes(&run["stderr_bytes"]),
                 duration_ms(run["last_output_age_ms"].as_i64().unwrap_or(0)),
+                run["cpu_ms"].as_i64().map(duration_ms).unwrap_or_else(|| "—".into()),
                 text(&run["pid"]),
             ));
         }

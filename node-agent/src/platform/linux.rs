@@ -1,0 +1,35 @@
+//! Linux: `/proc/<pid>/stat` (state, process group, user and system time in clock ticks).
+
+/// The fields of `/proc/<pid>/stat` after the command name, which may itself hold spaces and
+/// parentheses; the state is the first of them.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+pub fn is_zombie(pid: i32) -> bool {
+    stat_fields(&pid.to_string()).is_some_and(|fields| fields.first().is_some_and(|state| state == "Z"))
+}
+
+/// Sums utime + stime over every process whose group is `pgid`; `None` when there is none.
+pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let group = pgid.to_string();
+    let mut ticks = 0u64;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|name| name.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let Some(fields) = stat_fields(pid) else { continue };
+        // After the name: state(0) ppid(1) pgrp(2) … utime(11) stime(12).
+        if fields.get(2).map(String::as_str) != Some(group.as_str()) {
+            continue;
+        }
+        found = true;
+        ticks += fields.get(11).and_then(|utime| utime.parse::<u64>().ok()).unwrap_or(0);
+        ticks += fields.get(12).and_then(|stime| stime.parse::<u64>().ok()).unwrap_or(0);
+    }
+    found.then(|| ticks * 1_000 / ticks_per_second)
+}

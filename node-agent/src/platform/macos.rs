@@ -1,0 +1,28 @@
+//! macOS: BSD `ps` (there is no `/proc`): `ps -o stat=` for the state, `ps -A -o pgid=,time=`
+//! for the CPU time of a process group.
+
+use std::process::{Command, Stdio};
+
+use super::parse_ps_time;
+
+fn ps(args: &[&str]) -> Option<String> {
+    let output = Command::new("ps").args(args).stderr(Stdio::null()).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+pub fn is_zombie(pid: i32) -> bool {
+    ps(&["-o", "stat=", "-p", &pid.to_string()]).is_some_and(|state| state.trim_start().starts_with('Z'))
+}
+
+/// Sums `ps`'s CPU time over every process whose group is `pgid`; `None` when there is none.
+pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
+    let listing = ps(&["-A", "-o", "pgid=,time="])?;
+    let group = pgid.to_string();
+    let times: Vec<u64> = listing
+        .lines()
+        .filter_map(|line| line.trim().split_once(char::is_whitespace))
+        .filter(|(id, _)| *id == group)
+        .filter_map(|(_, time)| parse_ps_time(time))
+        .collect();
+    (!times.is_empty()).then(|| times.iter().sum())
+}
