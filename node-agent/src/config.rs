@@ -14,6 +14,7 @@ use thiserror::Error;
 use control_worker::core::config::parse_bool;
 
 use crate::cli::RawArgs;
+use crate::units::{parse_bytes, parse_duration};
 
 pub const PREFERRED_ENV: &str = "BAA_CONDUCTOR_PREFERRED";
 pub const DEFAULT_LOCAL_API: &str = "127.0.0.1:4317";
@@ -117,44 +118,6 @@ fn milliseconds(value: Option<&str>, option: &'static str, env: &'static str, de
             .map(Duration::from_millis)
             .ok_or_else(|| bad(option, env, format!("must be a whole number of milliseconds from 100 to 3600000, got {text:?}"))),
     }
-}
-
-/// `90s`, `15m`, `12h`, `7d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    number.checked_mul(seconds).map(Duration::from_secs)
-}
-
-/// `5GB`, `500MB`, `64KB`, `1TB` (powers of 1000, as disk sizes are sold; a bare number is
-/// bytes; `GiB` and friends are powers of 1024).
-pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KIB" => 1 << 10,
-        "MIB" => 1 << 20,
-        "GIB" => 1 << 30,
-        "TIB" => 1 << 40,
-        _ => return None,
-    };
-    number.checked_mul(factor)
 }
 
 fn duration(value: Option<&str>, option: &'static str, env: &'static str, default: Duration) -> Result<Duration, ConfigError> {
@@ -509,24 +472,5 @@ impl AgentConfig {
             text.push_str(&format!("warning: {warning}\n"));
         }
         text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_sizes_as_people_write_them() {
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
-        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration(" 12h "), Some(Duration::from_secs(43_200)));
-        assert_eq!(parse_duration("1w"), None);
-        assert_eq!(parse_duration("d"), None);
-        assert_eq!(parse_bytes("5GB"), Some(5_000_000_000));
-        assert_eq!(parse_bytes("1GiB"), Some(1 << 30));
-        assert_eq!(parse_bytes("0"), Some(0));
-        assert_eq!(parse_bytes("5 gb"), Some(5_000_000_000));
-        assert_eq!(parse_bytes("lots"), None);
     }
 }

@@ -10,6 +10,7 @@
 //! - [`embedded`]: `start --embedded`: the control plane in this process, its tokens.
 //! - [`status`]: the local status server (`/healthz`, `/v1/status`, the page, `/metrics`).
 //! - [`log`]: timestamped log lines on stderr.
+//! - [`units`]: durations and sizes as people write them (`7d`, `5GB`).
 //! - [`platform`]: what differs between Linux and macOS (zombies, process start, group CPU, free disk).
 //!
 //! `main` alone maps errors to exit codes: 2 for a bad option, 1 for a failure at run time.
@@ -24,6 +25,7 @@ mod log;
 mod platform;
 mod runner;
 mod status;
+mod units;
 
 use std::process::ExitCode;
 
