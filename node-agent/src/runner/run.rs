@@ -447,6 +447,8 @@ fn record_end(run: &mut ActiveRun, end: ProcessEnd) {
     }
     run.process_gone = true;
     run.child = None;
+    // The last output goes now, not at the quiet pace.
+    run.next_ship = Instant::now();
     let outcome = outcome::decide(run.state.stop, end, run.meta.timeout_sec);
     (run.stdout_bytes, run.stderr_bytes) = (file_len(&run.dir.stdout_log()), file_len(&run.dir.stderr_log()));
     run.dir.event(
