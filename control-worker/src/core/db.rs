@@ -150,11 +150,13 @@ impl<T: Db + ?Sized> Db for &T {
 pub struct CountingDb<D> {
     pub inner: D,
     round_trips: std::cell::Cell<u64>,
+    /// Every statement run since the last reset, in order (for query-plan checks).
+    statements: std::cell::RefCell<Vec<Statement>>,
 }
 
 impl<D> CountingDb<D> {
     pub fn new(inner: D) -> Self {
-        CountingDb { inner, round_trips: std::cell::Cell::new(0) }
+        CountingDb { inner, round_trips: std::cell::Cell::new(0), statements: Default::default() }
     }
 
     pub fn round_trips(&self) -> u64 {
@@ -163,17 +165,25 @@ impl<D> CountingDb<D> {
 
     pub fn reset(&self) {
         self.round_trips.set(0);
+        self.statements.borrow_mut().clear();
+    }
+
+    /// The statements run since the last reset.
+    pub fn statements(&self) -> Vec<Statement> {
+        self.statements.borrow().clone()
     }
 }
 
 impl<D: Db> Db for CountingDb<D> {
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, DbError> {
         self.round_trips.set(self.round_trips.get() + 1);
+        self.statements.borrow_mut().push(statement.clone());
         self.inner.query(statement).await
     }
 
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Vec<Row>>, DbError> {
         self.round_trips.set(self.round_trips.get() + 1);
+        self.statements.borrow_mut().extend(statements.iter().cloned());
         self.inner.batch(statements).await
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use control_worker::core::clock::{ManualClock, SeededRandom};
 use control_worker::core::config::Config;
-use control_worker::core::db::CountingDb;
+use control_worker::core::db::{CountingDb, Db, Statement};
 use control_worker::core::http::ApiRequest;
 use control_worker::core::Core;
 use control_worker::native::SqliteDb;
@@ -22,11 +22,21 @@ const SERVICE: &str = "bench-service";
 /// Calls every route once (plus the cold paths the scenario needs) and returns, per route
 /// id, the round trips of its successful call.
 pub fn measure() -> BTreeMap<&'static str, u64> {
+    measure_with_plans().0
+}
+
+/// A statement's SQL and the detail lines of its query plan.
+pub type QueryPlan = (&'static str, Vec<String>);
+
+/// [`measure`], and per route the query plan (`EXPLAIN QUERY PLAN`, run on the same database
+/// right after the call, with the same parameters) of each statement it ran.
+pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static str, Vec<QueryPlan>>) {
     let (config, _) = Config::from_pairs(&[("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)]).unwrap();
     let db = CountingDb::new(SqliteDb::open_in_memory().unwrap());
     let core = Core::new(db, ManualClock::new(1_800_000_000), SeededRandom::new(7), config);
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut counts = BTreeMap::new();
+    let mut plans = BTreeMap::new();
     let mut call = |route: &'static str, method: &str, path: &str, token: &str, body: Option<Value>| -> Value {
         core.db.reset();
         let request = ApiRequest {
@@ -40,6 +50,15 @@ pub fn measure() -> BTreeMap<&'static str, u64> {
         let answer: Value = serde_json::from_slice(&response.body).unwrap();
         assert!(response.status < 300, "{route}: {answer}");
         counts.insert(route, core.db.round_trips());
+        let mut route_plans = Vec::new();
+        for statement in core.db.statements() {
+            let explain =
+                Statement { sql: Box::leak(format!("EXPLAIN QUERY PLAN {}", statement.sql).into_boxed_str()), params: statement.params };
+            let rows = runtime.block_on(core.db.inner.query(explain)).unwrap();
+            let details = rows.iter().map(|row| row.text("detail").unwrap()).collect();
+            route_plans.push((statement.sql, details));
+        }
+        plans.insert(route, route_plans);
         answer["data"].clone()
     };
     call(
@@ -126,7 +145,7 @@ pub fn measure() -> BTreeMap<&'static str, u64> {
     call("system.drain", "POST", "/v1/system/drain", ADMIN, None);
     call("system.state", "GET", "/v1/system/state", ADMIN, None);
     call("leader.release", "POST", "/v1/leader/release", SERVICE, Some(json!({"controller_id": "mini-main"})));
-    counts
+    (counts, plans)
 }
 
 #[cfg(test)]
@@ -141,4 +160,27 @@ fn hot_routes_take_exactly_one_round_trip_and_every_route_is_measured() {
     }
     // Nothing takes more than two (read, then a compare-and-set write).
     assert!(counts.values().all(|count| *count <= 2), "{counts:?}");
+}
+
+/// Every statement of a hot route, and of the leader's reaping, finds its rows through an index:
+/// no full scan of a table (a virtual `json_each` and a single-row table are fine). What an idle
+/// fleet costs in rows read grows with the tables otherwise.
+#[cfg(test)]
+#[test]
+fn hot_statements_scan_no_table() {
+    let (_, plans) = measure_with_plans();
+    let mut checked = 0;
+    let mut scans = Vec::new();
+    for route in HOT_ROUTES.iter().chain(&["steps.reap"]) {
+        for (sql, details) in &plans[route] {
+            checked += 1;
+            for detail in details {
+                if detail.starts_with("SCAN ") && !detail.contains("VIRTUAL TABLE") && !detail.starts_with("SCAN CONSTANT ROW") {
+                    scans.push(format!("{route}: {detail}\n  in {}", sql.chars().take(300).collect::<String>()));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "{checked} statements checked");
+    assert!(scans.is_empty(), "{} full scans:\n{}", scans.len(), scans.join("\n"));
 }
