@@ -1,0 +1,194 @@
+//! Tasks: create, read (the seed's shape), list, cancel, the leader's claim and plan, the result.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::status::*;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskCreateRequest {
+    pub repo: String,
+    pub task_type: String,
+    pub title: String,
+    pub goal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: String,
+    pub repo: String,
+    pub task_type: TaskType,
+    pub title: String,
+    pub goal: String,
+    pub priority: i64,
+    pub status: TaskStatus,
+    pub constraints: Map<String, Value>,
+    pub acceptance: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub target_host: Option<String>,
+    pub base_ref: String,
+    pub branch_name: String,
+    pub planner_provider: Option<String>,
+    pub planning_strategy: Option<String>,
+    pub claimed_by: Option<String>,
+    pub claim_term: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// Why the task ended as it did (failure reason, cancel reason), when it has ended; why
+    /// it started over, while it runs again.
+    pub status_reason: Option<String>,
+    /// The one host that runs every step of the task: set by its first step claim, or at
+    /// creation by `constraints.target_host`.
+    #[serde(default)]
+    pub assigned_host: Option<String>,
+    /// `base_ref` as resolved by the assigned host at the first step (40 hex digits).
+    #[serde(default)]
+    pub base_commit: Option<String>,
+    /// The deliverable, once the task has run a step.
+    #[serde(default)]
+    pub result: Option<TaskResult>,
+}
+
+/// What a task produced: its branch on its host, and where it was delivered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskResult {
+    pub base_commit: String,
+    /// The branch's tip on its host.
+    pub head_commit: String,
+    pub branch: String,
+    /// Commits on the branch since `base_commit`.
+    pub commits: i64,
+    pub files_changed: Vec<String>,
+    pub insertions: i64,
+    pub deletions: i64,
+    pub host: String,
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+}
+
+/// One entry of a task's history: assigned, started over, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub event_id: i64,
+    pub kind: String,
+    pub message: String,
+    pub created_at: i64,
+}
+
+/// Why a task that is not finished is not moving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingReason {
+    pub code: String,
+    pub message: String,
+    pub since: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCreated {
+    pub task_id: String,
+    pub status: TaskStatus,
+    pub base_ref: String,
+    pub branch_name: String,
+    pub task: Task,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub next_cursor: Option<String>,
+}
+
+/// `tasks.read`: the task's own fields at the top (the seed's read shape), with its steps,
+/// runs and history beside them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: Task,
+    /// The step running or next to run; the last step that ran once the task has ended;
+    /// `None` before planning.
+    pub current_step_index: Option<i64>,
+    pub steps: Vec<Step>,
+    pub runs: Vec<Run>,
+    #[serde(default)]
+    pub history: Vec<TaskEvent>,
+    #[serde(default)]
+    pub waiting_reason: Option<WaitingReason>,
+}
+
+/// Why, and on whose behalf, an administrator changes something: the optional body of
+/// `tasks.cancel` and of `system.pause` / `resume` / `drain`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeReason {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCanceled {
+    pub task: Task,
+    /// Runs in flight that were told to stop (they learn it from their next step heartbeat).
+    pub runs_told_to_stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TasksClaimRequest {
+    pub controller_id: String,
+    pub host: String,
+    pub term: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TasksClaimed {
+    pub tasks: Vec<Task>,
+    pub mode: SystemMode,
+    pub term: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub step_kind: StepKind,
+    pub worker_kind: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_sec: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPlanRequest {
+    pub controller_id: String,
+    pub term: i64,
+    pub planner_provider: String,
+    pub planning_strategy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_name: Option<String>,
+    pub steps: Vec<PlannedStep>,
+}
