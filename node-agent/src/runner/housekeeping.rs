@@ -1,7 +1,8 @@
 //! Housekeeping on a host (SPEC §11): a task's worktree is removed `worktree_retention` after
 //! the task's last run here (the branch stays, and a later step makes the worktree again from
 //! it); a finished run's directory after `runs_retention`; below `min_free_disk` the runner
-//! stops claiming. The rules are pure; [`sweep`] and [`free_disk_bytes`] do the I/O.
+//! stops claiming. The rules are pure; [`sweep`] does the I/O (free disk is measured by
+//! [`crate::platform::free_disk_bytes`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -53,11 +54,6 @@ pub fn disk_allows_claims(free_bytes: Option<u64>, min_free_bytes: u64) -> bool 
 /// How often to sweep: twice per retention period, between a second and ten minutes.
 pub fn sweep_interval(worktree_retention: Duration, runs_retention: Duration) -> Duration {
     (worktree_retention.min(runs_retention) / 2).clamp(Duration::from_secs(1), Duration::from_secs(600))
-}
-
-/// Bytes available to this user on the file system holding `path`.
-pub fn free_disk_bytes(path: &Path) -> Option<u64> {
-    crate::platform::free_disk_bytes(path)
 }
 
 fn modified_ms(path: &Path) -> i64 {
@@ -182,11 +178,5 @@ mod tests {
         assert!(disk_allows_claims(None, u64::MAX));
         assert_eq!(sweep_interval(Duration::from_secs(7 * 86_400), Duration::from_secs(30 * 86_400)), Duration::from_secs(600));
         assert_eq!(sweep_interval(Duration::from_secs(1), Duration::from_secs(30)), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn free_disk_is_measured() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(free_disk_bytes(dir.path()).is_some_and(|free| free > 0));
     }
 }

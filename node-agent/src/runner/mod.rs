@@ -284,7 +284,7 @@ impl Runner {
     /// once in the log and for as long as it lasts in the status.
     fn disk_allows_claims(&self) -> bool {
         let settings = &self.shared.settings;
-        let free = housekeeping::free_disk_bytes(&settings.worktrees_dir);
+        let free = crate::platform::free_disk_bytes(&settings.worktrees_dir);
         let allows = housekeeping::disk_allows_claims(free, settings.min_free_disk_bytes);
         let was_low = self.shared.disk_low.get().is_some();
         if !allows && !was_low {

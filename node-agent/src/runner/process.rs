@@ -85,9 +85,3 @@ pub fn is_alive(pid: i32) -> bool {
     let exists = unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     exists && !crate::platform::is_zombie(pid)
 }
-
-/// How the system describes the start of `pid`, to tell the process the run recorded from a
-/// later one that reuses its pid.
-pub fn identity(pid: i32) -> Option<String> {
-    crate::platform::process_start(pid)
-}

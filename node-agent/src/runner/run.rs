@@ -298,7 +298,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             let started = wall_ms();
             let pid = child.id().map(|pid| pid as i32);
             run.state.pid = pid;
-            run.state.process_identity = pid.and_then(process::identity);
+            run.state.process_identity = pid.and_then(crate::platform::process_start);
             run.state.started_at_ms = Some(started);
             run.state.deadline_at_ms = Some(started + run.meta.timeout_sec.max(1) * 1_000);
             run.state.status = RunPhase::Running;
@@ -333,7 +333,7 @@ pub(super) fn adopt(shared: &RunnerShared, root: &Path) -> Result<ActiveRun, Str
         RunPhase::Running => {
             let pid = run.state.pid.unwrap_or(0);
             let same_process = process::is_alive(pid)
-                && match (&run.state.process_identity, process::identity(pid)) {
+                && match (&run.state.process_identity, crate::platform::process_start(pid)) {
                     (Some(recorded), Some(now)) => *recorded == now,
                     _ => true,
                 };
