@@ -53,6 +53,7 @@ pub enum Action {
     SystemResume,
     SystemDrain,
     SystemState,
+    AgentsSync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,9 @@ pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub roles: &'static [Role],
+    /// The caller needs every role of `roles`, not one of them (`agents.sync`: a node's
+    /// service or node-bound token, controller and worker at once).
+    pub every_role: bool,
     pub body_limit: usize,
     pub summary: &'static str,
 }
@@ -80,6 +84,7 @@ const ADMIN: &[Role] = &[BA, OA];
 const ADMIN_READ: &[Role] = &[BA, OA, RO];
 const CONTROLLER: &[Role] = &[C];
 const WORKER: &[Role] = &[W];
+const NODE: &[Role] = &[C, W];
 
 const fn route(
     action: Action,
@@ -89,7 +94,11 @@ const fn route(
     roles: &'static [Role],
     summary: &'static str,
 ) -> Route {
-    Route { action, id, method, path, roles, body_limit: DEFAULT_BODY_LIMIT, summary }
+    Route { action, id, method, path, roles, every_role: false, body_limit: DEFAULT_BODY_LIMIT, summary }
+}
+
+const fn every_role(route: Route) -> Route {
+    Route { every_role: true, ..route }
 }
 
 const fn upload(route: Route) -> Route {
@@ -172,7 +181,26 @@ pub const ROUTES: &[Route] = &[
         ADMIN_READ,
         "mode, leader, controllers, queue counts, drained, mode changes",
     ),
+    upload(every_role(route(
+        AgentsSync,
+        "agents.sync",
+        Post,
+        "/v1/agents/sync",
+        NODE,
+        "one round trip per agent tick: heartbeat, lease, runs, results, output, leader writes; grants steps",
+    ))),
 ];
+
+impl Route {
+    /// Whether a principal with `roles` may call this route.
+    pub fn admits(&self, roles: &[Role]) -> bool {
+        if self.every_role {
+            self.roles.iter().all(|role| roles.contains(role))
+        } else {
+            roles.iter().any(|role| self.roles.contains(role))
+        }
+    }
+}
 
 impl Action {
     pub fn route(self) -> &'static Route {

@@ -152,3 +152,42 @@ wire_enum!(
         None => "none",
     }
 );
+
+wire_enum!(
+    /// What a node wants of the leader lease in `agents.sync`.
+    LeaseWish {
+        /// Acquire the lease if it is free or expired, renew it if held.
+        Acquire => "acquire",
+        /// Give it up (a graceful step-down); a standby takes over at once.
+        Release => "release",
+        /// Leave the lease alone: this node does not lead.
+        Keep => "keep",
+    }
+);
+
+wire_enum!(
+    /// What became of one item of an `agents.sync`.
+    Verdict {
+        /// Applied, now or by an earlier copy of the same item: do not send it again.
+        Accepted => "accepted",
+        /// The run is not this host's current attempt any more (reaped, lost, restarted
+        /// elsewhere, or never its own): nothing it says counts; stop it.
+        Stale => "stale",
+        /// Refused for what it says (`code` and `message` tell why): sending it again cannot help.
+        Refused => "refused",
+        /// Not looked at: the sync's batch had no room left. Send it again.
+        Deferred => "deferred",
+    }
+);
+
+wire_enum!(
+    /// Whether the leader's writes of an `agents.sync` were made.
+    LeaderWrites {
+        /// Made, fenced by the caller's term.
+        Applied => "applied",
+        /// The caller sent no term, or does not wish to lead: none attempted.
+        Skipped => "skipped",
+        /// Refused by the fence: the caller does not lead in the term it sent.
+        Fenced => "fenced",
+    }
+);

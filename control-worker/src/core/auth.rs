@@ -31,6 +31,10 @@ impl Principal {
         self.roles.iter().any(|role| allowed.contains(role))
     }
 
+    pub fn may_call_route(&self, route: &shared::Route) -> bool {
+        route.admits(&self.roles)
+    }
+
     /// The node this principal acts for on a route with an `id_field` (`controller_id` or
     /// `worker_id`): the bound node when there is one (a different claimed id is forbidden),
     /// otherwise the claimed id, which is then required.

@@ -11,6 +11,7 @@ pub const VERSION_ENV_VAR: &str = "CONTROL_API_VERSION";
 pub const CONTROLLER_LIVENESS_ENV_VAR: &str = "CONTROL_API_CONTROLLER_LIVENESS_SEC";
 pub const STEP_HEARTBEAT_TTL_ENV_VAR: &str = "CONTROL_API_STEP_HEARTBEAT_TTL_SEC";
 pub const HOST_LOST_AFTER_ENV_VAR: &str = "CONTROL_API_HOST_LOST_AFTER_SEC";
+pub const SYNC_IDLE_ENV_VAR: &str = "CONTROL_API_SYNC_IDLE_MS";
 
 #[derive(Clone, Default)]
 pub struct Config {
@@ -27,6 +28,8 @@ pub struct Config {
     pub default_step_heartbeat_ttl_sec: i64,
     /// A task's assigned host silent this long is lost: the task starts over elsewhere (§11).
     pub host_lost_after_sec: i64,
+    /// The `next_sync_ms` of an idle agent (SPEC §14): what an idle fleet costs.
+    pub sync_idle_ms: i64,
 }
 
 // Tokens are secrets: Debug shows only whether each one is set.
@@ -88,6 +91,7 @@ impl Config {
         let controller_liveness_sec = read_seconds(&read, CONTROLLER_LIVENESS_ENV_VAR, 30)?;
         let default_step_heartbeat_ttl_sec = read_seconds(&read, STEP_HEARTBEAT_TTL_ENV_VAR, 60)?;
         let host_lost_after_sec = read_seconds(&read, HOST_LOST_AFTER_ENV_VAR, 600)?;
+        let sync_idle_ms = read_number(&read, SYNC_IDLE_ENV_VAR, 200, 600_000, 10_000, "milliseconds")?;
         Ok((
             Config {
                 role_tokens,
@@ -99,6 +103,7 @@ impl Config {
                 controller_liveness_sec,
                 default_step_heartbeat_ttl_sec,
                 host_lost_after_sec,
+                sync_idle_ms,
             },
             warnings,
         ))

@@ -137,6 +137,33 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The objects of an optional array, each as nested fields named `field[i]`.
+    pub fn objects(&self, field: &str, max_items: usize) -> ApiResult<Vec<Fields<'a>>> {
+        let Some(items) = self.opt_array(field)? else { return Ok(Vec::new()) };
+        if items.len() > max_items {
+            return Err(self.error(field, &format!("must have at most {max_items} entries")));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let name = format!("{}[{index}]", self.name(field));
+                match item {
+                    Value::Object(map) => Ok(Fields::nested(map, name)),
+                    _ => Err(ApiError::invalid_field(&name, "must be an object")),
+                }
+            })
+            .collect()
+    }
+
+    /// A required object, as nested fields.
+    pub fn object(&self, field: &str) -> ApiResult<Fields<'a>> {
+        match self.present(field) {
+            Some(Value::Object(map)) => Ok(Fields::nested(map, self.name(field))),
+            _ => Err(self.error(field, "is required: a JSON object")),
+        }
+    }
+
     /// An array of non-empty strings.
     pub fn opt_string_list(&self, field: &str, max_items: usize, max_len: usize) -> ApiResult<Option<Vec<String>>> {
         let Some(items) = self.opt_array(field)? else { return Ok(None) };

@@ -10,7 +10,11 @@
 //! - [`records`]: column lists and row decoders.
 //! - [`controllers`], [`lease`], [`tasks`], [`steps`], [`reap`], [`system`]: the handlers and
 //!   their SQL.
+//! - [`sync`]: `agents.sync`, one batch carrying what those handlers do for one agent tick.
+//! - [`run_reports`]: what a runner reports about its runs, and its claims: validation and
+//!   statements shared by the step routes and `agents.sync`.
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
+//! - [`settle`]: the statements that settle failed and lost attempts by that policy, in one batch.
 //! - [`console`]: the admin console page and script, served at `/`.
 //!
 //! The core knows neither `worker` nor `rusqlite`, reads no clock and does no I/O except
@@ -29,7 +33,10 @@ pub mod lease;
 pub mod reap;
 pub mod records;
 pub mod retry;
+pub mod run_reports;
+pub mod settle;
 pub mod steps;
+pub mod sync;
 pub mod system;
 pub mod tasks;
 
@@ -214,11 +221,12 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
                 .with_field("Authorization"));
         }
         let principal = authenticate(&self.config, request.header("authorization"))?;
-        if !principal.may_call(route.roles) {
+        if !principal.may_call_route(route) {
             let allowed: Vec<&str> = route.roles.iter().map(|role| role.as_str()).collect();
+            let joiner = if route.every_role { " and " } else { ", " };
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
-                format!("this token may not call {}; allowed roles: {}", route.id, allowed.join(", ")),
+                format!("this token may not call {}; roles needed: {}", route.id, allowed.join(joiner)),
             ));
         }
         Ok(principal)
@@ -268,6 +276,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::SystemResume => system::change_mode(self, call, shared::status::SystemMode::Running).await,
             Action::SystemDrain => system::change_mode(self, call, shared::status::SystemMode::Draining).await,
             Action::SystemState => system::state(self, call).await,
+            Action::AgentsSync => sync::sync(self, call).await,
         }
     }
 }

@@ -1,33 +1,24 @@
 //! The leader's reaping (`steps.reap`, fenced by term): attempts whose heartbeat deadline
 //! passed, tasks left in `planning` by a leader that went away, silent runs of canceled steps,
-//! and tasks whose assigned host was lost (SPEC §11), which start over on any host.
+//! and tasks whose assigned host was lost (SPEC §11), which start over on any host. One batch,
+//! every statement fenced by the leader's term; `agents.sync` runs the same statements.
 
+use shared::status::StepStatus;
 use shared::wire::{ReapedStep, StepsReaped};
 
 use super::clock::{Clock, Random};
-use super::db::{Db, Statement, Value as DbValue, MAX_SAFE_INTEGER};
-use super::error::ApiResult;
+use super::config::Config;
+use super::db::{Db, Row, Statement, Value as DbValue, MAX_SAFE_INTEGER};
+use super::error::{ApiError, ApiResult};
 use super::input::Fields;
 use super::lease::{check_fence, SELECT_LEASE_SQL};
-use super::records::{self, fence, step_columns};
-use super::retry::{settle, Failure};
-use super::steps::{settlement_statements, AttemptEnd};
+use super::records::{self, fence};
+use super::retry::Failure;
+use super::settle::{self, AttemptEnd};
 use super::{Call, Core, Reply};
 
 /// How many lost steps one reap settles; the leader reaps again on its next tick.
 pub const REAP_BATCH: i64 = 100;
-
-// ?1 now, ?2 limit, ?3 controller liveness. A step whose task's host is down altogether (no
-// live controller on it) is left to the host-lost rule below: only its host may run it, and
-// failing it for want of a heartbeat would end the task before that host could come back.
-const EXPIRED_STEPS_SQL: &str = concat!(
-    "SELECT ",
-    step_columns!(),
-    " FROM steps WHERE status IN ('claimed', 'running') AND heartbeat_deadline_at <= ?1 \
-       AND EXISTS (SELECT 1 FROM tasks t WHERE t.task_id = steps.task_id AND (t.assigned_host IS NULL \
-         OR EXISTS (SELECT 1 FROM controllers c WHERE c.host = t.assigned_host AND c.last_heartbeat_at >= ?1 - ?3))) \
-     ORDER BY heartbeat_deadline_at, step_id LIMIT ?2"
-);
 
 /// Running tasks whose assigned host has been silent for `host_lost_after_sec` (?4) at ?3,
 /// and that may move (no `target_host`). Every statement of the host-lost rule selects the
@@ -100,66 +91,60 @@ const CLOSE_ABANDONED_CANCELED_RUNS_SQL: &str = concat!(
     fence!("1", "2", "3")
 );
 
+/// The reaper's statements for the leader `controller_id` in `term` at `now`, every one
+/// fenced by that term: one batch, no read before it. The step rows of the settlement are at
+/// [`ReapStatements::settled`], the restarted tasks at `restarted`, the requeued at `requeued`.
+pub(super) struct ReapStatements {
+    pub statements: Vec<Statement>,
+    pub requeued: usize,
+    pub restarted: usize,
+    pub settled: usize,
+}
+
+pub(super) fn reap_statements(controller_id: &str, term: i64, now: i64, marker: &str, config: &Config, offset: usize) -> ReapStatements {
+    let mut statements = vec![
+        Statement::new(REQUEUE_ORPHANED_PLANNING_SQL, vec![controller_id.into(), term.into(), now.into(), PLANNING_ORPHAN_SEC.into()]),
+        Statement::new(CLOSE_ABANDONED_CANCELED_RUNS_SQL, vec![controller_id.into(), term.into(), now.into()]),
+    ];
+    let host_lost_args: Vec<DbValue> = vec![controller_id.into(), term.into(), now.into(), config.host_lost_after_sec.into()];
+    for sql in [RECORD_HOST_LOST_SQL, LOSE_RUNS_OF_LOST_HOST_SQL, RESTART_STEPS_OF_LOST_HOST_SQL, UNASSIGN_TASKS_OF_LOST_HOST_SQL] {
+        statements.push(Statement::new(sql, host_lost_args.clone()));
+    }
+    let restarted = offset + statements.len() - 1;
+    statements.push(settle::mark_expired(marker, controller_id, term, now, REAP_BATCH, config.controller_liveness_sec));
+    let settled = offset + statements.len() + settle::SETTLED_STEPS_INDEX;
+    statements.extend(settle::settle_marked(&AttemptEnd { failure: Failure::Lost, exit_code: None, error: None, marker, now }));
+    ReapStatements { statements, requeued: offset, restarted, settled }
+}
+
+/// What one reap did, read from its statements' rows.
+pub(super) fn reaped(results: &[Vec<Row>], at: &ReapStatements) -> ApiResult<StepsReaped> {
+    let task_ids = |rows: &[Row]| rows.iter().map(|row| row.text("task_id")).collect::<Result<Vec<_>, _>>();
+    let mut reaped = Vec::new();
+    for row in &results[at.settled] {
+        let step_status = StepStatus::parse(&row.text("status")?).ok_or_else(|| ApiError::internal("unknown step status"))?;
+        reaped.push(ReapedStep {
+            step_id: row.text("step_id")?,
+            run_id: Some(row.text("run_id")?),
+            requeued: step_status == StepStatus::Ready,
+            step_status,
+        });
+    }
+    Ok(StepsReaped { reaped, requeued_tasks: task_ids(&results[at.requeued])?, restarted_tasks: task_ids(&results[at.restarted])? })
+}
+
 pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
     let term = fields.i64("term", 1, MAX_SAFE_INTEGER)?;
-    let results = core
-        .db
-        .batch(vec![
-            Statement::new(SELECT_LEASE_SQL, vec![]),
-            Statement::new(EXPIRED_STEPS_SQL, vec![call.now.into(), REAP_BATCH.into(), core.config.controller_liveness_sec.into()]),
-        ])
-        .await?;
-    let lease = records::first(&results[0], records::lease)?;
-    check_fence(lease.as_ref(), &controller_id, term, call.now)?;
-    let expired = records::all(&results[1], records::step)?;
-    let fencing = Some((controller_id.as_str(), term));
-    let mut statements = vec![
-        Statement::new(SELECT_LEASE_SQL, vec![]),
-        Statement::new(
-            REQUEUE_ORPHANED_PLANNING_SQL,
-            vec![controller_id.clone().into(), term.into(), call.now.into(), PLANNING_ORPHAN_SEC.into()],
-        ),
-        Statement::new(CLOSE_ABANDONED_CANCELED_RUNS_SQL, vec![controller_id.clone().into(), term.into(), call.now.into()]),
-    ];
-    let host_lost_args: Vec<DbValue> =
-        vec![controller_id.clone().into(), term.into(), call.now.into(), core.config.host_lost_after_sec.into()];
-    for sql in [RECORD_HOST_LOST_SQL, LOSE_RUNS_OF_LOST_HOST_SQL, RESTART_STEPS_OF_LOST_HOST_SQL, UNASSIGN_TASKS_OF_LOST_HOST_SQL] {
-        statements.push(Statement::new(sql, host_lost_args.clone()));
-    }
-    let restarted_at = statements.len() - 1;
-    let mut settled_at = Vec::new();
-    for step in &expired {
-        let Some(run_id) = step.current_run_id.as_deref() else { continue };
-        let settlement = settle(step.attempt, step.max_attempts, Failure::Lost);
-        let error = format!("heartbeat deadline {} passed; attempt {} lost", step.heartbeat_deadline_at.unwrap_or(0), step.attempt);
-        let marker = core.new_id("reap");
-        settled_at.push((statements.len(), step, run_id, settlement));
-        statements.extend(settlement_statements(
-            step,
-            run_id,
-            settlement,
-            &AttemptEnd { exit_code: None, error: &error, marker: &marker, now: call.now },
-            fencing,
-        ));
-    }
+    let marker = core.new_id("reap");
+    let plan = reap_statements(&controller_id, term, call.now, &marker, &core.config, 1);
+    let mut statements = vec![Statement::new(SELECT_LEASE_SQL, vec![])];
+    statements.extend(plan.statements.iter().cloned());
     let results = core.db.batch(statements).await?;
+    // Every statement is fenced: when this says no, none of them changed anything.
     let lease = records::first(&results[0], records::lease)?;
     check_fence(lease.as_ref(), &controller_id, term, call.now)?;
-    let requeued_tasks = results[1].iter().map(|row| row.text("task_id")).collect::<Result<Vec<_>, _>>()?;
-    let restarted_tasks = results[restarted_at].iter().map(|row| row.text("task_id")).collect::<Result<Vec<_>, _>>()?;
-    let reaped = settled_at
-        .into_iter()
-        // The compare-and-set returns the step only when this reap settled it.
-        .filter(|(index, ..)| !results[*index].is_empty())
-        .map(|(_, step, run_id, settlement)| ReapedStep {
-            step_id: step.step_id.clone(),
-            run_id: Some(run_id.to_string()),
-            requeued: settlement.requeued(),
-            step_status: settlement.step_status,
-        })
-        .collect();
-    Reply::ok(&StepsReaped { reaped, requeued_tasks, restarted_tasks })
+    Reply::ok(&reaped(&results, &plan)?)
 }

@@ -51,9 +51,44 @@ pub fn settle(attempt: i64, max_attempts: i64, failure: Failure) -> Settlement {
     Settlement { step_status, run_status, task_status: Some(TaskStatus::Failed) }
 }
 
+/// The policy's two answers for one kind of failure. `settle` depends on the attempt counters
+/// only through `attempt < max_attempts`, so these two are all it can say; the settlement SQL
+/// computes that comparison per row and applies the matching answer ([`super::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcomes {
+    pub while_attempts_remain: Settlement,
+    pub last_attempt: Settlement,
+}
+
+pub fn outcomes(failure: Failure) -> Outcomes {
+    Outcomes { while_attempts_remain: settle(1, 2, failure), last_attempt: settle(1, 1, failure) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FAILURES: [Failure; 5] = [Failure::Error, Failure::TimedOut, Failure::Lost, Failure::Blocked, Failure::NeedsHuman];
+
+    /// What the settlement SQL relies on: the two outcomes say everything `settle` can say, the
+    /// run's status does not depend on the attempt, and only a requeue leaves the task running.
+    #[test]
+    fn two_outcomes_cover_every_attempt() {
+        for failure in FAILURES {
+            let both = outcomes(failure);
+            for attempt in 1..6 {
+                for max_attempts in 1..6 {
+                    let expected = if attempt < max_attempts { both.while_attempts_remain } else { both.last_attempt };
+                    assert_eq!(settle(attempt, max_attempts, failure), expected, "{failure:?} {attempt}/{max_attempts}");
+                }
+            }
+            assert_eq!(both.while_attempts_remain.run_status, both.last_attempt.run_status);
+            for settlement in [both.while_attempts_remain, both.last_attempt] {
+                assert_eq!(settlement.task_status.is_none(), settlement.requeued(), "{failure:?}");
+            }
+            assert!(both.last_attempt.task_status.is_some());
+        }
+    }
 
     #[test]
     fn retries_while_attempts_remain_then_fails() {

@@ -334,10 +334,7 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
         .batch(vec![
             Statement::new(SELECT_LEASE_SQL, vec![]),
             Statement::new(SELECT_MODE_SQL, vec![]),
-            Statement::new(
-                CLAIM_TASKS_SQL,
-                vec![controller_id.clone().into(), term.into(), call.now.into(), limit.into(), core.config.controller_liveness_sec.into()],
-            ),
+            claim_tasks_statement(&controller_id, term, limit, core.config.controller_liveness_sec, call.now),
         ])
         .await?;
     let lease = records::first(&results[0], records::lease)?;
@@ -348,23 +345,29 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     Reply::ok(&TasksClaimed { tasks, mode, term })
 }
 
-pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
-    let task_id = call.param("task_id");
-    let body = call.body(false)?;
-    let fields = Fields::new(&body);
-    let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
-    let term = fields.i64("term", 1, MAX_SAFE_INTEGER)?;
+/// A validated plan of one task.
+pub(super) struct PlanInput {
+    pub planner_provider: String,
+    pub planning_strategy: String,
+    pub base_ref: Option<String>,
+    pub branch_name: Option<String>,
+    /// The steps as JSON for the one insert.
+    pub steps_json: String,
+}
+
+pub(super) fn plan_input(fields: &Fields<'_>, task_id: &str) -> ApiResult<PlanInput> {
     let planner_provider = fields.str("planner_provider", 128)?;
     let planning_strategy = fields.str("planning_strategy", 128)?;
     let base_ref = fields.opt_str("base_ref", 255)?;
     let branch_name = fields.opt_str("branch_name", 255)?;
-    let planned = fields.opt_array("steps")?.ok_or_else(|| ApiError::invalid_field("steps", "is required: an array of steps"))?;
+    let steps_name = fields.name("steps");
+    let planned = fields.opt_array("steps")?.ok_or_else(|| ApiError::invalid_field(&steps_name, "is required: an array of steps"))?;
     if planned.is_empty() || planned.len() > MAX_STEPS_PER_PLAN {
-        return Err(ApiError::invalid_field("steps", &format!("must have from 1 to {MAX_STEPS_PER_PLAN} entries")));
+        return Err(ApiError::invalid_field(&steps_name, &format!("must have from 1 to {MAX_STEPS_PER_PLAN} entries")));
     }
     let mut steps_json = Vec::with_capacity(planned.len());
     for (index, item) in planned.iter().enumerate() {
-        let name = format!("steps[{index}]");
+        let name = format!("{steps_name}[{index}]");
         let Value::Object(map) = item else { return Err(ApiError::invalid_field(&name, "must be an object")) };
         let step = Fields::nested(map, name);
         let step_kind = step.enumerated("step_kind", StepKind::parse, &StepKind::choices())?;
@@ -397,45 +400,69 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             "metadata_json": Value::Object(metadata).to_string(),
         }));
     }
+    Ok(PlanInput { planner_provider, planning_strategy, base_ref, branch_name, steps_json: Value::Array(steps_json).to_string() })
+}
+
+/// The plan's statements, fenced by the leader's term: the task starts (a row when it did: it
+/// was claimed by this leader in this term and is still planning), then its steps are
+/// inserted, only if that start was this plan's.
+pub(super) fn plan_statements(controller_id: &str, term: i64, task_id: &str, plan: &PlanInput, plan_id: &str, now: i64) -> Vec<Statement> {
+    vec![
+        Statement::new(
+            START_PLANNED_TASK_SQL,
+            vec![
+                controller_id.into(),
+                term.into(),
+                now.into(),
+                plan_id.into(),
+                plan.planner_provider.clone().into(),
+                plan.planning_strategy.clone().into(),
+                plan.base_ref.clone().into(),
+                plan.branch_name.clone().into(),
+                task_id.into(),
+            ],
+        ),
+        Statement::new(INSERT_STEPS_SQL, vec![task_id.into(), plan.steps_json.clone().into(), now.into(), plan_id.into()]),
+    ]
+}
+
+/// The leader's claim of up to `limit` queued tasks, fenced by its term; returns their rows.
+pub(super) fn claim_tasks_statement(controller_id: &str, term: i64, limit: i64, liveness_sec: i64, now: i64) -> Statement {
+    Statement::new(CLAIM_TASKS_SQL, vec![controller_id.into(), term.into(), now.into(), limit.into(), liveness_sec.into()])
+}
+
+/// Why a plan was not applied, from the task as it stands.
+fn plan_refused(task: &Task) -> ApiError {
+    let task_id = &task.task_id;
+    ApiError::invalid_transition(match task.status {
+        TaskStatus::Planning => format!(
+            "task {task_id} was claimed by {} in term {}, not by this caller in this term",
+            task.claimed_by.as_deref().unwrap_or("nobody"),
+            task.claim_term.map(|term| term.to_string()).unwrap_or_else(|| "none".into())
+        ),
+        status => format!("task {task_id} is {status}; only a task in planning can be planned"),
+    })
+    .with_detail("status", task.status.as_str())
+}
+
+pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+    let task_id = call.param("task_id");
+    let body = call.body(false)?;
+    let fields = Fields::new(&body);
+    let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
+    let term = fields.i64("term", 1, MAX_SAFE_INTEGER)?;
+    let plan = plan_input(&fields, task_id)?;
     let plan_id = core.new_id("plan");
-    let results = core
-        .db
-        .batch(vec![
-            Statement::new(SELECT_LEASE_SQL, vec![]),
-            Statement::new(
-                START_PLANNED_TASK_SQL,
-                vec![
-                    controller_id.clone().into(),
-                    term.into(),
-                    call.now.into(),
-                    plan_id.clone().into(),
-                    planner_provider.into(),
-                    planning_strategy.into(),
-                    base_ref.into(),
-                    branch_name.into(),
-                    task_id.into(),
-                ],
-            ),
-            Statement::new(
-                INSERT_STEPS_SQL,
-                vec![task_id.into(), Value::Array(steps_json).to_string().into(), call.now.into(), plan_id.into()],
-            ),
-            Statement::new(SELECT_TASK_SQL, vec![task_id.into()]),
-            Statement::new(SELECT_TASK_STEPS_SQL, vec![task_id.into()]),
-        ])
-        .await?;
+    let mut statements = vec![Statement::new(SELECT_LEASE_SQL, vec![])];
+    statements.extend(plan_statements(&controller_id, term, task_id, &plan, &plan_id, call.now));
+    statements.push(Statement::new(SELECT_TASK_SQL, vec![task_id.into()]));
+    statements.push(Statement::new(SELECT_TASK_STEPS_SQL, vec![task_id.into()]));
+    let results = core.db.batch(statements).await?;
     let task = records::first(&results[3], records::task)?.ok_or_else(|| task_not_found(task_id))?;
     if results[1].is_empty() {
         let lease = records::first(&results[0], records::lease)?;
         check_fence(lease.as_ref(), &controller_id, term, call.now)?;
-        return Err(ApiError::invalid_transition(match task.status {
-            TaskStatus::Planning => format!(
-                "task {task_id} was claimed by {:?} in term {:?}, not by this caller in this term",
-                task.claimed_by, task.claim_term
-            ),
-            status => format!("task {task_id} is {status}; only a task in planning can be planned"),
-        })
-        .with_detail("status", task.status.as_str()));
+        return Err(plan_refused(&task));
     }
     let steps = records::all(&results[4], records::step)?;
     Reply::ok(&TaskDetail {

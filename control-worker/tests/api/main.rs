@@ -13,6 +13,7 @@
 //! - `races`: concurrent step claimers, late completion from a reaped attempt.
 //! - `process`: the `control-local` binary: restart on an existing database, signals, logs.
 //! - `round_trips`: database round trips per route (hot routes: exactly one).
+//! - `sync`: SPEC §14: `agents.sync`, one batch per agent tick: fencing, stale runs, the budget.
 //! - `tidy`: invariants of the source tree (no BEGIN/COMMIT, core free of I/O, migrations).
 
 mod client;
@@ -29,4 +30,5 @@ mod lifecycle;
 mod process;
 mod races;
 mod round_trips;
+mod sync;
 mod tidy;

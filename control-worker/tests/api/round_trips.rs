@@ -13,8 +13,16 @@ use control_worker::native::SqliteDb;
 use serde_json::{json, Value};
 
 /// Routes that run on every agent tick: each must be one statement or one batch.
-pub const HOT_ROUTES: &[&str] =
-    &["controllers.heartbeat", "leader.acquire", "steps.heartbeat", "steps.logs", "steps.complete", "steps.claim", "tasks.claim"];
+pub const HOT_ROUTES: &[&str] = &[
+    "agents.sync",
+    "controllers.heartbeat",
+    "leader.acquire",
+    "steps.heartbeat",
+    "steps.logs",
+    "steps.complete",
+    "steps.claim",
+    "tasks.claim",
+];
 
 const ADMIN: &str = "bench-admin";
 const SERVICE: &str = "bench-service";
@@ -119,6 +127,22 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
         "seq": 1, "checkpoint_type": "log_tail", "format": "text", "content": "abc", "size": 3,
         "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})),
     );
+    // One sync carrying a bit of everything a busy leader's tick carries.
+    call(
+        "agents.sync",
+        "POST",
+        "/v1/agents/sync",
+        SERVICE,
+        Some(json!({"node_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "leader",
+            "lease": {"wish": "acquire", "ttl_sec": 30, "preferred": true, "term": term},
+            "capacity": 1, "worker_kinds": ["shell"],
+            "runs": [{"step_id": step_id, "run_id": run_id, "progress": {"pct": 50}}],
+            "logs": [{"step_id": step_id, "run_id": run_id, "chunks": [{"seq": 2, "stream": "stdout", "text": "more\n"}]}],
+            "checkpoints": [{"step_id": step_id, "run_id": run_id, "seq": 2, "checkpoint_type": "log_tail", "format": "text",
+                "content": "abc", "size": 3, "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}],
+            "failures": [{"step_id": "nothing.s0", "run_id": "nothing.s0.a1", "error": "x"}],
+            "completions": [{"step_id": "nothing.s0", "run_id": "nothing.s0.a1", "summary": "x", "exit_code": 0}]})),
+    );
     call(
         "steps.fail",
         "POST",
@@ -158,8 +182,10 @@ fn hot_routes_take_exactly_one_round_trip_and_every_route_is_measured() {
     for route in HOT_ROUTES {
         assert_eq!(counts[route], 1, "{route} takes {} round trips", counts[route]);
     }
-    // Nothing takes more than two (read, then a compare-and-set write).
+    // Nothing takes more than two (read, then a compare-and-set write); settling a failure or
+    // reaping takes one.
     assert!(counts.values().all(|count| *count <= 2), "{counts:?}");
+    assert_eq!((counts["steps.fail"], counts["steps.reap"]), (1, 1), "{counts:?}");
 }
 
 /// Every statement of a hot route, and of the leader's reaping, finds its rows through an index:
@@ -171,7 +197,7 @@ fn hot_statements_scan_no_table() {
     let (_, plans) = measure_with_plans();
     let mut checked = 0;
     let mut scans = Vec::new();
-    for route in HOT_ROUTES.iter().chain(&["steps.reap"]) {
+    for route in HOT_ROUTES.iter().chain(&["steps.reap", "steps.fail"]) {
         for (sql, details) in &plans[route] {
             checked += 1;
             for detail in details {

@@ -2,17 +2,19 @@
 //!
 //! Responses are wrapped in the envelope `{ok, request_id, data}` / `{ok, request_id, error,
 //! message, details}`; the types here are what `data` holds, and the request bodies a client
-//! sends. Times are integer unix seconds. One file per part of the API: `controllers`,
+//! sends. Times are integer unix seconds. One file per part of the API: `agents`, `controllers`,
 //! `tasks`, `steps`, `system`; everything is re-exported here.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod agents;
 mod controllers;
 mod steps;
 mod system;
 mod tasks;
 
+pub use agents::*;
 pub use controllers::*;
 pub use steps::*;
 pub use system::*;

@@ -1,0 +1,480 @@
+//! What a runner reports about its runs, and its claims: the validated input and the
+//! statements of each, shared by the step routes ([`super::steps`]) and `agents.sync`
+//! ([`super::sync`]). Every statement names the run and acts only while it is this worker's
+//! current attempt, so a late or repeated report from a lost attempt changes nothing.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shared::ids::is_commit_id;
+use shared::routes::MAX_UPLOAD_CONTENT_BYTES;
+use shared::status::{CheckpointFormat, CheckpointType, LogStream, RunStatus, StepStatus};
+use shared::wire::{ClaimedStep, TaskResult};
+
+use super::auth::encode_hex;
+use super::db::{Row, Statement, Value as DbValue, MAX_SAFE_INTEGER};
+use super::error::{ApiError, ApiResult};
+use super::input::{Fields, MAX_TEXT_LEN};
+use super::records::{self, step_columns, task_columns};
+use super::retry::Failure;
+use super::settle::{self, AttemptEnd};
+
+pub const MAX_CLAIM_CAPACITY: i64 = 32;
+pub const MAX_HEARTBEAT_TTL_SEC: i64 = 3_600;
+pub const MAX_LOG_CHUNKS_PER_CALL: usize = 1_000;
+
+// ?1 worker, ?2 claim token, ?3 now, ?4 heartbeat ttl, ?5 host, ?6 worker kinds JSON or NULL, ?7 capacity.
+// A step of a task assigned to another host is never claimed: one host runs every step of a
+// task, in one worktree (§11).
+pub(super) const CLAIM_STEPS_SQL: &str = concat!(
+    "UPDATE steps SET status = 'claimed', attempt = attempt + 1, worker_id = ?1, \
+       current_run_id = step_id || '.a' || (attempt + 1), claim_token = ?2, heartbeat_deadline_at = ?3 + ?4, \
+       started_at = NULL, finished_at = NULL, exit_code = NULL, summary = NULL, error = NULL \
+     WHERE step_id IN ( \
+         SELECT s.step_id FROM steps s WHERE s.status = 'ready' \
+           AND (s.target_host IS NULL OR s.target_host = ?5) \
+           AND COALESCE((SELECT t.assigned_host FROM tasks t WHERE t.task_id = s.task_id), ?5) = ?5 \
+           AND (?6 IS NULL OR s.worker_kind IN (SELECT value FROM json_each(?6))) \
+         ORDER BY s.task_priority DESC, s.ready_at, s.step_id LIMIT ?7) \
+       AND status = 'ready' \
+       AND (SELECT mode FROM system_state WHERE state_key = 'global') <> 'paused' \
+     RETURNING ",
+    step_columns!()
+);
+
+pub(super) const INSERT_CLAIMED_RUNS_SQL: &str =
+    "INSERT INTO runs (run_id, step_id, task_id, worker_id, host, attempt, status, claimed_at) \
+     SELECT current_run_id, step_id, task_id, worker_id, ?2, attempt, 'claimed', ?3 FROM steps WHERE claim_token = ?1";
+
+// ?1 claim token, ?2 host, ?3 now. The first claim of a task assigns it to the claiming host;
+// the history entry is written first, while the task is still unassigned.
+pub(super) const RECORD_ASSIGNMENT_SQL: &str = "INSERT INTO task_events (task_id, kind, message, created_at) \
+     SELECT task_id, 'assigned', 'assigned to host ' || ?2, ?3 FROM tasks \
+     WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1) AND assigned_host IS NULL";
+pub(super) const ASSIGN_CLAIMED_TASKS_SQL: &str = "UPDATE tasks SET assigned_host = ?2, assigned_at = ?3 \
+     WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1) AND assigned_host IS NULL";
+
+pub(super) const TASKS_OF_CLAIM_SQL: &str =
+    concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1)");
+
+// ?1 step, ?2 run, ?3 worker, ?4 now, ?5 ttl. A canceled step still answers, so the worker
+// learns of the cancel; its deadline is no longer extended.
+pub(super) const HEARTBEAT_STEP_SQL: &str = "UPDATE steps SET \
+       heartbeat_deadline_at = CASE WHEN status IN ('claimed', 'running') THEN ?4 + ?5 ELSE heartbeat_deadline_at END, \
+       started_at = CASE WHEN status = 'claimed' THEN ?4 ELSE started_at END, \
+       status = CASE WHEN status = 'claimed' THEN 'running' ELSE status END \
+     WHERE step_id = ?1 AND current_run_id = ?2 AND worker_id = ?3 AND status IN ('claimed', 'running', 'canceled') \
+     RETURNING step_id, status, heartbeat_deadline_at";
+
+pub(super) const HEARTBEAT_RUN_SQL: &str = "UPDATE runs SET last_heartbeat_at = ?4, progress_json = COALESCE(?5, progress_json), \
+       started_at = COALESCE(started_at, ?4), status = CASE WHEN status = 'claimed' THEN 'running' ELSE status END \
+     WHERE run_id = ?2 AND step_id = ?1 AND worker_id = ?3 AND status IN ('claimed', 'running')";
+
+// ?1 step, ?2 run, ?3 worker, ?4 result JSON or NULL, ?5 base commit or NULL. Runs before
+// the statement that settles the attempt, under the same condition (this worker's current,
+// active run), so only an attempt that counts writes the task's result. The base commit is
+// recorded once: every later step and retry builds on the first one.
+pub(super) const RECORD_TASK_RESULT_SQL: &str = "UPDATE tasks SET result_json = COALESCE(?4, result_json), \
+       base_commit = COALESCE(base_commit, ?5) \
+     WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1 AND current_run_id = ?2 AND worker_id = ?3 \
+       AND status IN ('claimed', 'running'))";
+
+// ?1 run, ?2 seq, ?3 step, ?4 worker, ?5 type, ?6 format, ?7 content, ?8 size, ?9 sha256, ?10 now.
+pub(super) const INSERT_CHECKPOINT_SQL: &str =
+    "INSERT INTO checkpoints (run_id, seq, step_id, task_id, checkpoint_type, format, content, size, sha256, created_at) \
+     SELECT r.run_id, ?2, r.step_id, r.task_id, ?5, ?6, ?7, ?8, ?9, ?10 FROM runs r \
+     WHERE r.run_id = ?1 AND r.step_id = ?3 AND r.worker_id = ?4 \
+     ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq";
+pub(super) const SELECT_CHECKPOINT_DIGEST_SQL: &str = "SELECT sha256 FROM checkpoints WHERE run_id = ?1 AND seq = ?2";
+
+// ?1 run, ?2 step, ?3 worker, ?4 now, ?5 chunks JSON. All chunks in one statement.
+pub(super) const INSERT_LOG_CHUNKS_SQL: &str = "INSERT INTO log_chunks (run_id, seq, task_id, step_id, stream, text, created_at) \
+     SELECT r.run_id, json_extract(c.value, '$.seq'), r.task_id, r.step_id, json_extract(c.value, '$.stream'), \
+       json_extract(c.value, '$.text'), ?4 \
+     FROM runs r, json_each(?5) c WHERE r.run_id = ?1 AND r.step_id = ?2 AND r.worker_id = ?3 \
+     ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq";
+pub(super) const RUN_OF_WORKER_SQL: &str = "SELECT run_id FROM runs WHERE run_id = ?1 AND step_id = ?2 AND worker_id = ?3";
+
+// ?1 step, ?2 run, ?3 worker, ?4 now, ?5 exit code, ?6 summary, ?7 result JSON.
+pub(super) const COMPLETE_STEP_SQL: &str = "UPDATE steps SET status = 'succeeded', finished_at = ?4, exit_code = ?5, summary = ?6, \
+       heartbeat_deadline_at = NULL \
+     WHERE step_id = ?1 AND current_run_id = ?2 AND worker_id = ?3 AND status IN ('claimed', 'running') RETURNING step_id";
+pub(super) const COMPLETE_RUN_SQL: &str = "UPDATE runs SET \
+       status = CASE (SELECT status FROM steps WHERE step_id = ?1) WHEN 'canceled' THEN 'canceled' ELSE 'succeeded' END, \
+       finished_at = ?4, exit_code = ?5, summary = ?6, result_json = ?7, started_at = COALESCE(started_at, ?4) \
+     WHERE run_id = ?2 AND step_id = ?1 AND worker_id = ?3 AND status IN ('claimed', 'running') \
+       AND (SELECT current_run_id FROM steps WHERE step_id = ?1) = ?2 \
+       AND (SELECT status FROM steps WHERE step_id = ?1) IN ('succeeded', 'canceled')";
+pub(super) const READY_NEXT_STEP_SQL: &str = "UPDATE steps SET status = 'ready', ready_at = ?2 \
+     WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1) \
+       AND step_index = (SELECT step_index + 1 FROM steps WHERE step_id = ?1) \
+       AND status = 'pending' AND (SELECT status FROM steps WHERE step_id = ?1) = 'succeeded' \
+       AND (SELECT t.status FROM tasks t JOIN steps s ON s.task_id = t.task_id WHERE s.step_id = ?1) = 'running'";
+pub(super) const FINISH_SUCCEEDED_TASK_SQL: &str = "UPDATE tasks SET status = 'succeeded', finished_at = ?2, updated_at = ?2 \
+     WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1) AND status = 'running' \
+       AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = tasks.task_id AND s.status <> 'succeeded')";
+
+// A run of a canceled step reports in: recorded as canceled, the step stays canceled.
+// ?1 run, ?2 step, ?3 now, ?4 exit code, ?5 error, ?6 worker.
+pub(super) const RECORD_CANCELED_RUN_SQL: &str = "UPDATE runs SET status = 'canceled', finished_at = ?3, exit_code = ?4, error = ?5, \
+       started_at = COALESCE(started_at, ?3) \
+     WHERE run_id = ?1 AND step_id = ?2 AND worker_id = ?6 AND status IN ('claimed', 'running') \
+       AND EXISTS (SELECT 1 FROM steps WHERE step_id = ?2 AND current_run_id = ?1 AND status = 'canceled')";
+
+fn opt_commit(fields: &Fields<'_>, field: &str) -> ApiResult<Option<String>> {
+    let commit = fields.opt_str(field, 40)?;
+    if commit.as_deref().is_some_and(|commit| !is_commit_id(commit)) {
+        return Err(ApiError::invalid_field(&fields.name(field), "must be a full commit id: 40 lowercase hex digits"));
+    }
+    Ok(commit)
+}
+
+/// `task_result` of a complete or fail: the task's branch after the step, as JSON for the
+/// task's `result_json`, with its base commit.
+fn task_result(fields: &Fields<'_>) -> ApiResult<(Option<String>, Option<String>)> {
+    let Some(value) = fields.opt_value("task_result") else { return Ok((None, None)) };
+    let name = fields.name("task_result");
+    let Value::Object(map) = &value else { return Err(ApiError::invalid_field(&name, "must be an object")) };
+    let nested = Fields::nested(map, name.clone());
+    let base_commit = opt_commit(&nested, "base_commit")?;
+    opt_commit(&nested, "head_commit")?;
+    let result: TaskResult = serde_json::from_value(value.clone())
+        .map_err(|error| ApiError::invalid_field(&name, &format!("must be a task result object: {error}")))?;
+    let text = serde_json::to_string(&result).map_err(|error| ApiError::internal(error.to_string()))?;
+    if text.len() > MAX_TEXT_LEN {
+        return Err(ApiError::invalid_field(&name, &format!("must serialise to at most {MAX_TEXT_LEN} bytes")));
+    }
+    Ok((Some(text), base_commit))
+}
+
+/// A step claim: what a host asks for.
+pub(super) struct ClaimAsk<'a> {
+    pub worker_id: &'a str,
+    pub host: &'a str,
+    pub capacity: i64,
+    pub worker_kinds: Option<Vec<String>>,
+    pub heartbeat_ttl_sec: i64,
+}
+
+/// The claim's statements, under the fresh `claim_token`: the steps (their rows), their runs,
+/// the assignment of their tasks to the host, and the tasks (their rows, last).
+pub(super) fn claim_statements(ask: &ClaimAsk<'_>, claim_token: &str, now: i64) -> Vec<Statement> {
+    vec![
+        Statement::new(
+            CLAIM_STEPS_SQL,
+            vec![
+                ask.worker_id.into(),
+                claim_token.into(),
+                now.into(),
+                ask.heartbeat_ttl_sec.into(),
+                ask.host.into(),
+                ask.worker_kinds.as_ref().map(|kinds| json!(kinds).to_string()).into(),
+                ask.capacity.into(),
+            ],
+        ),
+        Statement::new(INSERT_CLAIMED_RUNS_SQL, vec![claim_token.into(), ask.host.into(), now.into()]),
+        Statement::new(RECORD_ASSIGNMENT_SQL, vec![claim_token.into(), ask.host.into(), now.into()]),
+        Statement::new(ASSIGN_CLAIMED_TASKS_SQL, vec![claim_token.into(), ask.host.into(), now.into()]),
+        Statement::new(TASKS_OF_CLAIM_SQL, vec![claim_token.into()]),
+    ]
+}
+
+/// The claimed steps with their tasks, from the rows of [`claim_statements`] (at `at`).
+pub(super) fn claimed_steps(results: &[Vec<Row>], at: usize) -> ApiResult<Vec<ClaimedStep>> {
+    let tasks = records::all(&results[at + 4], records::task)?;
+    let mut steps = Vec::new();
+    for step in records::all(&results[at], records::step)? {
+        let task = tasks
+            .iter()
+            .find(|task| task.task_id == step.task_id)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("claimed step without its task"))?;
+        let run_id = step.current_run_id.clone().ok_or_else(|| ApiError::internal("claimed step without a run"))?;
+        steps.push(ClaimedStep { attempt: step.attempt, run_id, task, step });
+    }
+    steps.sort_by(|a, b| b.task.priority.cmp(&a.task.priority).then(a.step.step_id.cmp(&b.step.step_id)));
+    Ok(steps)
+}
+
+/// A step heartbeat of a run.
+pub(super) struct Beat {
+    pub progress: Option<String>,
+    pub base_commit: Option<String>,
+}
+
+pub(super) fn beat(fields: &Fields<'_>) -> ApiResult<Beat> {
+    let progress = fields.opt_object("progress")?.map(|progress| Value::Object(progress).to_string());
+    Ok(Beat { progress, base_commit: opt_commit(fields, "base_commit")? })
+}
+
+/// The heartbeat's statements; the second returns the step's `status` and deadline when the
+/// run is still this worker's current one (a canceled step answers too, so the worker learns
+/// of the cancel), nothing otherwise.
+pub(super) fn beat_statements(step_id: &str, run_id: &str, worker_id: &str, ttl: i64, beat: &Beat, now: i64) -> Vec<Statement> {
+    vec![
+        Statement::new(
+            RECORD_TASK_RESULT_SQL,
+            vec![step_id.into(), run_id.into(), worker_id.into(), DbValue::Null, beat.base_commit.clone().into()],
+        ),
+        Statement::new(HEARTBEAT_STEP_SQL, vec![step_id.into(), run_id.into(), worker_id.into(), now.into(), ttl.into()]),
+        Statement::new(HEARTBEAT_RUN_SQL, vec![step_id.into(), run_id.into(), worker_id.into(), now.into(), beat.progress.clone().into()]),
+    ]
+}
+
+/// A validated checkpoint upload.
+pub(super) struct CheckpointUpload {
+    pub seq: i64,
+    pub checkpoint_type: CheckpointType,
+    pub format: CheckpointFormat,
+    pub content: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+pub(super) fn checkpoint_upload(fields: &Fields<'_>) -> ApiResult<CheckpointUpload> {
+    let seq = fields.i64("seq", 0, MAX_SAFE_INTEGER)?;
+    let checkpoint_type = fields.enumerated("checkpoint_type", CheckpointType::parse, &CheckpointType::choices())?;
+    let format = fields.enumerated("format", CheckpointFormat::parse, &CheckpointFormat::choices())?;
+    let content = fields.raw_str("content", MAX_UPLOAD_CONTENT_BYTES)?;
+    let size = fields.i64("size", 0, MAX_UPLOAD_CONTENT_BYTES as i64)?;
+    let sha256 = fields.str("sha256", 64)?;
+    if size != content.len() as i64 {
+        return Err(ApiError::invalid_field(&fields.name("size"), &format!("must equal the byte length of content ({})", content.len())));
+    }
+    if sha256 != encode_hex(&Sha256::digest(content.as_bytes())) {
+        return Err(ApiError::invalid_field(&fields.name("sha256"), "must be the lowercase hex SHA-256 of content"));
+    }
+    if format == CheckpointFormat::Json && serde_json::from_str::<Value>(&content).is_err() {
+        return Err(ApiError::invalid_field(&fields.name("content"), "must be valid JSON when format is json"));
+    }
+    Ok(CheckpointUpload { seq, checkpoint_type, format, content, size, sha256 })
+}
+
+/// The upload's statements: the insert (a row when stored now), the stored digest, and the
+/// run (a row when it is this worker's run of this step).
+pub(super) fn checkpoint_statements(step_id: &str, run_id: &str, worker_id: &str, upload: &CheckpointUpload, now: i64) -> Vec<Statement> {
+    vec![
+        Statement::new(
+            INSERT_CHECKPOINT_SQL,
+            vec![
+                run_id.into(),
+                upload.seq.into(),
+                step_id.into(),
+                worker_id.into(),
+                upload.checkpoint_type.as_str().into(),
+                upload.format.as_str().into(),
+                upload.content.clone().into(),
+                upload.size.into(),
+                upload.sha256.clone().into(),
+                now.into(),
+            ],
+        ),
+        Statement::new(SELECT_CHECKPOINT_DIGEST_SQL, vec![run_id.into(), upload.seq.into()]),
+        Statement::new(RUN_OF_WORKER_SQL, vec![run_id.into(), step_id.into(), worker_id.into()]),
+    ]
+}
+
+/// How a checkpoint upload ended, from its three statements' rows.
+pub(super) enum CheckpointOutcome {
+    Created,
+    AlreadyStored,
+    /// Another checkpoint was stored under this seq.
+    Conflict,
+    /// Not this worker's run of this step.
+    NotOwned,
+}
+
+pub(super) fn checkpoint_outcome(results: &[Vec<Row>], at: usize, upload: &CheckpointUpload) -> ApiResult<CheckpointOutcome> {
+    if results[at + 2].is_empty() {
+        return Ok(CheckpointOutcome::NotOwned);
+    }
+    if !results[at].is_empty() {
+        return Ok(CheckpointOutcome::Created);
+    }
+    let stored = results[at + 1].first().map(|row| row.text("sha256")).transpose()?;
+    Ok(if stored.as_deref() == Some(upload.sha256.as_str()) { CheckpointOutcome::AlreadyStored } else { CheckpointOutcome::Conflict })
+}
+
+/// Validated log chunks of one upload: as JSON for the insert, with their count and bytes.
+pub(super) struct LogUpload {
+    pub chunks_json: String,
+    pub count: i64,
+    pub text_bytes: usize,
+}
+
+pub(super) fn log_upload(fields: &Fields<'_>) -> ApiResult<LogUpload> {
+    let name = fields.name("chunks");
+    let items = fields.opt_array("chunks")?.ok_or_else(|| ApiError::invalid_field(&name, "is required: an array of log chunks"))?;
+    if items.is_empty() || items.len() > MAX_LOG_CHUNKS_PER_CALL {
+        return Err(ApiError::invalid_field(&name, &format!("must have from 1 to {MAX_LOG_CHUNKS_PER_CALL} entries")));
+    }
+    let mut chunks = Vec::with_capacity(items.len());
+    let mut text_bytes = 0usize;
+    for (index, item) in items.iter().enumerate() {
+        let item_name = format!("{name}[{index}]");
+        let Value::Object(map) = item else { return Err(ApiError::invalid_field(&item_name, "must be an object")) };
+        let chunk = Fields::nested(map, item_name);
+        let seq = chunk.i64("seq", 0, MAX_SAFE_INTEGER)?;
+        let stream = chunk.enumerated("stream", LogStream::parse, &LogStream::choices())?;
+        let text = chunk.raw_str("text", MAX_UPLOAD_CONTENT_BYTES)?;
+        text_bytes += text.len();
+        chunks.push((seq, stream, text));
+    }
+    if text_bytes > MAX_UPLOAD_CONTENT_BYTES {
+        return Err(ApiError::invalid_field(&name, &format!("text must add up to at most {MAX_UPLOAD_CONTENT_BYTES} bytes")));
+    }
+    chunks.sort_by_key(|(seq, _, _)| *seq);
+    if let Some(pair) = chunks.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(ApiError::invalid_field(&name, &format!("has seq {} more than once", pair[0].0)));
+    }
+    let count = chunks.len() as i64;
+    let chunks_json: Vec<Value> =
+        chunks.into_iter().map(|(seq, stream, text)| json!({"seq": seq, "stream": stream.as_str(), "text": text})).collect();
+    Ok(LogUpload { chunks_json: Value::Array(chunks_json).to_string(), count, text_bytes })
+}
+
+/// The upload's statements: the insert (a row per chunk stored now) and the run (a row when it
+/// is this worker's run of this step). Chunks already stored are skipped, so a resent batch
+/// is harmless.
+pub(super) fn log_statements(step_id: &str, run_id: &str, worker_id: &str, upload: &LogUpload, now: i64) -> Vec<Statement> {
+    vec![
+        Statement::new(
+            INSERT_LOG_CHUNKS_SQL,
+            vec![run_id.into(), step_id.into(), worker_id.into(), now.into(), upload.chunks_json.clone().into()],
+        ),
+        Statement::new(RUN_OF_WORKER_SQL, vec![run_id.into(), step_id.into(), worker_id.into()]),
+    ]
+}
+
+/// A validated completion of a run.
+pub(super) struct Completion {
+    pub summary: String,
+    pub exit_code: i64,
+    pub result: Option<String>,
+    pub task_result: Option<String>,
+    pub base_commit: Option<String>,
+}
+
+pub(super) fn completion(fields: &Fields<'_>) -> ApiResult<Completion> {
+    let summary = fields.raw_str("summary", MAX_TEXT_LEN)?;
+    let exit_code = fields.i64("exit_code", -(1 << 31), (1 << 31) - 1)?;
+    let result = fields.opt_value("result").map(|result| result.to_string());
+    if result.as_ref().is_some_and(|result| result.len() > MAX_TEXT_LEN) {
+        return Err(ApiError::invalid_field(&fields.name("result"), &format!("must serialise to at most {MAX_TEXT_LEN} bytes")));
+    }
+    let (task_result, base_commit) = task_result(fields)?;
+    Ok(Completion { summary, exit_code, result, task_result, base_commit })
+}
+
+/// How many statements [`completion_statements`] and [`failure_statements`] make.
+pub(super) const COMPLETION_STATEMENTS: usize = 5;
+pub(super) const FAILURE_STATEMENTS: usize = 7;
+
+/// The completion's statements: the task's result, the step and run succeeded (or the run
+/// canceled, for a canceled step), the next step ready, the task succeeded after its last.
+pub(super) fn completion_statements(step_id: &str, run_id: &str, worker_id: &str, completion: &Completion, now: i64) -> Vec<Statement> {
+    // ?1 step … ?6 summary serve both statements; the run also takes ?7 result.
+    let run_args: Vec<DbValue> = vec![
+        step_id.into(),
+        run_id.into(),
+        worker_id.into(),
+        now.into(),
+        completion.exit_code.into(),
+        completion.summary.clone().into(),
+        completion.result.clone().into(),
+    ];
+    vec![
+        Statement::new(
+            RECORD_TASK_RESULT_SQL,
+            vec![
+                step_id.into(),
+                run_id.into(),
+                worker_id.into(),
+                completion.task_result.clone().into(),
+                completion.base_commit.clone().into(),
+            ],
+        ),
+        Statement::new(COMPLETE_STEP_SQL, run_args[..6].to_vec()),
+        Statement::new(COMPLETE_RUN_SQL, run_args),
+        Statement::new(READY_NEXT_STEP_SQL, vec![step_id.into(), now.into()]),
+        Statement::new(FINISH_SUCCEEDED_TASK_SQL, vec![step_id.into(), now.into()]),
+    ]
+}
+
+#[cfg(test)]
+#[test]
+fn the_statement_counts_are_right() {
+    let completion = Completion { summary: String::new(), exit_code: 0, result: None, task_result: None, base_commit: None };
+    assert_eq!(completion_statements("s", "r", "w", &completion, 0).len(), COMPLETION_STATEMENTS);
+    let report = FailureReport { error: "e".into(), exit_code: None, failure: Failure::Error, task_result: None, base_commit: None };
+    assert_eq!(failure_statements("s", "r", "w", &report, "m", 0).len(), FAILURE_STATEMENTS);
+}
+
+/// Whether a completion of `run_id` stands, as its step and run are after it: the first one
+/// and any repeat of it answer the same; anything else is a lost attempt.
+pub(super) fn completion_stands(run_id: &str, run_status: RunStatus, step_status: StepStatus, current_run_id: Option<&str>) -> bool {
+    current_run_id == Some(run_id)
+        && matches!((step_status, run_status), (StepStatus::Succeeded, RunStatus::Succeeded) | (StepStatus::Canceled, RunStatus::Canceled))
+}
+
+/// A validated failure report of one run.
+pub(super) struct FailureReport {
+    pub error: String,
+    pub exit_code: Option<i64>,
+    pub failure: Failure,
+    pub task_result: Option<String>,
+    pub base_commit: Option<String>,
+}
+
+pub(super) fn failure_report(fields: &Fields<'_>) -> ApiResult<FailureReport> {
+    let error = fields.str("error", MAX_TEXT_LEN)?;
+    let exit_code = fields.opt_i64("exit_code", -(1 << 31), (1 << 31) - 1)?;
+    let (task_result, base_commit) = task_result(fields)?;
+    let failure = if fields.bool_or_false("needs_human")? {
+        Failure::NeedsHuman
+    } else if fields.bool_or_false("blocked")? {
+        Failure::Blocked
+    } else if fields.bool_or_false("timed_out")? {
+        Failure::TimedOut
+    } else {
+        Failure::Error
+    };
+    Ok(FailureReport { error, exit_code, failure, task_result, base_commit })
+}
+
+/// The failure's statements, with no read before them: the task's result, the settlement of
+/// the attempt if it is still this worker's current, active one (the retry policy applied in
+/// SQL, see [`settle`]), or the record of a canceled step's run. A repeat changes nothing.
+pub(super) fn failure_statements(
+    step_id: &str,
+    run_id: &str,
+    worker_id: &str,
+    report: &FailureReport,
+    marker: &str,
+    now: i64,
+) -> Vec<Statement> {
+    let mut statements = vec![
+        Statement::new(
+            RECORD_TASK_RESULT_SQL,
+            vec![step_id.into(), run_id.into(), worker_id.into(), report.task_result.clone().into(), report.base_commit.clone().into()],
+        ),
+        settle::mark_attempt(marker, step_id, run_id, worker_id),
+    ];
+    statements.extend(settle::settle_marked(&AttemptEnd {
+        failure: report.failure,
+        exit_code: report.exit_code,
+        error: Some(&report.error),
+        marker,
+        now,
+    }));
+    statements.push(Statement::new(
+        RECORD_CANCELED_RUN_SQL,
+        vec![run_id.into(), step_id.into(), now.into(), report.exit_code.into(), report.error.clone().into(), worker_id.into()],
+    ));
+    statements
+}
+
+/// Whether a failure report stands, as its run is after it: the run ended as a failure (now,
+/// or by an earlier copy of the same report) or was canceled.
+pub(super) fn failure_stands(run_status: RunStatus) -> bool {
+    matches!(run_status, RunStatus::Failed | RunStatus::TimedOut | RunStatus::Blocked | RunStatus::Canceled)
+}

@@ -1,0 +1,111 @@
+//! The validated body of an `agents.sync`. Every item is checked before anything is written:
+//! one bad field refuses the whole sync with a 400 that names it (`failures[1].error`).
+
+use shared::routes::MAX_UPLOAD_CONTENT_BYTES;
+use shared::status::LeaseWish;
+
+use super::super::controllers::{controller_facts, ControllerFacts};
+use super::super::db::MAX_SAFE_INTEGER;
+use super::super::error::{ApiError, ApiResult};
+use super::super::input::Fields;
+use super::super::lease::MAX_TTL_SEC;
+use super::super::run_reports::{self as reports, Beat, CheckpointUpload, Completion, FailureReport, LogUpload};
+use super::super::run_reports::{MAX_CLAIM_CAPACITY, MAX_HEARTBEAT_TTL_SEC};
+use super::super::tasks::{plan_input, PlanInput};
+use super::super::Call;
+
+/// Items of one kind in one sync, at most.
+pub const MAX_ITEMS_PER_KIND: usize = 64;
+
+/// An item about one run: its step, its run, and what it says.
+pub struct RunItem<T> {
+    pub step_id: String,
+    pub run_id: String,
+    pub report: T,
+}
+
+pub struct SyncInput {
+    pub facts: ControllerFacts,
+    pub wish: LeaseWish,
+    pub ttl_sec: i64,
+    pub preferred: bool,
+    pub term: Option<i64>,
+    pub capacity: i64,
+    pub worker_kinds: Option<Vec<String>>,
+    pub disk_low: bool,
+    pub heartbeat_ttl_sec: i64,
+    pub runs: Vec<RunItem<Beat>>,
+    pub completions: Vec<RunItem<Completion>>,
+    pub failures: Vec<RunItem<FailureReport>>,
+    pub logs: Vec<RunItem<LogUpload>>,
+    pub checkpoints: Vec<RunItem<CheckpointUpload>>,
+    pub plans: Vec<(String, PlanInput)>,
+    pub more_output: bool,
+}
+
+fn run_items<'a, T>(fields: &Fields<'a>, field: &str, read: impl Fn(&Fields<'a>) -> ApiResult<T>) -> ApiResult<Vec<RunItem<T>>> {
+    fields
+        .objects(field, MAX_ITEMS_PER_KIND)?
+        .iter()
+        .map(|item| Ok(RunItem { step_id: item.id("step_id")?, run_id: item.id("run_id")?, report: read(item)? }))
+        .collect()
+}
+
+pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64) -> ApiResult<SyncInput> {
+    let mut facts = controller_facts(call, fields, "node_id")?;
+    let lease = fields.object("lease")?;
+    let wish = lease.enumerated("wish", LeaseWish::parse, &LeaseWish::choices())?;
+    let ttl_sec = lease.i64("ttl_sec", 1, MAX_TTL_SEC)?;
+    let preferred = lease.bool_or_false("preferred")?;
+    let term = lease.opt_i64("term", 1, MAX_SAFE_INTEGER)?;
+    let capacity = fields.opt_i64("capacity", 0, MAX_CLAIM_CAPACITY)?.unwrap_or(0);
+    let worker_kinds = fields.opt_string_list("worker_kinds", 32, 64)?;
+    let disk_low = fields.bool_or_false("disk_low")?;
+    let heartbeat_ttl_sec = fields.opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?.unwrap_or(default_heartbeat_ttl_sec);
+    let input = SyncInput {
+        runs: run_items(fields, "runs", reports::beat)?,
+        completions: run_items(fields, "completions", reports::completion)?,
+        failures: run_items(fields, "failures", reports::failure_report)?,
+        logs: run_items(fields, "logs", reports::log_upload)?,
+        checkpoints: run_items(fields, "checkpoints", reports::checkpoint_upload)?,
+        plans: fields
+            .objects("plans", MAX_ITEMS_PER_KIND)?
+            .iter()
+            .map(|plan| {
+                let task_id = plan.id("task_id")?;
+                let input = plan_input(plan, &task_id)?;
+                Ok((task_id, input))
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+        more_output: fields.bool_or_false("more_output")?,
+        facts: {
+            // What the host has room for is worth seeing in the controllers list.
+            facts.metadata.insert("capacity".into(), capacity.into());
+            facts.metadata.insert("disk_low".into(), disk_low.into());
+            if let Some(kinds) = &worker_kinds {
+                facts.metadata.insert("worker_kinds".into(), kinds.clone().into());
+            }
+            facts
+        },
+        wish,
+        ttl_sec,
+        preferred,
+        term,
+        capacity,
+        worker_kinds,
+        disk_low,
+        heartbeat_ttl_sec,
+    };
+    let uploaded: usize = input.logs.iter().map(|item| item.report.text_bytes).sum::<usize>()
+        + input.checkpoints.iter().map(|item| item.report.content.len()).sum::<usize>();
+    if uploaded > MAX_UPLOAD_CONTENT_BYTES {
+        return Err(ApiError::invalid_field(
+            "logs",
+            &format!("log text and checkpoint content must add up to at most {MAX_UPLOAD_CONTENT_BYTES} bytes per sync"),
+        ));
+    }
+    if !input.plans.is_empty() && (input.wish != LeaseWish::Acquire || input.term.is_none()) {
+        return Err(ApiError::invalid_field("plans", "are the leader's: send them with lease.wish acquire and lease.term"));
+    }
+    Ok(input)
+}
