@@ -76,9 +76,7 @@ fn default_agent(plane: &ControlPlane, name: &str, dir: &std::path::Path, capaci
     for (option, value) in [
         ("--lease-ttl-sec", "30"),
         ("--lease-renew-interval-ms", "5000"),
-        ("--heartbeat-interval-ms", "5000"),
-        ("--scheduler-interval-ms", "1000"),
-        ("--claim-interval-ms", "2000"),
+        ("--heartbeat-interval-ms", "30000"),
         ("--step-heartbeat-interval-ms", "5000"),
         ("--kill-grace-ms", "10000"),
         ("--capacity", &capacity.to_string()),

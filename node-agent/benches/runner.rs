@@ -40,10 +40,15 @@ fn main() {
     let repo = git_repo(dir.path());
     let plane = ControlPlane::start(dir.path());
 
-    // Task created → first step running, default intervals.
+    // Task created → first step running, default intervals (the control plane's idle pace
+    // included: what a fleet sees).
     let mut agent = Agent::new(&plane.base(), "mini-main", dir.path());
-    for (option, value) in [("--scheduler-interval-ms", "1000"), ("--claim-interval-ms", "2000"), ("--step-heartbeat-interval-ms", "5000")]
-    {
+    for (option, value) in [
+        ("--heartbeat-interval-ms", "30000"),
+        ("--lease-renew-interval-ms", "5000"),
+        ("--lease-ttl-sec", "30"),
+        ("--step-heartbeat-interval-ms", "5000"),
+    ] {
         agent = agent.arg(option, value);
     }
     agent.spawn();

@@ -53,10 +53,10 @@ pub struct RawArgs {
     /// Never ask for the lease back
     #[arg(long, overrides_with = "preferred")]
     pub no_preferred: bool,
-    /// Controller heartbeat interval in milliseconds [default: 5000]
+    /// The longest between two syncs with the control plane, whatever pace it asks for, in milliseconds [default: 30000]
     #[arg(long, env = "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<String>,
-    /// Lease renewal interval in milliseconds [default: 5000]
+    /// How soon to sync again after a sync failed (the lease retry pace), in milliseconds [default: 5000]
     #[arg(long, env = "BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS")]
     pub lease_renew_interval_ms: Option<String>,
     /// Lease time to live in seconds [default: 30]
@@ -65,15 +65,9 @@ pub struct RawArgs {
     /// Consecutive renewal failures before the agent reports degraded [default: 2]
     #[arg(long, env = "BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD")]
     pub renew_failure_threshold: Option<String>,
-    /// How often the leader's scheduler reaps, claims and plans, in milliseconds [default: 1000]
-    #[arg(long, env = "BAA_CONDUCTOR_SCHEDULER_INTERVAL_MS")]
-    pub scheduler_interval_ms: Option<String>,
     /// Steps this host runs at once; 0 turns the runner off [default: 1]
     #[arg(long, env = "BAA_RUNNER_CAPACITY")]
     pub capacity: Option<String>,
-    /// How often the runner asks for ready steps while it has room, in milliseconds [default: 2000]
-    #[arg(long, env = "BAA_RUNNER_CLAIM_INTERVAL_MS")]
-    pub claim_interval_ms: Option<String>,
     /// Step heartbeat interval in milliseconds (also how soon a cancel is noticed) [default: 5000]
     #[arg(long, env = "BAA_RUNNER_HEARTBEAT_INTERVAL_MS")]
     pub step_heartbeat_interval_ms: Option<String>,

@@ -51,16 +51,11 @@ impl ClientError {
     }
 }
 
-/// The calls the conductor makes. A trait so the drivers can be tested against an in-memory
-/// control plane under a paused clock.
+/// The conductor's one call: `agents.sync`. A trait so the drivers can be tested against an
+/// in-memory control plane under a paused clock.
 #[allow(async_fn_in_trait)]
 pub trait ControlPlane {
-    async fn heartbeat(&self, request: &ControllerHeartbeatRequest) -> Result<ControllerHeartbeatResponse, ClientError>;
-    async fn acquire(&self, request: &LeaderAcquireRequest) -> Result<LeaderAcquireResponse, ClientError>;
-    async fn release(&self, request: &LeaderReleaseRequest) -> Result<LeaderReleaseResponse, ClientError>;
-    async fn claim_tasks(&self, request: &TasksClaimRequest) -> Result<TasksClaimed, ClientError>;
-    async fn plan(&self, task_id: &str, request: &TaskPlanRequest) -> Result<TaskDetail, ClientError>;
-    async fn reap(&self, request: &StepsReapRequest) -> Result<StepsReaped, ClientError>;
+    async fn sync(&self, request: &AgentSyncRequest) -> Result<AgentSyncResponse, ClientError>;
 }
 
 pub struct ControlClient {
@@ -144,40 +139,17 @@ fn backoff(attempt: u32, salt: u64) -> Duration {
 }
 
 impl ControlPlane for ControlClient {
-    async fn heartbeat(&self, request: &ControllerHeartbeatRequest) -> Result<ControllerHeartbeatResponse, ClientError> {
-        self.post("/v1/controllers/heartbeat", request, true).await
-    }
-
-    // Not retried here: the lease state machine decides what a failed attempt means.
-    async fn acquire(&self, request: &LeaderAcquireRequest) -> Result<LeaderAcquireResponse, ClientError> {
-        self.post("/v1/leader/acquire", request, false).await
-    }
-
-    async fn release(&self, request: &LeaderReleaseRequest) -> Result<LeaderReleaseResponse, ClientError> {
-        self.post("/v1/leader/release", request, true).await
-    }
-
-    async fn claim_tasks(&self, request: &TasksClaimRequest) -> Result<TasksClaimed, ClientError> {
-        self.post("/v1/tasks/claim", request, false).await
-    }
-
-    async fn plan(&self, task_id: &str, request: &TaskPlanRequest) -> Result<TaskDetail, ClientError> {
-        self.post(&format!("/v1/tasks/{task_id}/plan"), request, false).await
-    }
-
-    async fn reap(&self, request: &StepsReapRequest) -> Result<StepsReaped, ClientError> {
-        self.post("/v1/steps/reap", request, true).await
+    // Not retried here: the conductor decides what a failed sync means (the lease machine
+    // counts it), and a sync repeated later carries the same items again.
+    async fn sync(&self, request: &AgentSyncRequest) -> Result<AgentSyncResponse, ClientError> {
+        self.post("/v1/agents/sync", request, false).await
     }
 }
 
 /// The runner's calls. Completing, failing, heartbeats, logs and checkpoints are idempotent
 /// for the same run (the control plane answers a repeat as it answered the first), so they
-/// are retried; claiming is not.
+/// are retried.
 impl ControlClient {
-    pub async fn claim_steps(&self, request: &StepsClaimRequest) -> Result<StepsClaimed, ClientError> {
-        self.post("/v1/steps/claim", request, false).await
-    }
-
     pub async fn step_heartbeat(&self, step_id: &str, request: &StepHeartbeatRequest) -> Result<StepHeartbeatResponse, ClientError> {
         self.post(&format!("/v1/steps/{step_id}/heartbeat"), request, true).await
     }

@@ -66,7 +66,6 @@ pub struct RuntimePaths {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunnerConfig {
     pub capacity: usize,
-    pub claim_interval: Duration,
     pub step_heartbeat_interval: Duration,
     pub kill_grace: Duration,
     pub shutdown_grace: Duration,
@@ -95,11 +94,12 @@ pub struct AgentConfig {
     /// What this agent reports as its version: `--version`, else the binary's own.
     pub version: String,
     pub preferred: bool,
+    /// The longest between two syncs, whatever pace the control plane asks for.
     pub heartbeat_interval: Duration,
+    /// How soon to sync again after a failed sync.
     pub lease_renew_interval: Duration,
     pub lease_ttl_sec: i64,
     pub renew_failure_threshold: u32,
-    pub scheduler_interval: Duration,
     pub runner: RunnerConfig,
     pub paths: RuntimePaths,
     pub run_once: bool,
@@ -222,7 +222,7 @@ impl AgentConfig {
             }
         };
         let heartbeat_interval =
-            milliseconds(raw.heartbeat_interval_ms.as_deref(), "--heartbeat-interval-ms", "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS", 5_000)?;
+            milliseconds(raw.heartbeat_interval_ms.as_deref(), "--heartbeat-interval-ms", "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS", 30_000)?;
         let lease_renew_interval = milliseconds(
             raw.lease_renew_interval_ms.as_deref(),
             "--lease-renew-interval-ms",
@@ -238,11 +238,8 @@ impl AgentConfig {
             100,
             2,
         )? as u32;
-        let scheduler_interval =
-            milliseconds(raw.scheduler_interval_ms.as_deref(), "--scheduler-interval-ms", "BAA_CONDUCTOR_SCHEDULER_INTERVAL_MS", 1_000)?;
         let runner = RunnerConfig {
             capacity: integer(raw.capacity.as_deref(), "--capacity", "BAA_RUNNER_CAPACITY", 0, 32, 1)? as usize,
-            claim_interval: milliseconds(raw.claim_interval_ms.as_deref(), "--claim-interval-ms", "BAA_RUNNER_CLAIM_INTERVAL_MS", 2_000)?,
             step_heartbeat_interval: milliseconds(
                 raw.step_heartbeat_interval_ms.as_deref(),
                 "--step-heartbeat-interval-ms",
@@ -296,7 +293,7 @@ impl AgentConfig {
         }
         if lease_renew_interval >= Duration::from_secs(lease_ttl_sec as u64) {
             warnings.push(format!(
-                "the lease renew interval ({} ms) is not shorter than the lease TTL ({lease_ttl_sec} s): the lease will lapse between renewals",
+                "the lease renew interval ({} ms) is not shorter than the lease TTL ({lease_ttl_sec} s): a leader whose sync failed retries only after its lease lapsed",
                 lease_renew_interval.as_millis()
             ));
         }
@@ -383,7 +380,6 @@ impl AgentConfig {
             lease_renew_interval,
             lease_ttl_sec,
             renew_failure_threshold,
-            scheduler_interval,
             runner,
             paths,
             run_once: raw.run_once,
@@ -409,10 +405,8 @@ impl AgentConfig {
             "lease_renew_interval_ms": self.lease_renew_interval.as_millis() as u64,
             "lease_ttl_sec": self.lease_ttl_sec,
             "renew_failure_threshold": self.renew_failure_threshold,
-            "scheduler_interval_ms": self.scheduler_interval.as_millis() as u64,
             "runner": {
                 "capacity": self.runner.capacity,
-                "claim_interval_ms": self.runner.claim_interval.as_millis() as u64,
                 "step_heartbeat_interval_ms": self.runner.step_heartbeat_interval.as_millis() as u64,
                 "kill_grace_ms": self.runner.kill_grace.as_millis() as u64,
                 "shutdown_grace_ms": self.runner.shutdown_grace.as_millis() as u64,
@@ -447,9 +441,7 @@ impl AgentConfig {
             ("lease_renew_interval_ms", self.lease_renew_interval.as_millis().to_string()),
             ("lease_ttl_sec", self.lease_ttl_sec.to_string()),
             ("renew_failure_threshold", self.renew_failure_threshold.to_string()),
-            ("scheduler_interval_ms", self.scheduler_interval.as_millis().to_string()),
             ("capacity", self.runner.capacity.to_string()),
-            ("claim_interval_ms", self.runner.claim_interval.as_millis().to_string()),
             ("step_heartbeat_interval_ms", self.runner.step_heartbeat_interval.as_millis().to_string()),
             ("kill_grace_ms", self.runner.kill_grace.as_millis().to_string()),
             ("shutdown_grace_ms", self.runner.shutdown_grace.as_millis().to_string()),

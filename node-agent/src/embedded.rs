@@ -12,12 +12,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use control_worker::core::config::Config;
+use control_worker::core::config::{Config, SYNC_IDLE_ENV_VAR};
 use shared::auth::{Role, SHARED_TOKEN_ENV_VAR};
 use thiserror::Error;
 
 pub const TOKENS_FILE: &str = "embedded-tokens.env";
 pub const DATABASE_FILE: &str = "control.db";
+/// The idle `next_sync_ms` of the embedded control plane (a fleet on Cloudflare uses 10 s).
+pub const EMBEDDED_SYNC_IDLE_MS: i64 = 1_000;
 const ADMIN_TOKEN_VAR: &str = "CONTROL_API_BROWSER_ADMIN_TOKEN";
 
 #[derive(Debug, Error)]
@@ -103,6 +105,9 @@ pub fn prepare(state_dir: &Path, lookup: impl Fn(&str) -> Option<String>) -> Res
         let known = Role::ALL.iter().any(|role| role.token_env_var() == name) || name == SHARED_TOKEN_ENV_VAR;
         if known {
             value_of(name)
+        } else if name == SYNC_IDLE_ENV_VAR {
+            // Embedded mode has no bill to mind: an idle agent syncs every second.
+            lookup(name).or_else(|| Some(EMBEDDED_SYNC_IDLE_MS.to_string()))
         } else {
             lookup(name)
         }

@@ -101,7 +101,7 @@ fn start(mut config: AgentConfig) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Lease calls end well before the next renewal is due; the runner's uploads may take longer.
+    // A sync ends well before the next retry is due; the runner's uploads may take longer.
     let timeout = (config.lease_renew_interval * 4 / 5).max(std::time::Duration::from_millis(200));
     let clients = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, timeout).and_then(|conductor_client| {
         let runner_client =
@@ -163,7 +163,6 @@ fn start(mut config: AgentConfig) -> ExitCode {
         let runs_dir = config.paths.runs.clone();
         let local_api = config.local_api.clone();
         let mut conductor = conductor::Conductor::new(config, conductor_client, conductor::clock_now());
-        conductor.planned = Some(runner.wake_handle());
         conductor.started_at = Some(runner::wall_ms() / 1_000);
         let board = std::rc::Rc::new(status::StatusBoard { conductor: std::cell::RefCell::new(conductor.snapshot(conductor::clock_now())), runner: runner.clone(), extra });
         if run_once {
@@ -187,6 +186,7 @@ fn start(mut config: AgentConfig) -> ExitCode {
             }
         }
         log::log!("node-agent {} starting as {} ({})", env!("CARGO_PKG_VERSION"), conductor.config.node_id, conductor.config.role);
+        conductor.seats = Box::new(runner.clone());
         conductor.startup(conductor::clock_now(), false, &mut RunnerStartup { runner: &runner, found: Vec::new() }).await;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         tokio::task::spawn_local(async move {
@@ -202,6 +202,7 @@ fn start(mut config: AgentConfig) -> ExitCode {
                 async move {
                     let _ = conductor_stopping.wait_for(|stopping| *stopping).await;
                 },
+                runner.wake_handle(),
                 publish
             ),
             runner.run(stopping),

@@ -48,7 +48,7 @@ impl Embedded {
     fn start(root: &std::path::Path, control: &str, status: &str, out: &std::path::Path) -> Embedded {
         let child = Command::new(env!("CARGO_BIN_EXE_node-agent"))
             .args(["start", "--embedded", "--control-listen", control, "--local-api", status, "--host", "mini"])
-            .args(["--scheduler-interval-ms", "300", "--claim-interval-ms", "300", "--step-heartbeat-interval-ms", "500"])
+            .args(["--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500"])
             .arg("--runtime-root")
             .arg(root)
             .env_clear()

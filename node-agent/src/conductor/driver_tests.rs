@@ -1,174 +1,57 @@
-//! The conductor driver against an in-memory control plane, under tokio's paused clock: time
-//! is virtual, so seconds of lease behaviour run in microseconds and exactly.
+//! The conductor driver against the real control plane in memory ([`super::memory_plane`]),
+//! under tokio's paused clock: time is virtual, so minutes of lease and pacing behaviour run in
+//! milliseconds and exactly.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
-use shared::status::{LeaseOperation, SystemMode};
-use shared::wire::*;
+use serde_json::Value;
+use shared::wire::ClaimedStep;
 use tokio::time::Instant;
 
 use super::lease::LeaseStatus;
-use super::{clock_now, Conductor, CountRuns};
+use super::memory_plane::MemoryPlane;
+use super::{clock_now, Conductor, CountRuns, Room, Seats};
 use crate::cli::RawArgs;
-use crate::client::{ClientError, ControlPlane};
 use crate::config::AgentConfig;
-
-#[derive(Default)]
-struct FakeState {
-    down: bool,
-    holder: Option<String>,
-    term: i64,
-    expires: Option<Instant>,
-    /// (route, caller, term) of every leader write that arrived.
-    writes: Vec<(&'static str, String, i64)>,
-}
-
-/// Grants the lease like the real control plane (free or expired → term + 1), in virtual time.
-#[derive(Default)]
-struct FakePlane {
-    state: RefCell<FakeState>,
-    ttl: Duration,
-}
-
-impl FakePlane {
-    fn new(ttl: Duration) -> Self {
-        FakePlane { state: RefCell::default(), ttl }
-    }
-
-    fn set_down(&self, down: bool) {
-        self.state.borrow_mut().down = down;
-    }
-
-    fn writes_by(&self, caller: &str) -> usize {
-        self.state.borrow().writes.iter().filter(|(_, who, _)| who == caller).count()
-    }
-
-    fn reachable(&self) -> Result<(), ClientError> {
-        if self.state.borrow().down {
-            Err(ClientError::Unreachable("connection refused".into()))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn fenced_write(&self, route: &'static str, caller: &str, term: i64) -> Result<(), ClientError> {
-        self.reachable()?;
-        let mut state = self.state.borrow_mut();
-        state.writes.push((route, caller.to_string(), term));
-        let live = state.expires.is_some_and(|expires| Instant::now() < expires);
-        if state.holder.as_deref() == Some(caller) && state.term == term && live {
-            Ok(())
-        } else {
-            Err(ClientError::api(409, "stale_term", "stale"))
-        }
-    }
-}
-
-impl ControlPlane for &FakePlane {
-    async fn heartbeat(&self, request: &ControllerHeartbeatRequest) -> Result<ControllerHeartbeatResponse, ClientError> {
-        self.reachable()?;
-        let controller = Controller {
-            controller_id: request.controller_id.clone(),
-            host: request.host.clone(),
-            role: request.role,
-            priority: request.priority,
-            status: request.status.clone(),
-            version: None,
-            started_at: None,
-            metadata: Default::default(),
-            first_seen_at: 0,
-            last_heartbeat_at: 0,
-            alive: true,
-        };
-        Ok(ControllerHeartbeatResponse { controller, mode: SystemMode::Running })
-    }
-
-    async fn acquire(&self, request: &LeaderAcquireRequest) -> Result<LeaderAcquireResponse, ClientError> {
-        self.reachable()?;
-        let mut state = self.state.borrow_mut();
-        let now = Instant::now();
-        let live = state.expires.is_some_and(|expires| now < expires);
-        let operation = if state.holder.as_deref() == Some(request.controller_id.as_str()) && live {
-            LeaseOperation::Renew
-        } else if !live {
-            state.term += 1;
-            state.holder = Some(request.controller_id.clone());
-            LeaseOperation::Acquire
-        } else {
-            LeaseOperation::None
-        };
-        if operation != LeaseOperation::None {
-            state.expires = Some(now + self.ttl);
-        }
-        let is_leader = operation != LeaseOperation::None;
-        let lease = Lease {
-            lease_name: "global".into(),
-            holder_id: state.holder.clone(),
-            holder_host: None,
-            term: state.term,
-            lease_expires_at: 0,
-            renewed_at: 0,
-            preferred_holder_id: None,
-            metadata_json: None,
-        };
-        Ok(LeaderAcquireResponse {
-            holder_id: state.holder.clone(),
-            holder_host: None,
-            term: state.term,
-            lease_expires_at: 0,
-            renewed_at: 0,
-            is_leader,
-            operation,
-            lease,
-        })
-    }
-
-    async fn release(&self, request: &LeaderReleaseRequest) -> Result<LeaderReleaseResponse, ClientError> {
-        self.reachable()?;
-        let mut state = self.state.borrow_mut();
-        if state.holder.as_deref() == Some(request.controller_id.as_str()) {
-            state.holder = None;
-            state.expires = None;
-        }
-        Err(ClientError::api(409, "not_leader", ""))
-    }
-
-    async fn claim_tasks(&self, request: &TasksClaimRequest) -> Result<TasksClaimed, ClientError> {
-        self.fenced_write("tasks.claim", &request.controller_id, request.term)?;
-        Ok(TasksClaimed { tasks: Vec::new(), mode: SystemMode::Running, term: request.term })
-    }
-
-    async fn plan(&self, _task_id: &str, request: &TaskPlanRequest) -> Result<TaskDetail, ClientError> {
-        self.fenced_write("tasks.plan", &request.controller_id, request.term)?;
-        Err(ClientError::Decode("no tasks in the fake".into()))
-    }
-
-    async fn reap(&self, request: &StepsReapRequest) -> Result<StepsReaped, ClientError> {
-        self.fenced_write("steps.reap", &request.controller_id, request.term)?;
-        Ok(StepsReaped { reaped: Vec::new(), requeued_tasks: Vec::new(), restarted_tasks: Vec::new() })
-    }
-}
 
 fn no_runs() -> CountRuns {
     CountRuns(std::path::PathBuf::from("/nonexistent/baa-runs"), 0)
 }
 
-fn config(node_id: &str, role: &str) -> AgentConfig {
+fn config(node_id: &str, role: &str, ttl_sec: u32) -> AgentConfig {
     let raw = RawArgs {
         node_id: Some(node_id.into()),
         role: Some(role.into()),
-        control_api_base: Some("http://fake".into()),
-        lease_ttl_sec: Some("3".into()),
+        host: Some(if role == "primary" { "mini" } else { "mac" }.into()),
+        control_api_base: Some("http://memory".into()),
+        lease_ttl_sec: Some(ttl_sec.to_string()),
         lease_renew_interval_ms: Some("1000".into()),
-        heartbeat_interval_ms: Some("1000".into()),
         ..RawArgs::default()
     };
     AgentConfig::resolve(&raw, |_| None).unwrap()
 }
 
+/// A runner with room for `capacity` steps that records what it was given and never finishes.
+#[derive(Clone, Default)]
+struct RecordingSeats {
+    capacity: i64,
+    started: Rc<RefCell<Vec<ClaimedStep>>>,
+}
+
+impl Seats for RecordingSeats {
+    fn room(&self) -> Room {
+        let free = self.capacity - self.started.borrow().len() as i64;
+        Room { capacity: free.max(0), worker_kinds: vec!["shell".into()], disk_low: false, step_heartbeat_ttl_sec: None }
+    }
+    fn start(&self, step: ClaimedStep) {
+        self.started.borrow_mut().push(step);
+    }
+}
+
 /// Runs the driver loop for `duration` of virtual time.
-async fn drive(conductor: &mut Conductor<&FakePlane>, duration: Duration) {
+async fn drive(conductor: &mut Conductor<&MemoryPlane>, duration: Duration) {
     let until = Instant::now() + duration;
     while Instant::now() < until {
         let wake = Instant::from_std(conductor.next_wake(clock_now())).min(until);
@@ -177,23 +60,29 @@ async fn drive(conductor: &mut Conductor<&FakePlane>, duration: Duration) {
     }
 }
 
+fn claimed(conductor: &Conductor<&MemoryPlane>) -> u64 {
+    conductor.snapshot(clock_now())["loops"]["scheduler"]["claimed"].as_u64().unwrap()
+}
+
 #[tokio::test(start_paused = true)]
-async fn leads_renews_degrades_when_unreachable_stops_before_expiry_and_recovers() {
-    let plane = FakePlane::new(Duration::from_secs(3));
-    let mut conductor = Conductor::new(config("mini-main", "primary"), &plane, clock_now());
+async fn leads_claims_degrades_when_unreachable_stops_before_expiry_and_recovers() {
+    let plane = MemoryPlane::new(&[]);
+    let mut conductor = Conductor::new(config("mini-main", "primary", 3), &plane, clock_now());
     conductor.startup(clock_now(), false, &mut no_runs()).await;
     assert_eq!(conductor.lease.status(clock_now()), LeaseStatus::Leader);
+    let task = plane.create_task("first").await;
     drive(&mut conductor, Duration::from_secs(5)).await;
     assert_eq!(conductor.lease.leading_term(clock_now()), Some(1), "renewals keep the term");
-    let writes_while_leading = plane.writes_by("mini-main");
-    assert!(writes_while_leading >= 5, "the scheduler ran: {writes_while_leading}");
+    assert_eq!(plane.task(&task).await["status"], "running", "claimed and planned while leading");
 
-    // The control plane goes away right after a renewal.
+    // The control plane goes away right after a sync.
     plane.set_down(true);
-    let server_expiry = plane.state.borrow().expires.unwrap();
+    let went_down = Instant::now();
+    let server_expiry_at =
+        plane.started + Duration::from_secs((conductor.lease.lease_expires_at.unwrap() - super::memory_plane::START) as u64);
+    let queued = plane.create_task("while out of reach").await;
     let mut stopped_at = None;
     let mut degraded_at = None;
-    let went_down = Instant::now();
     while Instant::now() < went_down + Duration::from_secs(6) {
         drive(&mut conductor, Duration::from_millis(100)).await;
         let now = clock_now();
@@ -205,38 +94,71 @@ async fn leads_renews_degrades_when_unreachable_stops_before_expiry_and_recovers
         }
     }
     let stopped_at = stopped_at.expect("stopped leading");
-    assert!(stopped_at < server_expiry, "stopped leading at {stopped_at:?}, before the server's expiry {server_expiry:?}");
-    assert!(degraded_at.expect("degraded") - went_down <= Duration::from_millis(2_100), "degraded after two failed renewals");
-    assert_eq!(plane.writes_by("mini-main"), writes_while_leading, "no leader write while out of reach");
+    assert!(stopped_at < server_expiry_at, "stopped leading at {stopped_at:?}, before the server's expiry {server_expiry_at:?}");
+    assert!(degraded_at.expect("degraded") - went_down <= Duration::from_millis(2_100), "degraded after two failed syncs");
+    assert_eq!(plane.task(&queued).await["status"], "queued", "no leader write while out of reach");
 
-    // Back: the next attempt acquires again (a new term, as the lease expired meanwhile).
+    // Back: the next sync acquires again (a new term, as the lease expired meanwhile) and the
+    // waiting task is claimed.
     plane.set_down(false);
-    drive(&mut conductor, Duration::from_secs(2)).await;
+    drive(&mut conductor, Duration::from_secs(3)).await;
     assert_eq!(conductor.lease.status(clock_now()), LeaseStatus::Leader);
     assert_eq!(conductor.lease.leading_term(clock_now()), Some(2));
+    assert_eq!(plane.task(&queued).await["status"], "running");
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_standby_never_schedules_while_another_leads() {
-    let plane = FakePlane::new(Duration::from_secs(3));
-    let mut leader = Conductor::new(config("mini-main", "primary"), &plane, clock_now());
-    let mut standby = Conductor::new(config("mac-standby", "standby"), &plane, clock_now());
+async fn a_standby_never_schedules_and_takes_over_within_ttl_and_a_second() {
+    let plane = MemoryPlane::new(&[]);
+    let mut leader = Conductor::new(config("mini-main", "primary", 3), &plane, clock_now());
+    let mut standby = Conductor::new(config("mac-standby", "standby", 3), &plane, clock_now());
     leader.startup(clock_now(), false, &mut no_runs()).await;
     standby.startup(clock_now(), false, &mut no_runs()).await;
-    for _ in 0..50 {
-        drive(&mut leader, Duration::from_millis(100)).await;
-        drive(&mut standby, Duration::from_millis(100)).await;
+    for index in 0..5 {
+        plane.create_task(&format!("task {index}")).await;
+        drive(&mut leader, Duration::from_millis(500)).await;
+        drive(&mut standby, Duration::from_millis(500)).await;
         assert_eq!(standby.lease.status(clock_now()), LeaseStatus::Standby);
     }
-    assert_eq!(plane.writes_by("mac-standby"), 0, "a standby makes no leader write");
-    assert!(plane.writes_by("mini-main") > 0);
+    assert_eq!(claimed(&standby), 0, "a standby makes no leader write");
+    assert_eq!(claimed(&leader), 5);
 
-    // The leader stops renewing (gone): the standby takes over within TTL + renew interval.
+    // The leader stops syncing (gone): the standby takes over within TTL + 1 s of the last
+    // renewal, paced by the control plane to just after the lease's expiry.
     let gone = Instant::now();
+    let new_task = plane.create_task("after the failover").await;
     while standby.lease.status(clock_now()) != LeaseStatus::Leader {
-        drive(&mut standby, Duration::from_millis(100)).await;
-        assert!(Instant::now() - gone <= Duration::from_secs(4), "took over in time");
+        drive(&mut standby, Duration::from_millis(50)).await;
+        assert!(Instant::now() - gone <= Duration::from_secs(4) + Duration::from_millis(100), "took over in time");
     }
-    drive(&mut standby, Duration::from_secs(2)).await;
-    assert!(plane.writes_by("mac-standby") > 0, "the new leader schedules");
+    drive(&mut standby, Duration::from_secs(1)).await;
+    assert_eq!(plane.task(&new_task).await["claimed_by"], "mac-standby", "the new leader schedules");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_task_reaches_the_runner_through_syncs_and_the_idle_pace_is_the_control_planes() {
+    let plane = MemoryPlane::new(&[]);
+    let mut leader = Conductor::new(config("mini-main", "primary", 30), &plane, clock_now());
+    let seats = RecordingSeats { capacity: 1, ..RecordingSeats::default() };
+    leader.seats = Box::new(seats.clone());
+    leader.startup(clock_now(), false, &mut no_runs()).await;
+    drive(&mut leader, Duration::from_secs(30)).await;
+
+    // Idle: one sync per idle interval (10 s), whatever the agent's own settings.
+    let before = plane.syncs.get();
+    drive(&mut leader, Duration::from_secs(600)).await;
+    let idle_syncs = plane.syncs.get() - before;
+    assert!((58..=62).contains(&idle_syncs), "{idle_syncs} syncs in 10 idle minutes");
+
+    // A task: claimed at the next sync, planned and granted within a second after.
+    let created = Instant::now();
+    let task_id = plane.create_task("work").await;
+    while seats.started.borrow().is_empty() {
+        drive(&mut leader, Duration::from_millis(50)).await;
+        assert!(Instant::now() - created <= Duration::from_secs(11), "task to first step within the idle interval and a second");
+    }
+    let started: Value = serde_json::to_value(&seats.started.borrow()[0]).unwrap();
+    assert_eq!(started["task"]["task_id"], task_id.as_str());
+    assert_eq!(started["step"]["step_index"], 0);
+    assert_eq!(plane.task(&task_id).await["assigned_host"], "mini");
 }

@@ -1,5 +1,5 @@
 //! The agent's view of the leader lease as a pure state machine: fed with monotonic instants
-//! and the outcomes of `leader.acquire` calls, it says when to call next and whether this
+//! and the lease decisions of `agents.sync` calls, it says when to call next and whether this
 //! node may act as leader right now. It never reads a clock.
 //!
 //! Why a local deadline: the control plane's lease runs out at `lease_expires_at` whether or
@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use shared::status::LeaseOperation;
-use shared::wire::LeaderAcquireResponse;
+use shared::wire::LeaseDecision;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTiming {
@@ -81,14 +81,25 @@ impl LeaseMachine {
         now >= self.next_attempt
     }
 
-    /// Records that a call is being sent at `now`; the next one is due a renew interval later.
+    /// Records that a call is being sent at `now`; unless an answer says otherwise
+    /// ([`Self::call_again_at`]), the next one is due a renew interval later.
     pub fn start_attempt(&mut self, now: Instant) -> Instant {
         self.next_attempt = now + self.timing.renew_interval;
         now
     }
 
+    /// The next call is due at `at` (the control plane's pace, after an answer); never later
+    /// than what keeps a leader renewing before its local deadline.
+    pub fn call_again_at(&mut self, at: Instant) {
+        self.next_attempt = match self.leadership {
+            // Two chances to renew before the deadline, whatever the pace asked.
+            Some((_, deadline)) => at.min(deadline.checked_sub(self.timing.margin()).unwrap_or(deadline)),
+            None => at,
+        };
+    }
+
     /// The control plane answered the call sent at `sent_at`.
-    pub fn handle_answer(&mut self, sent_at: Instant, answer: &LeaderAcquireResponse) {
+    pub fn handle_answer(&mut self, sent_at: Instant, answer: &LeaseDecision) {
         self.consecutive_failures = 0;
         self.holder_id = answer.holder_id.clone();
         self.term = answer.term;
@@ -146,30 +157,18 @@ impl LeaseMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::wire::Lease;
 
     const TIMING: LeaseTiming = LeaseTiming { renew_interval: Duration::from_secs(1), ttl: Duration::from_secs(3), failure_threshold: 2 };
 
-    fn answer(is_leader: bool, holder: &str, term: i64, operation: LeaseOperation) -> LeaderAcquireResponse {
-        let lease = Lease {
-            lease_name: "global".into(),
-            holder_id: Some(holder.into()),
-            holder_host: Some("h".into()),
-            term,
-            lease_expires_at: 100,
-            renewed_at: 97,
-            preferred_holder_id: None,
-            metadata_json: None,
-        };
-        LeaderAcquireResponse {
-            holder_id: lease.holder_id.clone(),
-            holder_host: lease.holder_host.clone(),
-            term,
-            lease_expires_at: 100,
-            renewed_at: 97,
+    fn answer(is_leader: bool, holder: &str, term: i64, operation: LeaseOperation) -> LeaseDecision {
+        LeaseDecision {
             is_leader,
             operation,
-            lease,
+            term,
+            holder_id: Some(holder.into()),
+            holder_host: Some("h".into()),
+            lease_expires_at: 100,
+            renewed_at: 97,
         }
     }
 
@@ -253,5 +252,23 @@ mod tests {
         handed.holder_id = None;
         machine.handle_answer(sent, &handed);
         assert_eq!(machine.leading_term(start + Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn the_pace_of_the_control_plane_is_followed_but_a_leader_renews_before_its_deadline() {
+        let timing = LeaseTiming { renew_interval: Duration::from_secs(5), ttl: Duration::from_secs(30), failure_threshold: 2 };
+        let start = Instant::now();
+        let mut machine = LeaseMachine::new(timing, start);
+        let sent = machine.start_attempt(start);
+        machine.handle_answer(sent, &answer(false, "other", 1, LeaseOperation::None));
+        machine.call_again_at(start + Duration::from_secs(10));
+        assert!(!machine.attempt_due(start + Duration::from_millis(9_999)), "a standby waits as asked");
+        assert!(machine.attempt_due(start + Duration::from_secs(10)));
+        let sent = machine.start_attempt(start + Duration::from_secs(10));
+        machine.handle_answer(sent, &answer(true, "me", 2, LeaseOperation::Acquire));
+        // Asked to come back in a minute: the local deadline (30 s - 4 s margin) comes first,
+        // and the call is due a margin before it.
+        machine.call_again_at(sent + Duration::from_secs(60));
+        assert_eq!(machine.poll_timeout(sent), sent + Duration::from_secs(22));
     }
 }

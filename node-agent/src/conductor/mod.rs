@@ -1,25 +1,28 @@
-//! The conductor: controller registration, heartbeats, the leader lease and, only while this
-//! node leads, the scheduler.
+//! The conductor: one `agents.sync` per tick carries this node's heartbeat, its lease wish, the
+//! room its runner has and, while it leads, its plans; the answer feeds the lease machine, the
+//! planner and the runner, and says when to sync next (SPEC §14).
 //!
 //! - [`lease`]: the pure lease state machine (local deadline, degraded after failures).
 //! - [`planner`]: the built-in planner (pure).
+//! - [`snapshot`]: what the status server and `--run-once --json` show of the conductor.
 //! - this file: the driver. It only sleeps, calls the control plane and feeds the answers to
-//!   the machines; every decision is theirs.
+//!   the machines; every decision is theirs, and the pace is the control plane's.
 
 pub mod lease;
 pub mod planner;
+mod snapshot;
 
 #[cfg(test)]
 mod driver_tests;
+#[cfg(test)]
+pub mod memory_plane;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
-use shared::status::{SystemMode, TaskStatus};
-use shared::wire::{ControllerHeartbeatRequest, LeaderAcquireRequest, LeaderReleaseRequest, StepsReapRequest, TasksClaimRequest};
-use shared::ErrorCode;
+use shared::status::{LeaderWrites, LeaseWish, SystemMode, TaskStatus, Verdict};
+use shared::wire::{AgentSyncRequest, AgentSyncResponse, ClaimedStep, LeaseIntent, TaskPlan};
 
 use crate::checklist::STARTUP_CHECKLIST;
 use crate::client::{ClientError, ControlPlane};
@@ -27,8 +30,8 @@ use crate::config::AgentConfig;
 use crate::log::log;
 use lease::{LeaseMachine, LeaseStatus, LeaseTiming};
 
-/// Tasks claimed per scheduler tick.
-pub const CLAIM_LIMIT: i64 = 5;
+/// The shortest pause between two syncs, whatever the control plane asks.
+const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChecklistEntry {
@@ -37,24 +40,50 @@ pub struct ChecklistEntry {
     pub detail: String,
 }
 
-#[derive(Debug, Default)]
-struct HeartbeatLoop {
-    next_due: Option<Instant>,
-    last_ok: Option<Instant>,
-    consecutive_failures: u32,
-    last_error: Option<String>,
+/// What the runner on this host offers: its room for steps, and where granted steps go.
+pub trait Seats {
+    fn room(&self) -> Room;
+    fn start(&self, step: ClaimedStep);
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Room {
+    /// Steps the runner can start now; 0 asks for none.
+    pub capacity: i64,
+    pub worker_kinds: Vec<String>,
+    /// Free disk is below the minimum: ask for nothing, and say so.
+    pub disk_low: bool,
+    pub step_heartbeat_ttl_sec: Option<i64>,
+}
+
+/// No runner (tests, `--run-once`): no room, nothing started.
+pub struct NoSeats;
+
+impl Seats for NoSeats {
+    fn room(&self) -> Room {
+        Room::default()
+    }
+    fn start(&self, _step: ClaimedStep) {}
 }
 
 #[derive(Debug, Default)]
-struct SchedulerLoop {
-    next_due: Option<Instant>,
-    /// Reaping is not urgent (a step's heartbeat deadline is a minute away): it runs at the
-    /// lease renewal pace, not at every scheduler tick.
-    next_reap: Option<Instant>,
-    ticks: u64,
+struct SyncLoop {
+    syncs: u64,
+    last_ok: Option<Instant>,
+    consecutive_failures: u32,
+    last_error: Option<String>,
+    /// The pace the control plane asked for last.
+    next_sync_ms: Option<i64>,
+    /// Statements the last sync took in the control plane's batch.
+    statements: usize,
+}
+
+#[derive(Debug, Default)]
+struct SchedulerStats {
     claimed: u64,
     planned: u64,
     reaped: u64,
+    granted: u64,
     last_error: Option<String>,
 }
 
@@ -62,16 +91,17 @@ pub struct Conductor<P> {
     pub config: AgentConfig,
     plane: P,
     pub lease: LeaseMachine,
-    heartbeat: HeartbeatLoop,
-    scheduler: SchedulerLoop,
+    sync: SyncLoop,
+    scheduler: SchedulerStats,
+    /// Plans of tasks this leader claimed, sent with the next sync until a verdict comes back.
+    pending_plans: Vec<TaskPlan>,
     mode: Option<SystemMode>,
     checklist: Vec<ChecklistEntry>,
     /// The term this node last acted in as leader, to log transitions.
     logged_term: Option<i64>,
-    /// Told when this node's scheduler planned tasks, so the local runner claims at once.
-    pub planned: Option<std::rc::Rc<tokio::sync::Notify>>,
-    /// When this agent started (unix seconds), reported with every heartbeat; set by `main`.
+    /// When this agent started (unix seconds), reported with every sync; set by `main`.
     pub started_at: Option<i64>,
+    pub seats: Box<dyn Seats>,
 }
 
 /// The runs directory's part of the startup checklist (`load-runs`, `reconcile-runs`), done
@@ -114,13 +144,14 @@ impl<P: ControlPlane> Conductor<P> {
             lease: LeaseMachine::new(timing, now),
             config,
             plane,
-            heartbeat: HeartbeatLoop::default(),
-            scheduler: SchedulerLoop::default(),
+            sync: SyncLoop::default(),
+            scheduler: SchedulerStats::default(),
+            pending_plans: Vec::new(),
             mode: None,
             checklist: Vec::new(),
             logged_term: None,
-            planned: None,
             started_at: None,
+            seats: Box::new(NoSeats),
         }
     }
 
@@ -132,27 +163,30 @@ impl<P: ControlPlane> Conductor<P> {
         self.checklist.push(ChecklistEntry { id, status, detail });
     }
 
-    /// The startup checklist, in order. `start-scheduler` is done only by a leader.
+    /// The startup checklist, in order. The first syncs register the controller and try the
+    /// lease without asking for steps: the runner takes steps only after it has reconciled the
+    /// runs it found. `start-scheduler` is done only by a leader.
     pub async fn startup(&mut self, now: Instant, run_once: bool, runs: &mut dyn StartupRuns) {
-        let registered = self.send_heartbeat(now).await;
-        self.check(
-            "register-controller",
-            if registered { "done" } else { "failed" },
-            match &self.heartbeat.last_error {
-                Some(error) if !registered => error.clone(),
-                _ => format!("{} as {} on {}", self.config.node_id, self.config.role, self.config.host),
-            },
-        );
         // One attempt per allowed failure when the control plane does not answer, so a single
         // cycle can tell "unreachable" (degraded) from one lost request.
+        let mut answered = false;
         for attempt in 0..self.config.renew_failure_threshold {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if self.attempt_lease(clock_now().max(now)).await {
+            if self.sync_once(clock_now().max(now), false).await {
+                answered = true;
                 break;
             }
         }
+        self.check(
+            "register-controller",
+            if answered { "done" } else { "failed" },
+            match &self.sync.last_error {
+                Some(error) if !answered => error.clone(),
+                _ => format!("{} as {} on {}", self.config.node_id, self.config.role, self.config.host),
+            },
+        );
         let lease_detail = match self.lease.status(clock_now()) {
             LeaseStatus::Leader => format!("leader in term {}", self.lease.term),
             LeaseStatus::Standby => match &self.lease.holder_id {
@@ -161,8 +195,7 @@ impl<P: ControlPlane> Conductor<P> {
             },
             LeaseStatus::Degraded => "degraded: the control plane did not answer".to_string(),
         };
-        let lease_ok = self.lease.consecutive_failures == 0;
-        self.check("acquire-lease", if lease_ok { "done" } else { "failed" }, lease_detail);
+        self.check("acquire-lease", if answered { "done" } else { "failed" }, lease_detail);
         let (status, detail) = runs.load_runs();
         self.check("load-runs", status, detail);
         let (status, detail) = runs.reconcile_runs();
@@ -171,7 +204,7 @@ impl<P: ControlPlane> Conductor<P> {
             "start-heartbeat-loop",
             if run_once { "skipped" } else { "done" },
             format!(
-                "heartbeat every {} ms, lease every {} ms",
+                "one agents.sync at the control plane's pace (at most {} ms apart; retry after {} ms)",
                 self.config.heartbeat_interval.as_millis(),
                 self.config.lease_renew_interval.as_millis()
             ),
@@ -179,71 +212,143 @@ impl<P: ControlPlane> Conductor<P> {
         let now = clock_now();
         match self.lease.leading_term(now) {
             Some(term) => {
-                self.scheduler.next_due = Some(now);
                 self.check("start-scheduler", "done", format!("leader in term {term}"));
                 if run_once {
-                    self.schedule(now).await;
+                    // One leader pass: reap and claim, then send the plans of what was claimed.
+                    self.sync_once(clock_now(), false).await;
+                    if !self.pending_plans.is_empty() {
+                        self.sync_once(clock_now(), false).await;
+                    }
                 }
             }
             None => self.check("start-scheduler", "skipped", "not the leader: a standby never schedules".into()),
         }
+        self.log_transition(clock_now());
     }
 
-    async fn send_heartbeat(&mut self, now: Instant) -> bool {
-        self.heartbeat.next_due = Some(now + self.config.heartbeat_interval);
-        let status = self.lease.status(now).as_str();
-        let request = ControllerHeartbeatRequest {
-            controller_id: self.config.node_id.clone(),
+    /// Asks for a sync at once (a run ended: the host has room, and its task's next step may be
+    /// waiting).
+    pub fn sync_soon(&mut self) {
+        self.lease.call_again_at(clock_now());
+    }
+
+    /// A sync carrying this node's facts, its lease wish, its room and its plans.
+    fn request(&self, status: &str, lease: LeaseIntent, room: Room, plans: Vec<TaskPlan>) -> AgentSyncRequest {
+        AgentSyncRequest {
+            node_id: Some(self.config.node_id.clone()),
             host: self.config.host.clone(),
             role: self.config.role,
             priority: self.config.priority,
             status: status.into(),
             version: Some(self.config.version.clone()),
             started_at: self.started_at,
-            metadata: None,
-        };
-        match self.plane.heartbeat(&request).await {
+            lease,
+            capacity: room.capacity,
+            worker_kinds: room.worker_kinds,
+            disk_low: room.disk_low,
+            heartbeat_ttl_sec: room.step_heartbeat_ttl_sec,
+            runs: Vec::new(),
+            completions: Vec::new(),
+            failures: Vec::new(),
+            logs: Vec::new(),
+            checkpoints: Vec::new(),
+            plans,
+            more_output: false,
+        }
+    }
+
+    /// One `agents.sync`; returns whether the control plane answered.
+    async fn sync_once(&mut self, now: Instant, offer_room: bool) -> bool {
+        let sent_at = self.lease.start_attempt(now);
+        let term = self.lease.leading_term(now);
+        let room = if offer_room { self.seats.room() } else { Room::default() };
+        let plans = if term.is_some() { self.pending_plans.clone() } else { Vec::new() };
+        let lease = LeaseIntent { wish: LeaseWish::Acquire, ttl_sec: self.config.lease_ttl_sec, preferred: self.config.preferred, term };
+        let request = self.request(self.lease.status(now).as_str(), lease, room, plans);
+        self.sync.syncs += 1;
+        match self.plane.sync(&request).await {
             Ok(answer) => {
-                if self.mode != Some(answer.mode) {
-                    log!("mode is {}", answer.mode);
-                }
-                self.mode = Some(answer.mode);
-                self.heartbeat.last_ok = Some(now);
-                self.heartbeat.consecutive_failures = 0;
-                self.heartbeat.last_error = None;
+                self.handle_answer(sent_at, &request, answer);
                 true
             }
             Err(error) => {
-                self.heartbeat.consecutive_failures += 1;
-                self.heartbeat.last_error = Some(short(&error));
-                log!("heartbeat failed: {}", short(&error));
+                self.lease.handle_failure();
+                self.sync.consecutive_failures += 1;
+                self.sync.last_error = Some(short(&error));
+                log!("sync failed ({} in a row): {}", self.sync.consecutive_failures, short(&error));
+                self.log_transition(clock_now().max(now));
                 false
             }
         }
     }
 
-    /// One acquire/renew call; returns whether the control plane answered.
-    async fn attempt_lease(&mut self, now: Instant) -> bool {
-        let sent_at = self.lease.start_attempt(now);
-        let request = LeaderAcquireRequest {
-            controller_id: self.config.node_id.clone(),
-            host: self.config.host.clone(),
-            ttl_sec: self.config.lease_ttl_sec,
-            preferred: self.config.preferred,
-        };
-        let answered = match self.plane.acquire(&request).await {
-            Ok(answer) => {
-                self.lease.handle_answer(sent_at, &answer);
-                true
+    fn handle_answer(&mut self, sent_at: Instant, request: &AgentSyncRequest, answer: AgentSyncResponse) {
+        self.lease.handle_answer(sent_at, &answer.lease);
+        let now = clock_now().max(sent_at);
+        self.sync.last_ok = Some(now);
+        self.sync.consecutive_failures = 0;
+        self.sync.last_error = None;
+        self.sync.next_sync_ms = Some(answer.next_sync_ms);
+        self.sync.statements = answer.statements;
+        if self.mode != Some(answer.mode) {
+            log!("mode is {}", answer.mode);
+        }
+        self.mode = Some(answer.mode);
+        let term = answer.lease.term;
+
+        // Plans: a verdict for each sent; only a deferred one goes again.
+        for (plan, verdict) in request.plans.iter().zip(&answer.plans) {
+            match verdict.verdict {
+                Verdict::Accepted => {
+                    self.scheduler.planned += 1;
+                    log!("leader write tasks.plan term={term} task={} steps={}", plan.task_id, plan.steps.len());
+                }
+                Verdict::Deferred => continue,
+                Verdict::Refused | Verdict::Stale => {
+                    let message = verdict.message.as_deref().unwrap_or("");
+                    log!("leader write tasks.plan task={} refused: {message}", plan.task_id);
+                    self.scheduler.last_error = Some(format!("tasks.plan: {message}"));
+                }
             }
-            Err(error) => {
-                self.lease.handle_failure();
-                log!("lease attempt failed ({} in a row): {}", self.lease.consecutive_failures, short(&error));
-                false
+            self.pending_plans.retain(|pending| pending.task_id != plan.task_id);
+        }
+        if answer.leader_writes == LeaderWrites::Fenced {
+            // The control plane knows better: plans made in another term will be refused, and
+            // the next leader's reaping returns their tasks to the queue.
+            if !self.pending_plans.is_empty() {
+                log!("leader writes fenced: dropping {} plan(s) of an earlier term", self.pending_plans.len());
             }
-        };
-        self.log_transition(clock_now().max(now));
-        answered
+            self.pending_plans.clear();
+            self.scheduler.last_error = Some(format!("leader writes fenced: the lease is in term {term}"));
+        }
+        if let Some(reaped) = &answer.reaped {
+            self.scheduler.reaped += reaped.reaped.len() as u64;
+            if !reaped.reaped.is_empty() || !reaped.requeued_tasks.is_empty() || !reaped.restarted_tasks.is_empty() {
+                log!(
+                    "leader write steps.reap term={term} reaped={} requeued_tasks={} restarted_tasks={}",
+                    reaped.reaped.len(),
+                    reaped.requeued_tasks.len(),
+                    reaped.restarted_tasks.len()
+                );
+            }
+        }
+        if !answer.claimed_tasks.is_empty() {
+            self.scheduler.claimed += answer.claimed_tasks.len() as u64;
+            log!("leader write tasks.claim term={term} claimed={}", answer.claimed_tasks.len());
+            for task in answer.claimed_tasks.iter().filter(|task| task.status == TaskStatus::Planning) {
+                self.pending_plans.retain(|pending| pending.task_id != task.task_id);
+                self.pending_plans.push(planner::plan(task));
+            }
+        }
+        for step in answer.granted {
+            self.scheduler.granted += 1;
+            self.seats.start(step);
+        }
+        // The control plane's pace, bounded by this agent's own: never longer than the
+        // heartbeat interval, never a busy loop.
+        let pace = Duration::from_millis(answer.next_sync_ms.max(0) as u64).clamp(MIN_SYNC_INTERVAL, self.config.heartbeat_interval);
+        self.lease.call_again_at(now + pace);
+        self.log_transition(now);
     }
 
     fn log_transition(&mut self, now: Instant) {
@@ -258,182 +363,61 @@ impl<P: ControlPlane> Conductor<P> {
                 (None, None) => {}
             }
             self.logged_term = term;
-            // Say so in the controllers list at once, not at the next heartbeat.
-            self.heartbeat.next_due = Some(now);
+            // Say so at once: the leader's writes start with the next sync, and the controllers
+            // list shows the new status.
+            self.lease.call_again_at(now);
         }
     }
 
-    /// The next instant after `now` a loop is due or the lease changes on its own.
+    /// The next instant after `now` a sync is due or the lease changes on its own.
     pub fn next_wake(&self, now: Instant) -> Instant {
-        let mut wake = self.lease.poll_timeout(now);
-        if let Some(due) = self.heartbeat.next_due {
-            wake = wake.min(due);
-        }
-        if let (Some(due), Some(_)) = (self.scheduler.next_due, self.lease.leading_term(now)) {
-            wake = wake.min(due);
-        }
-        wake
+        self.lease.poll_timeout(now)
     }
 
-    /// Runs whatever is due at `now`.
+    /// Syncs if one is due at `now`.
     pub async fn tick(&mut self, now: Instant) {
-        if self.heartbeat.next_due.is_none_or(|due| now >= due) {
-            self.send_heartbeat(now).await;
-        }
         if self.lease.attempt_due(now) {
-            self.attempt_lease(now).await;
+            self.sync_once(now, true).await;
         }
         self.log_transition(clock_now().max(now));
-        let now = clock_now().max(now);
-        if self.lease.leading_term(now).is_some() {
-            if self.scheduler.next_due.is_none_or(|due| now >= due) {
-                self.schedule(now).await;
-            }
-        } else {
-            self.scheduler.next_due = None;
-            self.scheduler.next_reap = None;
-        }
-    }
-
-    /// One scheduler pass, only while leading: reap lost steps, then (mode running) claim and
-    /// plan queued tasks. Every write carries the current term; the control plane refuses
-    /// it if the term is stale.
-    async fn schedule(&mut self, now: Instant) {
-        self.scheduler.next_due = Some(now + self.config.scheduler_interval);
-        let Some(term) = self.lease.leading_term(now) else { return };
-        self.scheduler.ticks += 1;
-        let id = self.config.node_id.clone();
-        if self.scheduler.next_reap.is_none_or(|due| now >= due) {
-            self.scheduler.next_reap = Some(now + self.config.lease_renew_interval);
-            match self.plane.reap(&StepsReapRequest { controller_id: id.clone(), term }).await {
-                Ok(reaped) => {
-                    self.scheduler.reaped += reaped.reaped.len() as u64;
-                    if !reaped.reaped.is_empty() || !reaped.requeued_tasks.is_empty() {
-                        log!(
-                            "leader write steps.reap term={term} reaped={} requeued_tasks={}",
-                            reaped.reaped.len(),
-                            reaped.requeued_tasks.len()
-                        );
-                    }
-                }
-                Err(error) => return self.scheduler_error("steps.reap", term, error),
-            }
-        }
-        if self.mode != Some(SystemMode::Running) && self.mode.is_some() {
-            return;
-        }
-        let request = TasksClaimRequest { controller_id: id.clone(), host: self.config.host.clone(), term, limit: Some(CLAIM_LIMIT) };
-        let claimed = match self.plane.claim_tasks(&request).await {
-            Ok(claimed) => claimed,
-            Err(error) => return self.scheduler_error("tasks.claim", term, error),
-        };
-        self.mode = Some(claimed.mode);
-        if claimed.tasks.is_empty() {
-            return;
-        }
-        self.scheduler.claimed += claimed.tasks.len() as u64;
-        log!("leader write tasks.claim term={term} claimed={}", claimed.tasks.len());
-        for task in claimed.tasks.iter().filter(|task| task.status == TaskStatus::Planning) {
-            let plan = planner::plan(task, &id, term);
-            match self.plane.plan(&task.task_id, &plan).await {
-                Ok(_) => {
-                    self.scheduler.planned += 1;
-                    log!("leader write tasks.plan term={term} task={} steps={}", task.task_id, plan.steps.len());
-                    if let Some(planned) = &self.planned {
-                        planned.notify_one();
-                    }
-                }
-                Err(error) => return self.scheduler_error("tasks.plan", term, error),
-            }
-        }
-    }
-
-    fn scheduler_error(&mut self, route: &str, term: i64, error: ClientError) {
-        log!("leader write {route} term={term} refused: {}", short(&error));
-        self.scheduler.last_error = Some(format!("{route}: {}", short(&error)));
-        if matches!(error.code(), Some(ErrorCode::StaleTerm | ErrorCode::NotLeader)) {
-            // The control plane knows better: stop acting until the next lease answer.
-            self.lease.handle_released();
-            self.log_transition(clock_now());
-        }
     }
 
     /// Gives the lease up if this node holds it, so a standby takes over at once.
     pub async fn shutdown(&mut self) {
-        if let Some(term) = self.lease.held_term() {
-            let request = LeaderReleaseRequest { controller_id: self.config.node_id.clone(), term: Some(term) };
-            match self.plane.release(&request).await {
-                Ok(_) => log!("lease: released term={term}"),
-                Err(error) => log!("lease: release of term={term} failed: {}", short(&error)),
-            }
-            self.lease.handle_released();
+        let Some(term) = self.lease.held_term() else { return };
+        let lease = LeaseIntent {
+            wish: LeaseWish::Release,
+            ttl_sec: self.config.lease_ttl_sec,
+            preferred: self.config.preferred,
+            term: Some(term),
+        };
+        let request = self.request("stopping", lease, Room::default(), Vec::new());
+        match self.plane.sync(&request).await {
+            Ok(answer) if answer.lease.holder_id.as_deref() != Some(self.config.node_id.as_str()) => log!("lease: released term={term}"),
+            Ok(answer) => log!("lease: release of term={term} refused; the lease is in term {}", answer.lease.term),
+            Err(error) => log!("lease: release of term={term} failed: {}", short(&error)),
         }
-    }
-
-    /// What `start --run-once --json` prints and the status server will serve.
-    pub fn snapshot(&self, now: Instant) -> Value {
-        let ago = |instant: Option<Instant>| instant.map(|instant| now.saturating_duration_since(instant).as_millis() as u64);
-        json!({
-            "node_id": self.config.node_id,
-            "host": self.config.host,
-            "role": self.config.role,
-            "preferred": self.config.preferred,
-            "lease": {
-                "state": self.lease.status(now),
-                "leader_id": self.lease.holder_id,
-                "term": self.lease.term,
-                "lease_expires_at": self.lease.lease_expires_at,
-                "last_operation": self.lease.last_operation,
-                "consecutive_failures": self.lease.consecutive_failures,
-            },
-            "mode": self.mode,
-            "loops": {
-                "heartbeat": {
-                    "interval_ms": self.config.heartbeat_interval.as_millis() as u64,
-                    "last_ok_ms_ago": ago(self.heartbeat.last_ok),
-                    "consecutive_failures": self.heartbeat.consecutive_failures,
-                    "last_error": self.heartbeat.last_error,
-                },
-                "lease": {
-                    "renew_interval_ms": self.config.lease_renew_interval.as_millis() as u64,
-                    "ttl_sec": self.config.lease_ttl_sec,
-                    "renew_failure_threshold": self.config.renew_failure_threshold,
-                },
-                "scheduler": {
-                    "interval_ms": self.config.scheduler_interval.as_millis() as u64,
-                    "active": self.lease.leading_term(now).is_some(),
-                    "ticks": self.scheduler.ticks,
-                    "claimed": self.scheduler.claimed,
-                    "planned": self.scheduler.planned,
-                    "reaped": self.scheduler.reaped,
-                    "last_error": self.scheduler.last_error,
-                },
-            },
-            "checklist": self.checklist,
-            "paths": self.config.paths,
-            "control_api_base": self.config.control_api_base,
-            "local_api": self.config.local_api,
-            "token_set": self.config.shared_token.is_some(),
-            "warnings": self.config.warnings,
-        })
+        self.lease.handle_released();
     }
 }
 
-/// Runs the conductor's loops (after [`Conductor::startup`]) until `shutdown` resolves, then
-/// releases the lease if held. `after_tick` sees the conductor after every tick (the status
-/// server publishes its snapshot from there).
+/// Runs the conductor's loop (after [`Conductor::startup`]) until `shutdown` resolves, then
+/// releases the lease if held. `wake` asks for a sync at once (a run ended); `after_tick` sees
+/// the conductor after every tick (the status server publishes its snapshot from there).
 pub async fn run<P: ControlPlane>(
     conductor: &mut Conductor<P>,
     shutdown: impl Future<Output = ()>,
+    wake: std::rc::Rc<tokio::sync::Notify>,
     mut after_tick: impl FnMut(&Conductor<P>),
 ) {
     tokio::pin!(shutdown);
     after_tick(conductor);
     loop {
-        let wake = conductor.next_wake(clock_now());
+        let wake_at = conductor.next_wake(clock_now());
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+            _ = wake.notified() => conductor.sync_soon(),
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at)) => {}
         }
         conductor.tick(clock_now()).await;
         after_tick(conductor);

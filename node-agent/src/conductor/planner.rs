@@ -6,7 +6,7 @@
 //! - then, with `constraints.deliver` `push` or `pr`, a deliver step.
 
 use shared::status::{DeliveryMode, StepKind, TaskType};
-use shared::wire::{PlannedStep, Task, TaskPlanRequest};
+use shared::wire::{PlannedStep, Task, TaskPlan};
 
 pub const PLANNER_PROVIDER: &str = "builtin";
 pub const SHELL_TIMEOUT_SEC: i64 = 1_800;
@@ -14,7 +14,7 @@ pub const AGENT_TIMEOUT_SEC: i64 = 3_600;
 pub const TEST_TIMEOUT_SEC: i64 = 900;
 pub const DELIVER_TIMEOUT_SEC: i64 = 600;
 
-pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
+pub fn plan(task: &Task) -> TaskPlan {
     // `constraints.timeout_sec`, checked by the control plane at creation, overrides the
     // defaults for every step of the task.
     let timeout = |default: i64| {
@@ -65,9 +65,8 @@ pub fn plan(task: &Task, controller_id: &str, term: i64) -> TaskPlanRequest {
         max_attempts: Some(2),
         metadata: None,
     });
-    TaskPlanRequest {
-        controller_id: controller_id.to_string(),
-        term,
+    TaskPlan {
+        task_id: task.task_id.clone(),
         planner_provider: PLANNER_PROVIDER.into(),
         planning_strategy: format!("task_type:{}", task.task_type),
         base_ref: None,

@@ -15,7 +15,8 @@
 //! - [`shipper`]: log files → ordered, idempotent chunks. Pure planning.
 //! - [`checkpoints`]: summary, git diff, log tail, test output.
 //! - [`run`]: one run's driver, from claim or adoption to its terminal state.
-//! - this file: the claim loop, startup reconciliation, the board of runs for the snapshot.
+//! - this file: the runner's room and the start of granted steps (the conductor's syncs bring
+//!   them), startup reconciliation, housekeeping, the board of runs for the snapshot.
 
 pub mod branch;
 pub mod checkpoints;
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 use shared::status::StepKind;
-use shared::wire::StepsClaimRequest;
+use shared::wire::ClaimedStep;
 use tokio::sync::{watch, Notify};
 
 use crate::client::ControlClient;
@@ -63,7 +64,6 @@ pub struct RunnerSettings {
     pub host: String,
     /// Steps this host runs at once; 0 turns the runner off.
     pub capacity: usize,
-    pub claim_interval: Duration,
     pub step_heartbeat_interval: Duration,
     pub step_heartbeat_ttl_sec: i64,
     pub ship_interval: Duration,
@@ -88,7 +88,6 @@ impl RunnerSettings {
             worker_id: config.node_id.clone(),
             host: config.host.clone(),
             capacity: config.runner.capacity,
-            claim_interval: config.runner.claim_interval,
             step_heartbeat_interval: config.runner.step_heartbeat_interval,
             // Four missed heartbeats, and never under the control plane's default minute.
             step_heartbeat_ttl_sec: (config.runner.step_heartbeat_interval.as_secs() as i64 * 4).max(60),
@@ -142,7 +141,8 @@ pub struct RunnerShared {
     pub settings: RunnerSettings,
     pub client: ControlClient,
     pub board: RefCell<BTreeMap<String, RunView>>,
-    /// Wakes the claim loop: a run ended, or this node's scheduler just planned a task.
+    /// Told when a run ends: the conductor syncs at once (the host has room, and the task's
+    /// next step may be waiting).
     pub wake: Rc<Notify>,
     /// One git operation at a time on the host's repositories: fetches and `worktree add`
     /// take locks that concurrent runs of the same repository would trip over.
@@ -151,7 +151,6 @@ pub struct RunnerShared {
     /// `Some(free bytes)` while the disk is below `min_free_disk`.
     disk_low: Cell<Option<u64>>,
     claimed_total: Cell<u64>,
-    last_claim_error: RefCell<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -179,7 +178,6 @@ impl Runner {
                 active: Cell::new(0),
                 disk_low: Cell::new(None),
                 claimed_total: Cell::new(0),
-                last_claim_error: RefCell::default(),
             }),
         }
     }
@@ -235,36 +233,20 @@ impl Runner {
         });
     }
 
-    /// Claims steps while there is room, until shutdown; then waits up to the shutdown grace
-    /// for running steps to finish. Steps still running then are left running: their output
-    /// goes on into the run directory and the next agent adopts them.
+    /// Sweeps old worktrees and run directories until shutdown (steps come from the conductor's
+    /// syncs, through [`Seats::start`]); then waits up to the shutdown grace for running steps
+    /// to finish. Steps still running then are left running: their output goes on into the run
+    /// directory and the next agent adopts them.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let settings = &self.shared.settings;
         if settings.capacity == 0 {
             log!("runner: off (capacity 0)");
         }
-        let mut next_claim = Instant::now();
-        let mut next_sweep = Instant::now();
         let sweep_every = housekeeping::sweep_interval(settings.worktree_retention, settings.runs_retention);
         while !*shutdown.borrow() {
-            if Instant::now() >= next_sweep {
-                next_sweep = Instant::now() + sweep_every;
-                self.sweep().await;
-            }
-            let free = settings.capacity.saturating_sub(self.shared.active.get());
-            if free > 0 && Instant::now() >= next_claim {
-                next_claim = Instant::now() + settings.claim_interval;
-                if self.disk_allows_claims() {
-                    self.claim(free).await;
-                }
-            }
-            // With every slot taken there is nothing to claim until a run ends, and that
-            // wakes this loop: sleeping until a `next_claim` already in the past would spin.
-            let full = self.shared.active.get() >= settings.capacity;
-            let wake = if full { next_sweep } else { next_claim.min(next_sweep) };
+            self.sweep().await;
             tokio::select! {
-                _ = tokio::time::sleep_until(wake.into()) => {}
-                _ = self.shared.wake.notified() => next_claim = Instant::now(),
+                _ = tokio::time::sleep(sweep_every) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -324,35 +306,6 @@ impl Runner {
         }
     }
 
-    async fn claim(&self, free: usize) {
-        let settings = &self.shared.settings;
-        let request = StepsClaimRequest {
-            worker_id: settings.worker_id.clone(),
-            host: settings.host.clone(),
-            capacity: Some(free as i64),
-            worker_kinds: Some(settings.worker_kinds()),
-            heartbeat_ttl_sec: Some(settings.step_heartbeat_ttl_sec),
-        };
-        match self.shared.client.claim_steps(&request).await {
-            Ok(claimed) => {
-                *self.shared.last_claim_error.borrow_mut() = None;
-                for step in claimed.steps {
-                    log!("runner: claimed {} (run {}, attempt {})", step.step.step_id, step.run_id, step.attempt);
-                    self.shared.claimed_total.set(self.shared.claimed_total.get() + 1);
-                    let shared = self.shared.clone();
-                    self.start_driver(async move { run::prepare(&shared, step).await });
-                }
-            }
-            Err(error) => {
-                let text = error.to_string();
-                if self.shared.last_claim_error.borrow().as_deref() != Some(text.as_str()) {
-                    log!("runner: claiming steps failed: {text}");
-                }
-                *self.shared.last_claim_error.borrow_mut() = Some(text);
-            }
-        }
-    }
-
     pub fn snapshot(&self) -> Value {
         let board = self.shared.board.borrow();
         let (finished, in_flight): (Vec<&RunView>, Vec<&RunView>) = board.values().partition(|view| view.phase.is_terminal());
@@ -377,10 +330,33 @@ impl Runner {
             "claimed_total": self.shared.claimed_total.get(),
             "worker_kinds": settings.worker_kinds(),
             "agent_command_set": settings.agent_command.is_some(),
-            "last_claim_error": *self.shared.last_claim_error.borrow(),
             "runs": in_flight.iter().map(|view| with_cpu(view)).collect::<Vec<Value>>(),
             "recent": recent,
         })
+    }
+}
+
+/// The conductor asks the runner for its room before each sync and hands it the steps the
+/// control plane granted.
+impl crate::conductor::Seats for Runner {
+    fn room(&self) -> crate::conductor::Room {
+        let settings = &self.shared.settings;
+        let free = settings.capacity.saturating_sub(self.shared.active.get());
+        // The disk is measured only when there is room to fill.
+        let disk_low = free > 0 && !self.disk_allows_claims();
+        crate::conductor::Room {
+            capacity: if disk_low { 0 } else { free as i64 },
+            worker_kinds: settings.worker_kinds(),
+            disk_low,
+            step_heartbeat_ttl_sec: Some(settings.step_heartbeat_ttl_sec),
+        }
+    }
+
+    fn start(&self, step: ClaimedStep) {
+        log!("runner: claimed {} (run {}, attempt {})", step.step.step_id, step.run_id, step.attempt);
+        self.shared.claimed_total.set(self.shared.claimed_total.get() + 1);
+        let shared = self.shared.clone();
+        self.start_driver(async move { run::prepare(&shared, step).await });
     }
 }
 

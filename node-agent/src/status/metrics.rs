@@ -38,11 +38,13 @@ pub fn render(snapshot: &Value) -> String {
     metric("baa_lease_consecutive_failures", "gauge", "Failed lease calls in a row.", number(&lease["consecutive_failures"]));
     metric("baa_fleet_paused", "gauge", "1 while the fleet is paused.", f64::from(u8::from(snapshot["mode"] == "paused")));
     metric("baa_fleet_draining", "gauge", "1 while the fleet drains.", f64::from(u8::from(snapshot["mode"] == "draining")));
+    metric("baa_syncs_total", "counter", "agents.sync calls this agent made.", number(&loops["sync"]["syncs"]));
+    metric("baa_sync_consecutive_failures", "gauge", "Failed agents.sync calls in a row.", number(&loops["sync"]["consecutive_failures"]));
     metric(
-        "baa_heartbeat_consecutive_failures",
+        "baa_sync_next_ms",
         "gauge",
-        "Failed controller heartbeats in a row.",
-        number(&loops["heartbeat"]["consecutive_failures"]),
+        "The pace the control plane asked for last (next_sync_ms).",
+        number(&loops["sync"]["next_sync_ms"]),
     );
     metric("baa_scheduler_claimed_total", "counter", "Tasks claimed by this node's scheduler.", number(&loops["scheduler"]["claimed"]));
     metric("baa_scheduler_planned_total", "counter", "Tasks planned by this node's scheduler.", number(&loops["scheduler"]["planned"]));
@@ -54,7 +56,7 @@ pub fn render(snapshot: &Value) -> String {
     );
     metric("baa_runner_capacity", "gauge", "Steps this host runs at once.", number(&runner["capacity"]));
     metric("baa_runner_active_runs", "gauge", "Runs this host is running or settling.", number(&runner["active"]));
-    metric("baa_runner_claimed_total", "counter", "Steps claimed by this host's runner.", number(&runner["claimed_total"]));
+    metric("baa_runner_claimed_total", "counter", "Steps granted to this host's runner.", number(&runner["claimed_total"]));
     let runs = runner["runs"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(text, "# HELP baa_run_output_bytes Bytes a run in flight has written, by stream.\n# TYPE baa_run_output_bytes gauge");
     for run in &runs {

@@ -133,14 +133,15 @@ pub fn render(snapshot: &Value) -> String {
     }
     let loops = &snapshot["loops"];
     html.push_str(&format!(
-        "<p class=\"muted\">heartbeat: {} failure(s) in a row, last error {} · scheduler: {} planned, {} reaped, last error {} · runner: {} claimed, last error {} · refreshed every {REFRESH_SEC} s · <a href=\"/v1/status\">JSON</a> · <a href=\"/metrics\">metrics</a></p>",
-        text(&loops["heartbeat"]["consecutive_failures"]),
-        text(&loops["heartbeat"]["last_error"]),
+        "<p class=\"muted\">sync: {} made, next in {} ms, {} failure(s) in a row, last error {} · scheduler: {} planned, {} reaped, last error {} · runner: {} steps started · refreshed every {REFRESH_SEC} s · <a href=\"/v1/status\">JSON</a> · <a href=\"/metrics\">metrics</a></p>",
+        text(&loops["sync"]["syncs"]),
+        text(&loops["sync"]["next_sync_ms"]),
+        text(&loops["sync"]["consecutive_failures"]),
+        text(&loops["sync"]["last_error"]),
         text(&loops["scheduler"]["planned"]),
         text(&loops["scheduler"]["reaped"]),
         text(&loops["scheduler"]["last_error"]),
         text(&runner["claimed_total"]),
-        text(&runner["last_claim_error"]),
     ));
     html.push_str("</body></html>");
     html

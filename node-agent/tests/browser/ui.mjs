@@ -64,7 +64,7 @@ const agentLog = fs.openSync(path.join(dir, "agent.log"), "a");
 const agent = spawn(
   agentBin,
   ["start", "--embedded", "--control-listen", control, "--local-api", status, "--host", "mini", "--runtime-root", root,
-   "--scheduler-interval-ms", "300", "--claim-interval-ms", "300", "--step-heartbeat-interval-ms", "500"],
+   "--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500"],
   { env: { HOME: dir, PATH: process.env.PATH }, stdio: ["ignore", agentLog, agentLog] },
 );
 const failures = [];

@@ -1,0 +1,96 @@
+//! The real control plane in memory, for the drivers' tests: the same `Core` on SQLite in
+//! memory, its clock following tokio's (paused, virtual) clock, called without a socket. It can
+//! be cut off (every call unreachable) to play an outage.
+
+use std::cell::Cell;
+
+use control_worker::core::clock::{ManualClock, SeededRandom};
+use control_worker::core::config::Config;
+use control_worker::core::http::ApiRequest;
+use control_worker::core::Core;
+use control_worker::native::SqliteDb;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use shared::wire::{AgentSyncRequest, AgentSyncResponse};
+use tokio::time::Instant;
+
+use crate::client::{ClientError, ControlPlane};
+
+pub const SERVICE_TOKEN: &str = "memory-service-token";
+pub const ADMIN_TOKEN: &str = "memory-admin-token";
+/// The control plane's unix time when the test starts.
+pub const START: i64 = 1_800_000_000;
+
+pub struct MemoryPlane {
+    pub core: Core<SqliteDb, ManualClock, SeededRandom>,
+    /// When the control plane's clock read [`START`].
+    pub started: Instant,
+    down: Cell<bool>,
+    /// Syncs that reached the control plane.
+    pub syncs: Cell<u64>,
+}
+
+impl MemoryPlane {
+    /// A fresh control plane with `settings` (`CONTROL_API_*` names) on top of the test tokens.
+    pub fn new(settings: &[(&str, &str)]) -> MemoryPlane {
+        let mut pairs = vec![("BAA_SHARED_TOKEN", SERVICE_TOKEN), ("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN_TOKEN)];
+        pairs.extend_from_slice(settings);
+        let (config, _) = Config::from_pairs(&pairs).expect("test configuration");
+        let db = SqliteDb::open_in_memory().expect("in-memory SQLite");
+        MemoryPlane {
+            core: Core::new(db, ManualClock::new(START), SeededRandom::new(7), config),
+            started: Instant::now(),
+            down: Cell::new(false),
+            syncs: Cell::new(0),
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.set(down);
+    }
+
+    /// The control plane's clock follows tokio's, in whole seconds as in production.
+    fn tick_clock(&self) {
+        self.core.clock.set(START + (Instant::now() - self.started).as_secs() as i64);
+    }
+
+    /// Calls a route as `token`; the envelope's data, or its error.
+    pub async fn call<T: DeserializeOwned>(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Result<T, ClientError> {
+        self.tick_clock();
+        let request = ApiRequest {
+            method: method.into(),
+            path: path.into(),
+            headers: vec![("authorization".into(), format!("Bearer {token}")), ("content-type".into(), "application/json".into())],
+            body: body.map(|body| body.to_string().into_bytes()).unwrap_or_default(),
+            ..ApiRequest::default()
+        };
+        let response = self.core.handle(request).await;
+        let envelope: Value = serde_json::from_slice(&response.body).map_err(|error| ClientError::Decode(error.to_string()))?;
+        if envelope["ok"] == Value::Bool(true) {
+            return serde_json::from_value(envelope["data"].clone()).map_err(|error| ClientError::Decode(error.to_string()));
+        }
+        Err(ClientError::api(response.status, envelope["error"].as_str().unwrap_or(""), envelope["message"].as_str().unwrap_or("")))
+    }
+
+    /// Creates a shell task; returns its id.
+    pub async fn create_task(&self, title: &str) -> String {
+        let body = serde_json::json!({"repo": "/srv/repo", "task_type": "shell", "title": title, "goal": "true"});
+        let created: Value = self.call("POST", "/v1/tasks", ADMIN_TOKEN, Some(body)).await.expect("task created");
+        created["task_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn task(&self, task_id: &str) -> Value {
+        self.call("GET", &format!("/v1/tasks/{task_id}"), ADMIN_TOKEN, None).await.expect("task read")
+    }
+}
+
+impl ControlPlane for &MemoryPlane {
+    async fn sync(&self, request: &AgentSyncRequest) -> Result<AgentSyncResponse, ClientError> {
+        if self.down.get() {
+            return Err(ClientError::Unreachable("connection refused".into()));
+        }
+        self.syncs.set(self.syncs.get() + 1);
+        let body = serde_json::to_value(request).map_err(|error| ClientError::Decode(error.to_string()))?;
+        self.call("POST", "/v1/agents/sync", SERVICE_TOKEN, Some(body)).await
+    }
+}
