@@ -145,35 +145,3 @@ impl ControlPlane for ControlClient {
         self.post("/v1/agents/sync", request, false).await
     }
 }
-
-/// The runner's calls. Completing, failing, heartbeats, logs and checkpoints are idempotent
-/// for the same run (the control plane answers a repeat as it answered the first), so they
-/// are retried.
-impl ControlClient {
-    pub async fn step_heartbeat(&self, step_id: &str, request: &StepHeartbeatRequest) -> Result<StepHeartbeatResponse, ClientError> {
-        self.post(&format!("/v1/steps/{step_id}/heartbeat"), request, true).await
-    }
-
-    pub async fn step_logs(&self, step_id: &str, request: &StepLogsRequest) -> Result<StepLogsStored, ClientError> {
-        self.post(&format!("/v1/steps/{step_id}/logs"), request, true).await
-    }
-
-    pub async fn step_checkpoint(&self, step_id: &str, request: &CheckpointRequest) -> Result<CheckpointStored, ClientError> {
-        self.post(&format!("/v1/steps/{step_id}/checkpoint"), request, true).await
-    }
-
-    pub async fn step_complete(&self, step_id: &str, request: &StepCompleteRequest) -> Result<StepSettled, ClientError> {
-        self.post(&format!("/v1/steps/{step_id}/complete"), request, true).await
-    }
-
-    pub async fn step_fail(&self, step_id: &str, request: &StepFailRequest) -> Result<StepSettled, ClientError> {
-        self.post(&format!("/v1/steps/{step_id}/fail"), request, true).await
-    }
-}
-
-impl ClientError {
-    /// The control plane answered and will answer the same again: retrying cannot help.
-    pub fn is_final(&self) -> bool {
-        !self.is_transient()
-    }
-}

@@ -101,15 +101,12 @@ fn start(mut config: AgentConfig) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // A sync ends well before the next retry is due; the runner's uploads may take longer.
-    let timeout = (config.lease_renew_interval * 4 / 5).max(std::time::Duration::from_millis(200));
-    let clients = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, timeout).and_then(|conductor_client| {
-        let runner_client =
-            client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, std::time::Duration::from_secs(30))?;
-        Ok((conductor_client, runner_client))
-    });
-    let (conductor_client, runner_client) = match clients {
-        Ok(clients) => clients,
+    // One sync at a time, carrying up to about 2 MB of output: a third of the lease's TTL, so
+    // a leader's retries still fall before its local deadline.
+    let timeout = (std::time::Duration::from_secs(config.lease_ttl_sec as u64) / 3)
+        .clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(10));
+    let conductor_client = match client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, timeout) {
+        Ok(client) => client,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(1);
@@ -158,7 +155,7 @@ fn start(mut config: AgentConfig) -> ExitCode {
                 }
             }
         }
-        let runner = runner::Runner::new(runner::RunnerSettings::from_config(&config), runner_client);
+        let runner = runner::Runner::new(runner::RunnerSettings::from_config(&config));
         let run_once = config.run_once;
         let runs_dir = config.paths.runs.clone();
         let local_api = config.local_api.clone();

@@ -230,7 +230,7 @@ fn logs_written_during_an_outage_arrive_once_and_in_order() {
     unique.dedup();
     assert_eq!(unique.len(), seqs.len(), "no chunk twice");
     assert_numbered_lines(&plane.log_text(&task_id, "stdout"), LINES);
-    assert!(agent.log_text().contains("log upload failed"), "the outage was felt: {}", agent.log_text());
+    assert!(agent.log_text().contains("sync failed"), "the outage was felt: {}", agent.log_text());
     eprintln!("outage: {before} lines shipped before, {LINES} after, in {} chunks", chunks.len());
 }
 

@@ -1,6 +1,8 @@
 //! The `Db` trait on D1. Numbers cross into JavaScript as doubles, so integers are checked to
 //! stay within ±2^53; rows come back as objects and whole numbers become integers again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use control_worker::core::db::{Db, DbError, Row, Statement, Value, MAX_SAFE_INTEGER};
 use serde_json::{Map, Value as Json};
 use worker::wasm_bindgen::JsValue;
@@ -52,9 +54,23 @@ fn from_json(value: Json) -> Value {
     }
 }
 
+/// D1's own count of rows read and written, summed over the statements run since the last
+/// [`take_usage`] (what Cloudflare bills; read only by the opt-in usage headers of the glue).
+static ROWS_READ: AtomicU64 = AtomicU64::new(0);
+static ROWS_WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// `(rows read, rows written)` since the last call, as D1 reported them.
+pub fn take_usage() -> (u64, u64) {
+    (ROWS_READ.swap(0, Ordering::Relaxed), ROWS_WRITTEN.swap(0, Ordering::Relaxed))
+}
+
 fn rows(result: &D1Result) -> Result<Vec<Row>, DbError> {
     if let Some(error) = result.error() {
         return Err(DbError::Backend(error));
+    }
+    if let Ok(Some(meta)) = result.meta() {
+        ROWS_READ.fetch_add(meta.rows_read.unwrap_or(0) as u64, Ordering::Relaxed);
+        ROWS_WRITTEN.fetch_add(meta.rows_written.unwrap_or(0) as u64, Ordering::Relaxed);
     }
     let objects: Vec<Map<String, Json>> = result.results().map_err(backend)?;
     Ok(objects

@@ -15,6 +15,9 @@ use crate::test_clock::{self, EdgeClock};
 
 /// The D1 binding name, as in `wrangler.toml`.
 const DATABASE_BINDING: &str = "CONTROL_DB";
+/// With this var `true` (tests and benchmarks only), every answer carries D1's own count of
+/// the rows the request read and wrote: `x-test-d1-rows-read`, `x-test-d1-rows-written`.
+pub const D1_USAGE_ENV_VAR: &str = "CONTROL_API_TEST_ONLY_D1_USAGE";
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -49,7 +52,9 @@ fn to_worker(response: ApiResponse) -> worker::Result<Response> {
 pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<Response> {
     let api_request = read_request(request).await?;
     let (method, path) = (api_request.method.clone(), api_request.path.clone());
-    let response = match Config::from_lookup(|name| lookup(&env, name)) {
+    let d1_usage = lookup(&env, D1_USAGE_ENV_VAR).as_deref() == Some("true");
+    crate::d1::take_usage();
+    let mut response = match Config::from_lookup(|name| lookup(&env, name)) {
         Ok((config, warnings)) => {
             let manual_clock = lookup(&env, test_clock::ENV_VAR).as_deref() == Some("true");
             if !WARNED.swap(true, Ordering::Relaxed) {
@@ -73,6 +78,11 @@ pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Res
         }
         Err(error) => unconfigured(&api_request, format!("configuration: {error}")),
     };
+    if d1_usage {
+        let (read, written) = crate::d1::take_usage();
+        response.headers.push(("x-test-d1-rows-read".into(), read.to_string()));
+        response.headers.push(("x-test-d1-rows-written".into(), written.to_string()));
+    }
     // Only faults are logged: Cloudflare records every request itself (`wrangler tail`, request
     // logs), and a console line per request costs milliseconds under `wrangler dev`.
     if let Some(note) = &response.log_note {

@@ -6,15 +6,18 @@
 //! - [`server`]: the HTTP/1.1 server (hyper): the accept loop, its connection cap and back-off.
 //! - [`connection`]: one connection within the limits; requests screened before their body.
 //! - [`limits`]: header, body and idle timeouts, the connection cap; defaults and overrides.
+//! - [`meter`]: requests per route and rows written, for the budget benchmark.
 
 pub mod connection;
 pub mod limits;
+pub mod meter;
 pub mod migrate;
 pub mod server;
 pub mod sqlite;
 pub mod system;
 
 pub use limits::ServerLimits;
+pub use meter::Meter;
 pub use server::{serve, serve_with, start_in_thread, RunningServer, ServerOptions};
 pub use sqlite::SqliteDb;
 pub use system::{os_random, shutdown_signal, SystemClock};

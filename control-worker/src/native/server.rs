@@ -33,13 +33,22 @@ pub struct ServerOptions {
     pub limits: ServerLimits,
     /// Write one access log line per request to stderr.
     pub access_log: bool,
+    /// Count requests and rows written (the budget benchmark).
+    pub meter: Option<std::sync::Arc<super::Meter>>,
 }
 
 impl ServerOptions {
     /// A server on a free loopback port, default limits, without access log: what tests and
     /// benchmarks run.
     pub fn loopback(db_path: PathBuf, config: Config) -> ServerOptions {
-        ServerOptions { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db_path, config, limits: ServerLimits::default(), access_log: false }
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db_path,
+            config,
+            limits: ServerLimits::default(),
+            access_log: false,
+            meter: None,
+        }
     }
 }
 
@@ -68,6 +77,37 @@ pub async fn serve<C, R>(
         async move { core.screen(&head, declared_length).await }
     };
     serve_with(listener, handler, screen, limits, access_log, shutdown).await
+}
+
+/// [`serve`], counting each request by route and the rows its database wrote.
+async fn serve_metered<C, R>(
+    listener: TcpListener,
+    core: Rc<Core<SqliteDb, C, R>>,
+    limits: ServerLimits,
+    meter: std::sync::Arc<super::Meter>,
+    shutdown: impl Future<Output = ()>,
+) where
+    C: Clock + 'static,
+    R: Random + 'static,
+{
+    let handler = {
+        let core = core.clone();
+        move |request: ApiRequest| {
+            let (core, meter) = (core.clone(), meter.clone());
+            async move {
+                meter.count_request(&request.method, &request.path);
+                let before = core.db.total_changes();
+                let response = core.handle(request).await;
+                meter.count_rows_written(core.db.total_changes().saturating_sub(before));
+                response
+            }
+        }
+    };
+    let screen = move |head: ApiRequest, declared_length: Option<u64>| {
+        let core = core.clone();
+        async move { core.screen(&head, declared_length).await }
+    };
+    serve_with(listener, handler, screen, limits, false, shutdown).await
 }
 
 /// How long the accept loop waits after the `failures`-th accept error in a row (out of file
@@ -225,10 +265,13 @@ where
                 let addr = listener.local_addr().unwrap_or(options.listen);
                 let _ = ready_tx.send(Ok(addr));
                 let core = Rc::new(Core::new(db, clock, random, options.config));
-                serve(listener, core, options.limits, options.access_log, async {
+                let shutdown = async {
                     let _ = shutdown_rx.await;
-                })
-                .await;
+                };
+                match options.meter {
+                    None => serve(listener, core, options.limits, options.access_log, shutdown).await,
+                    Some(meter) => serve_metered(listener, core, options.limits, meter, shutdown).await,
+                }
             });
         })
         .map_err(|error| format!("spawning the server thread: {error}"))?;

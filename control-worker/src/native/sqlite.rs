@@ -25,6 +25,11 @@ impl SqliteDb {
         Self::configure(connection)
     }
 
+    /// Rows inserted, updated or deleted through this connection since it opened.
+    pub fn total_changes(&self) -> u64 {
+        self.connection.borrow().total_changes()
+    }
+
     pub fn open_in_memory() -> Result<SqliteDb, DbError> {
         Self::configure(Connection::open_in_memory().map_err(backend)?)
     }

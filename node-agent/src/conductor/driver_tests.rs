@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::wire::ClaimedStep;
+use shared::wire::{AgentSyncResponse, ClaimedStep};
 use tokio::time::Instant;
 
 use super::lease::LeaseStatus;
@@ -15,6 +15,7 @@ use super::memory_plane::MemoryPlane;
 use super::{clock_now, Conductor, CountRuns, Room, Seats};
 use crate::cli::RawArgs;
 use crate::config::AgentConfig;
+use crate::runner::outbox::RunReports;
 
 fn no_runs() -> CountRuns {
     CountRuns(std::path::PathBuf::from("/nonexistent/baa-runs"), 0)
@@ -47,6 +48,13 @@ impl Seats for RecordingSeats {
     }
     fn start(&self, step: ClaimedStep) {
         self.started.borrow_mut().push(step);
+    }
+    fn reports(&self) -> RunReports {
+        RunReports::default()
+    }
+    fn settle(&self, _sent: &RunReports, _answer: &AgentSyncResponse) {}
+    fn busy(&self) -> bool {
+        false
     }
 }
 

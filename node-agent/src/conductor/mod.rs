@@ -23,12 +23,25 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use shared::status::{LeaderWrites, LeaseWish, SystemMode, TaskStatus, Verdict};
 use shared::wire::{AgentSyncRequest, AgentSyncResponse, ClaimedStep, LeaseIntent, TaskPlan};
+use shared::ErrorCode;
 
 use crate::checklist::STARTUP_CHECKLIST;
 use crate::client::{ClientError, ControlPlane};
 use crate::config::AgentConfig;
 use crate::log::log;
+use crate::runner::outbox::RunReports;
 use lease::{LeaseMachine, LeaseStatus, LeaseTiming};
+
+/// What a sync asks and carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncKind {
+    /// Registration and the lease before the runs are reconciled: no room, no reports.
+    Startup,
+    /// Every tick: the lease, the room, the runs' reports, the plans.
+    Tick,
+    /// After the lease was given up on shutdown: the runs' reports only, while they settle.
+    Draining,
+}
 
 /// The shortest pause between two syncs, whatever the control plane asks.
 const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
@@ -40,10 +53,17 @@ pub struct ChecklistEntry {
     pub detail: String,
 }
 
-/// What the runner on this host offers: its room for steps, and where granted steps go.
+/// What the runner on this host offers each sync: its room for steps, what its runs have to
+/// report; and where granted steps and verdicts go.
 pub trait Seats {
     fn room(&self) -> Room;
     fn start(&self, step: ClaimedStep);
+    /// The run items for this sync (they stay with the runner until settled).
+    fn reports(&self) -> RunReports;
+    /// The verdicts on what `sent` carried.
+    fn settle(&self, sent: &RunReports, answer: &AgentSyncResponse);
+    /// Runs are still going or settling.
+    fn busy(&self) -> bool;
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,6 +84,13 @@ impl Seats for NoSeats {
         Room::default()
     }
     fn start(&self, _step: ClaimedStep) {}
+    fn reports(&self) -> RunReports {
+        RunReports::default()
+    }
+    fn settle(&self, _sent: &RunReports, _answer: &AgentSyncResponse) {}
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Default)]
@@ -174,7 +201,7 @@ impl<P: ControlPlane> Conductor<P> {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if self.sync_once(clock_now().max(now), false).await {
+            if self.sync_once(clock_now().max(now), SyncKind::Startup).await {
                 answered = true;
                 break;
             }
@@ -215,9 +242,9 @@ impl<P: ControlPlane> Conductor<P> {
                 self.check("start-scheduler", "done", format!("leader in term {term}"));
                 if run_once {
                     // One leader pass: reap and claim, then send the plans of what was claimed.
-                    self.sync_once(clock_now(), false).await;
+                    self.sync_once(clock_now(), SyncKind::Startup).await;
                     if !self.pending_plans.is_empty() {
-                        self.sync_once(clock_now(), false).await;
+                        self.sync_once(clock_now(), SyncKind::Startup).await;
                     }
                 }
             }
@@ -232,8 +259,9 @@ impl<P: ControlPlane> Conductor<P> {
         self.lease.call_again_at(clock_now());
     }
 
-    /// A sync carrying this node's facts, its lease wish, its room and its plans.
-    fn request(&self, status: &str, lease: LeaseIntent, room: Room, plans: Vec<TaskPlan>) -> AgentSyncRequest {
+    /// A sync carrying this node's facts, its lease wish, its room, its plans and its runs'
+    /// reports.
+    fn request(&self, status: &str, lease: LeaseIntent, room: Room, plans: Vec<TaskPlan>, reports: RunReports) -> AgentSyncRequest {
         AgentSyncRequest {
             node_id: Some(self.config.node_id.clone()),
             host: self.config.host.clone(),
@@ -247,27 +275,31 @@ impl<P: ControlPlane> Conductor<P> {
             worker_kinds: room.worker_kinds,
             disk_low: room.disk_low,
             heartbeat_ttl_sec: room.step_heartbeat_ttl_sec,
-            runs: Vec::new(),
-            completions: Vec::new(),
-            failures: Vec::new(),
-            logs: Vec::new(),
-            checkpoints: Vec::new(),
+            runs: reports.runs,
+            completions: reports.completions,
+            failures: reports.failures,
+            logs: reports.logs,
+            checkpoints: reports.checkpoints,
             plans,
-            more_output: false,
+            more_output: reports.more_output,
         }
     }
 
     /// One `agents.sync`; returns whether the control plane answered.
-    async fn sync_once(&mut self, now: Instant, offer_room: bool) -> bool {
+    async fn sync_once(&mut self, now: Instant, kind: SyncKind) -> bool {
         let sent_at = self.lease.start_attempt(now);
         let term = self.lease.leading_term(now);
-        let room = if offer_room { self.seats.room() } else { Room::default() };
+        let room = if kind == SyncKind::Tick { self.seats.room() } else { Room::default() };
+        let reports = if kind == SyncKind::Startup { RunReports::default() } else { self.seats.reports() };
         let plans = if term.is_some() { self.pending_plans.clone() } else { Vec::new() };
-        let lease = LeaseIntent { wish: LeaseWish::Acquire, ttl_sec: self.config.lease_ttl_sec, preferred: self.config.preferred, term };
-        let request = self.request(self.lease.status(now).as_str(), lease, room, plans);
+        let wish = if kind == SyncKind::Draining { LeaseWish::Keep } else { LeaseWish::Acquire };
+        let lease = LeaseIntent { wish, ttl_sec: self.config.lease_ttl_sec, preferred: self.config.preferred, term };
+        let status = if kind == SyncKind::Draining { "stopping" } else { self.lease.status(now).as_str() };
+        let request = self.request(status, lease, room, plans, reports.clone());
         self.sync.syncs += 1;
         match self.plane.sync(&request).await {
             Ok(answer) => {
+                self.seats.settle(&reports, &answer);
                 self.handle_answer(sent_at, &request, answer);
                 true
             }
@@ -275,7 +307,13 @@ impl<P: ControlPlane> Conductor<P> {
                 self.lease.handle_failure();
                 self.sync.consecutive_failures += 1;
                 self.sync.last_error = Some(short(&error));
-                log!("sync failed ({} in a row): {}", self.sync.consecutive_failures, short(&error));
+                let hint = match error.code() {
+                    Some(ErrorCode::UnknownToken | ErrorCode::MissingBearerToken | ErrorCode::Forbidden) => {
+                        " (check --shared-token: the control plane does not accept it for this node)"
+                    }
+                    _ => "",
+                };
+                log!("sync failed ({} in a row): {}{hint}", self.sync.consecutive_failures, short(&error));
                 self.log_transition(clock_now().max(now));
                 false
             }
@@ -377,9 +415,25 @@ impl<P: ControlPlane> Conductor<P> {
     /// Syncs if one is due at `now`.
     pub async fn tick(&mut self, now: Instant) {
         if self.lease.attempt_due(now) {
-            self.sync_once(now, true).await;
+            self.sync_once(now, SyncKind::Tick).await;
         }
         self.log_transition(clock_now().max(now));
+    }
+
+    /// After the lease was given up: syncs the runs' reports while they settle, for at most the
+    /// runner's shutdown grace (runs still going then are adopted by the next agent).
+    pub async fn drain(&mut self, wake: std::rc::Rc<tokio::sync::Notify>) {
+        let deadline = clock_now() + self.config.runner.shutdown_grace;
+        while self.seats.busy() && clock_now() < deadline {
+            if self.lease.attempt_due(clock_now()) {
+                self.sync_once(clock_now(), SyncKind::Draining).await;
+            }
+            let wake_at = self.lease.poll_timeout(clock_now()).min(deadline);
+            tokio::select! {
+                _ = wake.notified() => self.sync_soon(),
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at)) => {}
+            }
+        }
     }
 
     /// Gives the lease up if this node holds it, so a standby takes over at once.
@@ -391,7 +445,7 @@ impl<P: ControlPlane> Conductor<P> {
             preferred: self.config.preferred,
             term: Some(term),
         };
-        let request = self.request("stopping", lease, Room::default(), Vec::new());
+        let request = self.request("stopping", lease, Room::default(), Vec::new(), RunReports::default());
         match self.plane.sync(&request).await {
             Ok(answer) if answer.lease.holder_id.as_deref() != Some(self.config.node_id.as_str()) => log!("lease: released term={term}"),
             Ok(answer) => log!("lease: release of term={term} refused; the lease is in term {}", answer.lease.term),
@@ -423,5 +477,7 @@ pub async fn run<P: ControlPlane>(
         after_tick(conductor);
     }
     conductor.shutdown().await;
+    after_tick(conductor);
+    conductor.drain(wake).await;
     after_tick(conductor);
 }

@@ -14,7 +14,12 @@
 //! - [`outcome`]: how a run ended. Pure.
 //! - [`shipper`]: log files → ordered, idempotent chunks. Pure planning.
 //! - [`checkpoints`]: summary, git diff, log tail, test output.
-//! - [`run`]: one run's driver, from claim or adoption to its terminal state.
+//! - [`outbox`]: what the runs tell the control plane, waiting for the next sync, and the
+//!   verdicts that came back. No I/O.
+//! - [`start`]: a claimed step prepared and started, or a run adopted after a restart.
+//! - [`run`]: one run's state and driver, from start or adoption to its terminal state.
+//! - [`report`]: what a run puts in the outbox (heartbeat, output, checkpoints, outcome), and
+//!   what it does with the verdicts.
 //! - this file: the runner's room and the start of granted steps (the conductor's syncs bring
 //!   them), startup reconciliation, housekeeping, the board of runs for the snapshot.
 
@@ -25,11 +30,14 @@ pub mod delivery;
 pub mod housekeeping;
 pub mod ladder;
 pub mod mirror;
+pub mod outbox;
 pub mod outcome;
 pub mod process;
+pub mod report;
 pub mod run;
 pub mod run_dir;
 pub mod shipper;
+pub mod start;
 pub mod worktree;
 
 use std::cell::{Cell, RefCell};
@@ -44,7 +52,6 @@ use shared::status::StepKind;
 use shared::wire::ClaimedStep;
 use tokio::sync::{watch, Notify};
 
-use crate::client::ControlClient;
 use crate::config::AgentConfig;
 use crate::log::log;
 use run_dir::{read_json, RunPhase, RunState};
@@ -139,15 +146,20 @@ pub struct RunView {
 
 pub struct RunnerShared {
     pub settings: RunnerSettings,
-    pub client: ControlClient,
     pub board: RefCell<BTreeMap<String, RunView>>,
-    /// Told when a run ends: the conductor syncs at once (the host has room, and the task's
-    /// next step may be waiting).
+    /// What the runs have to tell the control plane, and what came back.
+    pub outbox: RefCell<outbox::Outbox>,
+    /// Told when a run's process ends or a run has something to report: the conductor syncs at
+    /// once (the host has room, and the task's next step may be waiting).
     pub wake: Rc<Notify>,
+    /// Told when verdicts came back: every run looks at its news.
+    pub news: Notify,
     /// One git operation at a time on the host's repositories: fetches and `worktree add`
     /// take locks that concurrent runs of the same repository would trip over.
     pub git_lock: tokio::sync::Mutex<()>,
     active: Cell<usize>,
+    /// Runs whose process has ended and that are only settling: they hold no slot.
+    exited: Cell<usize>,
     /// `Some(free bytes)` while the disk is below `min_free_disk`.
     disk_low: Cell<Option<u64>>,
     claimed_total: Cell<u64>,
@@ -167,15 +179,17 @@ pub struct Reconciled {
 }
 
 impl Runner {
-    pub fn new(settings: RunnerSettings, client: ControlClient) -> Runner {
+    pub fn new(settings: RunnerSettings) -> Runner {
         Runner {
             shared: Rc::new(RunnerShared {
                 settings,
-                client,
                 board: RefCell::default(),
+                outbox: RefCell::default(),
                 wake: Rc::new(Notify::new()),
+                news: Notify::new(),
                 git_lock: tokio::sync::Mutex::new(()),
                 active: Cell::new(0),
+                exited: Cell::new(0),
                 disk_low: Cell::new(None),
                 claimed_total: Cell::new(0),
             }),
@@ -197,7 +211,7 @@ impl Runner {
     pub fn reconcile(&self, unfinished: &[PathBuf]) -> Reconciled {
         let mut reconciled = Reconciled::default();
         for root in unfinished {
-            match run::adopt(&self.shared, root) {
+            match start::adopt(&self.shared, root) {
                 Ok(active) => {
                     if active.view().phase == RunPhase::Running {
                         reconciled.adopted += 1;
@@ -341,7 +355,10 @@ impl Runner {
 impl crate::conductor::Seats for Runner {
     fn room(&self) -> crate::conductor::Room {
         let settings = &self.shared.settings;
-        let free = settings.capacity.saturating_sub(self.shared.active.get());
+        // A run whose process has ended holds no slot while it settles: the next step (of its
+        // own task, often) can be granted in the very sync that carries its outcome.
+        let holding = self.shared.active.get().saturating_sub(self.shared.exited.get());
+        let free = settings.capacity.saturating_sub(holding);
         // The disk is measured only when there is room to fill.
         let disk_low = free > 0 && !self.disk_allows_claims();
         crate::conductor::Room {
@@ -352,11 +369,24 @@ impl crate::conductor::Seats for Runner {
         }
     }
 
+    fn reports(&self) -> outbox::RunReports {
+        self.shared.outbox.borrow().take()
+    }
+
+    fn settle(&self, sent: &outbox::RunReports, answer: &shared::wire::AgentSyncResponse) {
+        self.shared.outbox.borrow_mut().settle(sent, answer);
+        self.shared.news.notify_waiters();
+    }
+
+    fn busy(&self) -> bool {
+        self.shared.active.get() > 0
+    }
+
     fn start(&self, step: ClaimedStep) {
         log!("runner: claimed {} (run {}, attempt {})", step.step.step_id, step.run_id, step.attempt);
         self.shared.claimed_total.set(self.shared.claimed_total.get() + 1);
         let shared = self.shared.clone();
-        self.start_driver(async move { run::prepare(&shared, step).await });
+        self.start_driver(async move { start::prepare(&shared, step).await });
     }
 }
 

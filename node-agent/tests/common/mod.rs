@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use control_worker::core::config::Config;
-use control_worker::native::{os_random, start_in_thread, RunningServer, ServerOptions, SystemClock};
+use control_worker::native::{os_random, start_in_thread, Meter, RunningServer, ServerOptions, SystemClock};
 use serde_json::Value;
 
 pub const ADMIN: &str = "agent-test-admin-token";
@@ -51,6 +51,8 @@ pub struct ControlPlane {
     pub addr: SocketAddr,
     settings: Vec<(String, String)>,
     server: Option<RunningServer>,
+    /// Requests and rows written, when started with [`ControlPlane::start_metered`].
+    pub meter: Option<std::sync::Arc<Meter>>,
 }
 
 fn config(settings: &[(String, String)]) -> Config {
@@ -69,7 +71,17 @@ impl ControlPlane {
         let settings: Vec<(String, String)> = settings.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         let db = dir.join("control.db");
         let server = start_in_thread(ServerOptions::loopback(db.clone(), config(&settings)), SystemClock, os_random()).unwrap();
-        ControlPlane { db, addr: server.addr, settings, server: Some(server) }
+        ControlPlane { db, addr: server.addr, settings, server: Some(server), meter: None }
+    }
+
+    /// Counting requests per route and rows written (the budget benchmark).
+    pub fn start_metered(dir: &Path, settings: &[(&str, &str)]) -> ControlPlane {
+        let settings: Vec<(String, String)> = settings.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        let db = dir.join("control.db");
+        let meter = std::sync::Arc::new(Meter::default());
+        let options = ServerOptions { meter: Some(meter.clone()), ..ServerOptions::loopback(db.clone(), config(&settings)) };
+        let server = start_in_thread(options, SystemClock, os_random()).unwrap();
+        ControlPlane { db, addr: server.addr, settings, server: Some(server), meter: Some(meter) }
     }
 
     pub fn base(&self) -> String {

@@ -1,0 +1,205 @@
+//! How a run begins: a claimed step prepared (run directory, worktree, command) and its
+//! process started, or a run left by an earlier agent adopted.
+
+use std::path::Path;
+
+use serde_json::json;
+use shared::status::StepKind;
+use shared::wire::{ClaimedStep, RunFailure};
+
+use super::command::{self, CommandError, TemplateValues};
+use super::process::{self, StepCommand};
+use super::run::ActiveRun;
+use super::run_dir::{read_json, write_json_atomic, RunDir, RunMeta, RunPhase, RunState};
+use super::shipper::ShipCursor;
+use super::{delivery, worktree};
+use super::{wall_ms, RunnerShared};
+use crate::log::log;
+
+/// Prepares a claimed step (run directory, worktree, command) and starts its process.
+pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Option<ActiveRun> {
+    let settings = &shared.settings;
+    let (task, step) = (&claimed.task, &claimed.step);
+    let now = wall_ms();
+    let dir = RunDir::new(&settings.runs_dir, &task.task_id, &claimed.run_id);
+    let worktree_path = settings.worktrees_dir.join(&task.task_id);
+    let mut meta = RunMeta {
+        task_id: task.task_id.clone(),
+        step_id: step.step_id.clone(),
+        run_id: claimed.run_id.clone(),
+        attempt: claimed.attempt,
+        step_index: step.step_index,
+        step_kind: step.step_kind,
+        worker_kind: step.worker_kind.clone(),
+        title: step.title.clone(),
+        timeout_sec: step.timeout_sec,
+        worker_id: settings.worker_id.clone(),
+        host: settings.host.clone(),
+        repo: task.repo.clone(),
+        base_ref: task.base_ref.clone(),
+        branch_name: task.branch_name.clone(),
+        worktree: worktree_path.clone(),
+        base_sha: None,
+        base_commit: task.base_commit.clone(),
+        base_branch: None,
+        task_title: task.title.clone(),
+        deliver_remote: (step.step_kind == StepKind::Deliver).then(|| delivery::remote(task).to_string()),
+        shell_command: None,
+        prepared_at_ms: now,
+    };
+    if let Err(error) = dir.create() {
+        // Without a run directory nothing can be kept: say so and let the retry policy decide.
+        log!("run {}: cannot create {}: {error}", claimed.run_id, dir.root.display());
+        shared.outbox.borrow_mut().put_failure(RunFailure {
+            step_id: step.step_id.clone(),
+            run_id: claimed.run_id.clone(),
+            error: format!("the runner could not create its run directory: {error}"),
+            ..RunFailure::default()
+        });
+        shared.wake.notify_one();
+        return None;
+    }
+    dir.event(now, "run_prepared", json!({"task_id": task.task_id, "step_id": step.step_id, "attempt": claimed.attempt, "worker_id": settings.worker_id, "host": settings.host}));
+    let mut failure: Option<(RunPhase, String)> = None;
+    let request = worktree::WorktreeRequest {
+        repo: &task.repo,
+        mirrors_dir: &settings.mirrors_dir,
+        worktrees_dir: &settings.worktrees_dir,
+        task_id: &task.task_id,
+        branch: &task.branch_name,
+        base_ref: &task.base_ref,
+        base_commit: task.base_commit.as_deref(),
+        first_step: step.step_index == 0,
+    };
+    let prepared = {
+        let _git = shared.git_lock.lock().await;
+        worktree::prepare(&request).await
+    };
+    match prepared {
+        Ok(worktree) => {
+            meta.base_sha = Some(worktree.start_commit);
+            meta.base_commit = Some(worktree.base_commit);
+            meta.base_branch = worktree.base_branch;
+        }
+        Err(error) => {
+            failure = Some((if error.is_permanent() { RunPhase::Blocked } else { RunPhase::Failed }, format!("worktree: {error}")))
+        }
+    }
+    if failure.is_none() {
+        let (goal_file, worktree_text, run_dir_text) = (
+            dir.goal().to_string_lossy().into_owned(),
+            worktree_path.to_string_lossy().into_owned(),
+            dir.root.to_string_lossy().into_owned(),
+        );
+        let values = TemplateValues {
+            goal_file: &goal_file,
+            worktree: &worktree_text,
+            task_id: &task.task_id,
+            step_id: &step.step_id,
+            run_id: &claimed.run_id,
+            run_dir: &run_dir_text,
+        };
+        let command = match step.step_kind {
+            StepKind::Deliver => match delivery::command(task, &meta, &dir, settings.pr_command.as_deref()).await {
+                Ok(command) => Some(command),
+                Err(error) => {
+                    failure = Some((RunPhase::Blocked, error.to_string()));
+                    None
+                }
+            },
+            _ => step.command.clone(),
+        };
+        match command::shell_command(step.step_kind, &step.step_id, command.as_deref(), settings.agent_command.as_deref(), &values) {
+            Ok(shell_command) => meta.shell_command = Some(shell_command),
+            Err(error @ CommandError::NoAgentTemplate) => failure = Some((RunPhase::Blocked, error.to_string())),
+            Err(error) => failure = Some((RunPhase::Failed, error.to_string())),
+        }
+        if step.step_kind == StepKind::Agent {
+            let goal = step.prompt.clone().unwrap_or_else(|| task.goal.clone());
+            if let Err(error) = super::run_dir::write_atomic(&dir.goal(), goal.as_bytes()) {
+                failure = Some((RunPhase::Failed, format!("writing the goal file: {error}")));
+            }
+        }
+    }
+    if let Err(error) = write_json_atomic(&dir.meta(), &meta) {
+        log!("run {}: writing meta.json: {error}", meta.run_id);
+    }
+    let mut run = ActiveRun::new(dir, meta, RunState::prepared(now), ShipCursor::default());
+    run.save_state();
+    if let Some((phase, message)) = failure {
+        run.end_without_process(phase, message);
+        return Some(run);
+    }
+    let mut env = vec![
+        ("BAA_TASK_ID", run.meta.task_id.clone()),
+        ("BAA_STEP_ID", run.meta.step_id.clone()),
+        ("BAA_RUN_ID", run.meta.run_id.clone()),
+        ("BAA_ATTEMPT", run.meta.attempt.to_string()),
+        ("BAA_WORKTREE", run.meta.worktree.to_string_lossy().into_owned()),
+        ("BAA_RUN_DIR", run.dir.root.to_string_lossy().into_owned()),
+        ("BAA_ARTIFACTS_DIR", run.dir.artifacts().to_string_lossy().into_owned()),
+    ];
+    if run.meta.step_kind == StepKind::Agent {
+        env.push(("BAA_GOAL_FILE", run.dir.goal().to_string_lossy().into_owned()));
+    }
+    let (stdout, stderr, exit_status) = (run.dir.stdout_log(), run.dir.stderr_log(), run.dir.exit_status());
+    let shell_command = run.meta.shell_command.clone().unwrap_or_default();
+    let spawned = process::spawn(&StepCommand {
+        shell_command: &shell_command,
+        worktree: &run.meta.worktree,
+        stdout: &stdout,
+        stderr: &stderr,
+        exit_status: &exit_status,
+        env,
+    });
+    match spawned {
+        Ok(child) => {
+            let started = wall_ms();
+            let pid = child.id().map(|pid| pid as i32);
+            run.state.pid = pid;
+            run.state.process_identity = pid.and_then(crate::platform::process_start);
+            run.state.started_at_ms = Some(started);
+            run.state.deadline_at_ms = Some(started + run.meta.timeout_sec.max(1) * 1_000);
+            run.state.status = RunPhase::Running;
+            run.last_output_at_ms = started;
+            run.child = Some(child);
+            run.save_state();
+            run.dir.event(
+                started,
+                "worker_started",
+                json!({"pid": pid, "timeout_sec": run.meta.timeout_sec, "worktree": run.meta.worktree}),
+            );
+        }
+        Err(error) => run.end_without_process(RunPhase::Failed, format!("could not start the process: {error}")),
+    }
+    Some(run)
+}
+
+/// Picks up a run left by an earlier agent. A live process is adopted; a run that never got
+/// its process is settled as failed; everything else resumes where `state.json` says.
+pub(super) fn adopt(shared: &RunnerShared, root: &Path) -> Result<ActiveRun, String> {
+    let meta: RunMeta = read_json(&root.join("meta.json")).map_err(|error| format!("no readable meta.json: {error}"))?;
+    if meta.worker_id != shared.settings.worker_id {
+        return Err(format!("run of worker {}, not of this node ({})", meta.worker_id, shared.settings.worker_id));
+    }
+    let dir = RunDir { root: root.to_path_buf() };
+    let state: RunState = read_json(&dir.state()).unwrap_or_else(|_| RunState::prepared(meta.prepared_at_ms));
+    let cursor: ShipCursor = read_json(&dir.ship()).unwrap_or_default();
+    let mut run = ActiveRun::new(dir, meta, state, cursor);
+    let now = wall_ms();
+    match run.state.status {
+        RunPhase::Prepared => run.end_without_process(RunPhase::Failed, "the agent stopped before the step's process started".into()),
+        RunPhase::Running => {
+            let pid = run.state.pid.unwrap_or(0);
+            let same_process = process::is_alive(pid)
+                && match (&run.state.process_identity, crate::platform::process_start(pid)) {
+                    (Some(recorded), Some(now)) => *recorded == now,
+                    _ => true,
+                };
+            run.process_gone = !same_process;
+            run.dir.event(now, "run_adopted", json!({"pid": pid, "alive": same_process, "worker_id": run.meta.worker_id}));
+        }
+        _ => run.dir.event(now, "run_resumed", json!({"phase": run.state.status.as_str()})),
+    }
+    Ok(run)
+}
