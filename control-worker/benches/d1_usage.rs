@@ -13,11 +13,14 @@
 #[path = "../tests/api/client.rs"]
 #[allow(dead_code)]
 mod client;
+#[path = "support/wrangler_dev.rs"]
+mod wrangler_dev;
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use wrangler_dev::{free_port, root, start, worker_dev, Server};
 
 use serde_json::{json, Value};
 
@@ -25,59 +28,11 @@ const ADMIN: &str = "bench-admin-token";
 const SERVICE: &str = "bench-service-token";
 const FINISHED_TASKS: u64 = 10_000;
 
-struct Server {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// A free port below the kernel's ephemeral range, which workerd's internal sockets use.
-fn free_port() -> u16 {
-    (20_000..30_000).find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()).unwrap()
-}
-
-fn start(state: &Path, log: &Path) -> Server {
+fn start_worker(state: &Path, log: &Path) -> Server {
     let port = free_port();
-    let log = std::fs::File::create(log).unwrap();
-    let mut command = Command::new(root().join("scripts/worker-dev"));
-    command
-        .arg(port.to_string())
-        .env("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN)
-        .env("BAA_SHARED_TOKEN", SERVICE)
-        .env("CONTROL_API_TEST_ONLY_D1_USAGE", "true")
-        .env("BAA_WORKER_STATE_DIR", state)
-        .env("BAA_WORKER_PREBUILT", "1")
-        .env("BAA_WORKER_LOG_LEVEL", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0);
-    let server = Server { base: format!("http://127.0.0.1:{port}"), child: command.spawn().unwrap() };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Ok(mut connection) = client::Connection::open(&server.base) {
-            if connection.send("GET", "/healthz", &[], b"", false).is_ok_and(|response| response.status == 200) {
-                return server;
-            }
-        }
-        assert!(Instant::now() < deadline, "the worker did not start; see its log");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut command = worker_dev(port, state);
+    command.env("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN).env("BAA_SHARED_TOKEN", SERVICE).env("CONTROL_API_TEST_ONLY_DB_USAGE", "true");
+    start(command, port, log)
 }
 
 /// 10,000 finished tasks, each with one succeeded step and its run, straight into the local D1.
@@ -159,7 +114,7 @@ fn main() {
     let syncs: usize = std::env::var("BAA_D1_USAGE_SYNCS").ok().and_then(|value| value.parse().ok()).unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let server = start(&state, &dir.path().join("worker.log"));
+    let server = start_worker(&state, &dir.path().join("worker.log"));
     seed(&state);
     let mut connection = client::Connection::open(&server.base).unwrap();
     let (_, _, first) = call(&mut connection, "/v1/agents/sync", SERVICE, &sync_body("mini-main", "mini", None));

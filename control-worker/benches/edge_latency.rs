@@ -7,11 +7,13 @@
 #[path = "../tests/api/client.rs"]
 #[allow(dead_code)]
 mod client;
+#[path = "support/wrangler_dev.rs"]
+mod wrangler_dev;
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use wrangler_dev::{free_port, root, start, worker_dev, Server};
 
 use serde_json::{json, Value};
 
@@ -19,48 +21,6 @@ const ADMIN: &str = "bench-admin-token";
 const SERVICE: &str = "bench-service-token";
 const REQUESTS: usize = 600;
 const BLOCK: usize = 50;
-
-struct Server {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// A free port below the kernel's ephemeral range, which workerd's internal sockets use.
-fn free_port() -> u16 {
-    (20_000..30_000).find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()).unwrap()
-}
-
-fn start(mut command: Command, port: u16, log: &Path) -> Server {
-    let log = std::fs::File::create(log).unwrap();
-    command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).process_group(0);
-    let server = Server { base: format!("http://127.0.0.1:{port}"), child: command.spawn().unwrap() };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Ok(mut connection) = client::Connection::open(&server.base) {
-            if connection.send("GET", "/healthz", &[], b"", false).is_ok_and(|response| response.status == 200) {
-                return server;
-            }
-        }
-        assert!(Instant::now() < deadline, "a worker did not start; see its log");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// POSTs `body` (or GETs when it is null) and returns the latency and the parsed answer.
 fn post(connection: &mut client::Connection, path: &str, token: &str, body: &Value) -> (Duration, Value) {
@@ -113,14 +73,8 @@ fn main() {
     let root = root();
     let dir = tempfile::tempdir().unwrap();
     let rust_port = free_port();
-    let mut rust_command = Command::new(root.join("scripts/worker-dev"));
-    rust_command
-        .arg(rust_port.to_string())
-        .env("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN)
-        .env("BAA_SHARED_TOKEN", SERVICE)
-        .env("BAA_WORKER_STATE_DIR", dir.path().join("rust"))
-        .env("BAA_WORKER_PREBUILT", "1")
-        .env("BAA_WORKER_LOG_LEVEL", "warn");
+    let mut rust_command = worker_dev(rust_port, &dir.path().join("rust"));
+    rust_command.env("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN).env("BAA_SHARED_TOKEN", SERVICE);
     let rust = start(rust_command, rust_port, &dir.path().join("rust.log"));
     let js_port = free_port();
     let js_state = dir.path().join("js");

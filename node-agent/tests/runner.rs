@@ -338,3 +338,57 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A control plane that accepts connections and never answers holds nothing up: a step past
+/// its timeout that ignores SIGTERM is killed within the kill grace and a second, whatever the
+/// network does (the run driver never waits on it; its reports wait in the outbox).
+#[test]
+fn a_control_plane_that_never_answers_does_not_delay_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git_repo(dir.path());
+    let mut plane = ControlPlane::start(dir.path());
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--kill-grace-ms", "1000");
+    agent.spawn();
+    let goal = "trap '' TERM; echo started; while true; do sleep 0.2; done";
+    let task_id = plane.create_task(shell_task(&repo, "stubborn", goal, json!({"constraints": {"timeout_sec": 3}})));
+    let detail = wait_step_running(&plane, &task_id, Duration::from_secs(20));
+    let run_id = detail["steps"][0]["current_run_id"].as_str().unwrap().to_string();
+    let state_file = agent.run_dir(&task_id, &run_id).join("state.json");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let (pid, started_ms) = (state["pid"].as_i64().unwrap(), state["started_at_ms"].as_i64().unwrap() as u64);
+
+    // The control plane goes; in its place, a listener that takes every connection and says
+    // nothing, ever.
+    let address = plane.addr;
+    plane.stop();
+    let black_hole = std::net::TcpListener::bind(address).unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for connection in black_hole.incoming().flatten() {
+            keep.lock().unwrap().push(connection);
+        }
+    });
+
+    // Timeout 3 s, then SIGTERM (ignored), then SIGKILL after the 1 s grace.
+    let limit = Duration::from_millis(3_000 + 1_000 + 1_000);
+    let group_alive = || {
+        std::process::Command::new("kill")
+            .args(["-0", "--", &format!("-{pid}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    while group_alive() {
+        let elapsed = Duration::from_millis(wall_ms().saturating_sub(started_ms));
+        assert!(elapsed <= limit + Duration::from_secs(5), "the step's group still lives {elapsed:?} after it started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone_after = Duration::from_millis(wall_ms().saturating_sub(started_ms));
+    assert!(gone_after <= limit, "the step's group went {gone_after:?} after it started (timeout 3 s, grace 1 s)");
+    assert!(!held.lock().unwrap().is_empty(), "the agent did try the silent control plane");
+    let events = std::fs::read_to_string(agent.run_dir(&task_id, &run_id).join("worker.log")).unwrap();
+    assert!(events.contains("SIGKILL"), "{events}");
+    eprintln!("stubborn step gone {gone_after:?} after it started, with the control plane silent");
+}

@@ -17,7 +17,7 @@ use crate::test_clock::{self, EdgeClock};
 const DATABASE_BINDING: &str = "CONTROL_DB";
 /// With this var `true` (tests and benchmarks only), every answer carries D1's own count of
 /// the rows the request read and wrote: `x-test-d1-rows-read`, `x-test-d1-rows-written`.
-pub const D1_USAGE_ENV_VAR: &str = "CONTROL_API_TEST_ONLY_D1_USAGE";
+pub const D1_USAGE_ENV_VAR: &str = "CONTROL_API_TEST_ONLY_DB_USAGE";
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 

@@ -19,6 +19,18 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// A call of `path` with a bearer `token` and a JSON body, as an in-process caller (a test,
+    /// a benchmark, an in-memory control plane) makes it.
+    pub fn json(method: &str, path: &str, token: &str, body: Option<&serde_json::Value>) -> ApiRequest {
+        ApiRequest {
+            method: method.into(),
+            path: path.into(),
+            headers: vec![("authorization".into(), format!("Bearer {token}")), ("content-type".into(), "application/json".into())],
+            body: body.map(|body| body.to_string().into_bytes()).unwrap_or_default(),
+            ..ApiRequest::default()
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }

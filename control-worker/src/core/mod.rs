@@ -10,9 +10,11 @@
 //! - [`records`]: column lists and row decoders.
 //! - [`controllers`], [`lease`], [`tasks`], [`steps`], [`reap`], [`system`]: the handlers and
 //!   their SQL.
+//! - [`planning`]: the leader's claim and plan of tasks, fenced by term.
 //! - [`sync`]: `agents.sync`, one batch carrying what those handlers do for one agent tick.
-//! - [`run_reports`]: what a runner reports about its runs, and its claims: validation and
-//!   statements shared by the step routes and `agents.sync`.
+//! - [`run_reports`]: what a runner reports about its runs: validation and statements shared
+//!   by the step routes and `agents.sync`.
+//! - [`grants`]: a host's claim of ready steps (`steps.claim`, and the grant of a sync).
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
 //! - [`settle`]: the statements that settle failed and lost attempts by that policy, in one batch.
 //! - [`console`]: the admin console page and script, served at `/`.
@@ -27,9 +29,11 @@ pub mod console;
 pub mod controllers;
 pub mod db;
 pub mod error;
+pub mod grants;
 pub mod http;
 pub mod input;
 pub mod lease;
+pub mod planning;
 pub mod reap;
 pub mod records;
 pub mod retry;
@@ -261,8 +265,8 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::TasksList => tasks::list(self, call).await,
             Action::TasksRead => tasks::read(self, call).await,
             Action::TasksCancel => tasks::cancel(self, call).await,
-            Action::TasksClaim => tasks::claim(self, call).await,
-            Action::TasksPlan => tasks::plan(self, call).await,
+            Action::TasksClaim => planning::claim(self, call).await,
+            Action::TasksPlan => planning::plan(self, call).await,
             Action::TasksLogsRead => tasks::read_logs(self, call).await,
             Action::StepsClaim => steps::claim(self, call).await,
             Action::StepsHeartbeat => steps::heartbeat(self, call).await,

@@ -13,9 +13,10 @@ use shared::ErrorCode;
 use super::clock::{Clock, Random};
 use super::db::{Db, Row, Statement};
 use super::error::{ApiError, ApiResult};
+use super::grants::{self, ClaimAsk, MAX_CLAIM_CAPACITY};
 use super::input::{Fields, MAX_SHORT_TEXT_LEN};
 use super::records::{self, checkpoint_columns, run_columns, step_columns};
-use super::run_reports::{self as reports, CheckpointOutcome, ClaimAsk, MAX_CLAIM_CAPACITY, MAX_HEARTBEAT_TTL_SEC};
+use super::run_reports::{self as reports, CheckpointOutcome, MAX_HEARTBEAT_TTL_SEC};
 use super::system::SELECT_MODE_SQL;
 use super::{Call, Core, Reply};
 
@@ -97,10 +98,10 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     };
     let claim_token = core.new_id("claim");
     let mut statements = vec![Statement::new(SELECT_MODE_SQL, vec![])];
-    statements.extend(reports::claim_statements(&ask, &claim_token, call.now));
+    statements.extend(grants::claim_statements(&ask, &claim_token, call.now));
     let results = core.db.batch(statements).await?;
     let mode = records::first(&results[0], records::mode)?.unwrap_or(SystemMode::Running);
-    Reply::ok(&StepsClaimed { steps: reports::claimed_steps(&results, 1)?, mode })
+    Reply::ok(&StepsClaimed { steps: grants::claimed_steps(&results, 1)?, mode })
 }
 
 pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {

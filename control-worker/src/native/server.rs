@@ -65,26 +65,17 @@ pub async fn serve<C, R>(
     C: Clock + 'static,
     R: Random + 'static,
 {
-    let handler = {
-        let core = core.clone();
-        move |request: ApiRequest| {
-            let core = core.clone();
-            async move { core.handle(request).await }
-        }
-    };
-    let screen = move |head: ApiRequest, declared_length: Option<u64>| {
-        let core = core.clone();
-        async move { core.screen(&head, declared_length).await }
-    };
-    serve_with(listener, handler, screen, limits, access_log, shutdown).await
+    serve_counted(listener, core, limits, access_log, None, shutdown).await
 }
 
-/// [`serve`], counting each request by route and the rows its database wrote.
-async fn serve_metered<C, R>(
+/// [`serve`], counting each request by route and the rows its database wrote when a meter is
+/// given.
+async fn serve_counted<C, R>(
     listener: TcpListener,
     core: Rc<Core<SqliteDb, C, R>>,
     limits: ServerLimits,
-    meter: std::sync::Arc<super::Meter>,
+    access_log: bool,
+    meter: Option<std::sync::Arc<super::Meter>>,
     shutdown: impl Future<Output = ()>,
 ) where
     C: Clock + 'static,
@@ -95,6 +86,7 @@ async fn serve_metered<C, R>(
         move |request: ApiRequest| {
             let (core, meter) = (core.clone(), meter.clone());
             async move {
+                let Some(meter) = meter else { return core.handle(request).await };
                 meter.count_request(&request.method, &request.path);
                 let before = core.db.total_changes();
                 let response = core.handle(request).await;
@@ -107,7 +99,7 @@ async fn serve_metered<C, R>(
         let core = core.clone();
         async move { core.screen(&head, declared_length).await }
     };
-    serve_with(listener, handler, screen, limits, false, shutdown).await
+    serve_with(listener, handler, screen, limits, access_log, shutdown).await
 }
 
 /// How long the accept loop waits after the `failures`-th accept error in a row (out of file
@@ -268,10 +260,7 @@ where
                 let shutdown = async {
                     let _ = shutdown_rx.await;
                 };
-                match options.meter {
-                    None => serve(listener, core, options.limits, options.access_log, shutdown).await,
-                    Some(meter) => serve_metered(listener, core, options.limits, meter, shutdown).await,
-                }
+                serve_counted(listener, core, options.limits, options.access_log, options.meter, shutdown).await;
             });
         })
         .map_err(|error| format!("spawning the server thread: {error}"))?;

@@ -47,13 +47,7 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
     let mut plans = BTreeMap::new();
     let mut call = |route: &'static str, method: &str, path: &str, token: &str, body: Option<Value>| -> Value {
         core.db.reset();
-        let request = ApiRequest {
-            method: method.into(),
-            path: path.into(),
-            headers: vec![("authorization".into(), format!("Bearer {token}")), ("content-type".into(), "application/json".into())],
-            body: body.map(|body| body.to_string().into_bytes()).unwrap_or_default(),
-            ..ApiRequest::default()
-        };
+        let request = ApiRequest::json(method, path, token, body.as_ref());
         let response = runtime.block_on(core.handle(request));
         let answer: Value = serde_json::from_slice(&response.body).unwrap();
         assert!(response.status < 300, "{route}: {answer}");

@@ -57,13 +57,7 @@ impl MemoryPlane {
     /// Calls a route as `token`; the envelope's data, or its error.
     pub async fn call<T: DeserializeOwned>(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Result<T, ClientError> {
         self.tick_clock();
-        let request = ApiRequest {
-            method: method.into(),
-            path: path.into(),
-            headers: vec![("authorization".into(), format!("Bearer {token}")), ("content-type".into(), "application/json".into())],
-            body: body.map(|body| body.to_string().into_bytes()).unwrap_or_default(),
-            ..ApiRequest::default()
-        };
+        let request = ApiRequest::json(method, path, token, body.as_ref());
         let response = self.core.handle(request).await;
         let envelope: Value = serde_json::from_slice(&response.body).map_err(|error| ClientError::Decode(error.to_string()))?;
         if envelope["ok"] == Value::Bool(true) {

@@ -169,6 +169,10 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
                 "worker_started",
                 json!({"pid": pid, "timeout_sec": run.meta.timeout_sec, "worktree": run.meta.worktree}),
             );
+            // Say so at once: the step shows `running`, and the base commit is recorded, with
+            // the next sync rather than after the idle interval.
+            super::report::heartbeat(shared, &mut run);
+            shared.wake.notify_one();
         }
         Err(error) => run.end_without_process(RunPhase::Failed, format!("could not start the process: {error}")),
     }

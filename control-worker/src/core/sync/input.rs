@@ -7,11 +7,12 @@ use shared::status::LeaseWish;
 use super::super::controllers::{controller_facts, ControllerFacts};
 use super::super::db::MAX_SAFE_INTEGER;
 use super::super::error::{ApiError, ApiResult};
+use super::super::grants::MAX_CLAIM_CAPACITY;
 use super::super::input::Fields;
 use super::super::lease::MAX_TTL_SEC;
+use super::super::planning::{plan_input, PlanInput};
+use super::super::run_reports::MAX_HEARTBEAT_TTL_SEC;
 use super::super::run_reports::{self as reports, Beat, CheckpointUpload, Completion, FailureReport, LogUpload};
-use super::super::run_reports::{MAX_CLAIM_CAPACITY, MAX_HEARTBEAT_TTL_SEC};
-use super::super::tasks::{plan_input, PlanInput};
 use super::super::Call;
 
 /// Items of one kind in one sync, at most.

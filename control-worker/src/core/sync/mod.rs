@@ -27,13 +27,14 @@ use super::clock::{Clock, Random};
 use super::controllers::sync_upsert;
 use super::db::{Db, Row, Statement};
 use super::error::{ApiError, ApiResult};
+use super::grants::{self, ClaimAsk};
 use super::input::Fields;
 use super::lease::{acquire_statements, acquired, empty_lease, release_statements, SELECT_LEASE_SQL};
+use super::planning::{claim_tasks_statement, plan_statements};
 use super::reap::{reap_statements, reaped, ReapStatements};
 use super::records;
-use super::run_reports::{self as reports, CheckpointOutcome, ClaimAsk};
+use super::run_reports::{self as reports, CheckpointOutcome};
 use super::system::SELECT_MODE_SQL;
-use super::tasks::{claim_tasks_statement, plan_statements};
 use super::{Call, Core, Reply};
 use input::RunItem;
 use pace::{next_sync_ms, PaceFacts};
@@ -195,7 +196,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             worker_kinds: input.worker_kinds.clone(),
             heartbeat_ttl_sec: input.heartbeat_ttl_sec,
         };
-        batch.push(reports::claim_statements(&ask, &core.new_id("claim"), now))
+        batch.push(grants::claim_statements(&ask, &core.new_id("claim"), now))
     });
     let statement_count = batch.statements.len();
     debug_assert!(statement_count <= MAX_SYNC_STATEMENTS);
@@ -304,7 +305,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         _ => (Vec::new(), None),
     };
     let granted = match grant_at {
-        Some(at) => reports::claimed_steps(&results, at)?,
+        Some(at) => grants::claimed_steps(&results, at)?,
         None => Vec::new(),
     };
 
