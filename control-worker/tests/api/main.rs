@@ -10,6 +10,7 @@
 //! - `lease`: the leader lease table, hand-over, fencing, concurrent acquirers.
 //! - `deliverable`: SPEC §11: repo and deliver validation, one host per task, result, read shape, lost host.
 //! - `lifecycle`: the whole chain, retries, failures, cancel, pause and drain, idempotency.
+//! - `openapi`: docs/openapi.json, generated from the route table and the wire types.
 //! - `races`: concurrent step claimers, late completion from a reaped attempt.
 //! - `process`: the `control-local` binary: restart on an existing database, signals, logs.
 //! - `round_trips`: database round trips per route (hot routes: exactly one).
@@ -27,6 +28,7 @@ mod edge;
 mod hostile;
 mod lease;
 mod lifecycle;
+mod openapi;
 mod process;
 mod races;
 mod round_trips;

@@ -8,6 +8,7 @@ use super::*;
 use crate::status::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LeaseIntent {
     pub wish: LeaseWish,
     pub ttl_sec: i64,
@@ -22,6 +23,7 @@ pub struct LeaseIntent {
 
 /// One run this host holds: a step heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunBeat {
     pub step_id: String,
     pub run_id: String,
@@ -33,6 +35,7 @@ pub struct RunBeat {
 
 /// A finished run that succeeded: what `steps.complete` carries, with its step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunCompletion {
     pub step_id: String,
     pub run_id: String,
@@ -46,6 +49,7 @@ pub struct RunCompletion {
 
 /// A finished run that failed: what `steps.fail` carries, with its step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunFailure {
     pub step_id: String,
     pub run_id: String,
@@ -64,6 +68,7 @@ pub struct RunFailure {
 
 /// Log chunks of one run: what `steps.logs` carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunLogs {
     pub step_id: String,
     pub run_id: String,
@@ -72,6 +77,7 @@ pub struct RunLogs {
 
 /// One checkpoint of one run: what `steps.checkpoint` carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunCheckpoint {
     pub step_id: String,
     pub run_id: String,
@@ -85,6 +91,7 @@ pub struct RunCheckpoint {
 
 /// The leader's plan of a task it claimed: what `tasks.plan` carries, with its task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskPlan {
     pub task_id: String,
     pub planner_provider: String,
@@ -97,6 +104,7 @@ pub struct TaskPlan {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AgentSyncRequest {
     /// The node: its controller id and its worker id. A node-bound token fills it in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +147,7 @@ pub struct AgentSyncRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ItemVerdict {
     /// The run id, or the task id for a plan.
     pub id: String,
@@ -176,6 +185,7 @@ impl ItemVerdict {
 
 /// The lease as this sync left it, for the caller.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LeaseDecision {
     pub is_leader: bool,
     pub operation: LeaseOperation,
@@ -187,6 +197,7 @@ pub struct LeaseDecision {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AgentSyncResponse {
     pub node_id: String,
     pub lease: LeaseDecision,

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use crate::status::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ControllerHeartbeatRequest {
     pub controller_id: String,
     pub host: String,
@@ -21,6 +22,7 @@ pub struct ControllerHeartbeatRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Controller {
     pub controller_id: String,
     pub host: String,
@@ -37,6 +39,7 @@ pub struct Controller {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ControllerHeartbeatResponse {
     pub controller: Controller,
     /// The fleet mode at the time of the heartbeat, so agents learn of pause and drain.
@@ -44,12 +47,14 @@ pub struct ControllerHeartbeatResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ControllersList {
     pub controllers: Vec<Controller>,
     pub liveness_window_sec: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LeaderAcquireRequest {
     pub controller_id: String,
     pub host: String,
@@ -59,6 +64,7 @@ pub struct LeaderAcquireRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Lease {
     pub lease_name: String,
     pub holder_id: Option<String>,
@@ -71,6 +77,7 @@ pub struct Lease {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LeaderAcquireResponse {
     pub holder_id: Option<String>,
     pub holder_host: Option<String>,
@@ -83,6 +90,7 @@ pub struct LeaderAcquireResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LeaderReleaseRequest {
     pub controller_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +98,7 @@ pub struct LeaderReleaseRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LeaderReleaseResponse {
     pub released: bool,
     pub term: i64,

@@ -22,6 +22,7 @@ pub use tasks::*;
 
 /// An error envelope as it travels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ErrorEnvelope {
     pub ok: bool,
     pub request_id: String,

@@ -7,6 +7,7 @@ use super::*;
 use crate::status::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Step {
     pub step_id: String,
     pub task_id: String,
@@ -34,6 +35,7 @@ pub struct Step {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Run {
     pub run_id: String,
     pub step_id: String,
@@ -54,6 +56,7 @@ pub struct Run {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepsClaimRequest {
     pub worker_id: String,
     pub host: String,
@@ -67,6 +70,7 @@ pub struct StepsClaimRequest {
 
 /// One claimed step with everything a runner needs to start it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ClaimedStep {
     pub step: Step,
     pub run_id: String,
@@ -75,12 +79,14 @@ pub struct ClaimedStep {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepsClaimed {
     pub steps: Vec<ClaimedStep>,
     pub mode: SystemMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepHeartbeatRequest {
     pub worker_id: String,
     pub run_id: String,
@@ -94,6 +100,7 @@ pub struct StepHeartbeatRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepHeartbeatResponse {
     pub step_id: String,
     pub run_id: String,
@@ -104,6 +111,7 @@ pub struct StepHeartbeatResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CheckpointRequest {
     pub worker_id: String,
     pub run_id: String,
@@ -116,6 +124,7 @@ pub struct CheckpointRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Checkpoint {
     pub run_id: String,
     pub step_id: String,
@@ -130,6 +139,7 @@ pub struct Checkpoint {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CheckpointStored {
     pub run_id: String,
     pub seq: i64,
@@ -138,6 +148,7 @@ pub struct CheckpointStored {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LogChunkUpload {
     pub seq: i64,
     pub stream: LogStream,
@@ -145,6 +156,7 @@ pub struct LogChunkUpload {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepLogsRequest {
     pub worker_id: String,
     pub run_id: String,
@@ -152,6 +164,7 @@ pub struct StepLogsRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepLogsStored {
     pub run_id: String,
     /// Chunks stored now.
@@ -161,6 +174,7 @@ pub struct StepLogsStored {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepCompleteRequest {
     pub worker_id: String,
     pub run_id: String,
@@ -174,6 +188,7 @@ pub struct StepCompleteRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepFailRequest {
     pub worker_id: String,
     pub run_id: String,
@@ -193,6 +208,7 @@ pub struct StepFailRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepSettled {
     pub step: Step,
     pub run: Run,
@@ -202,12 +218,14 @@ pub struct StepSettled {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepsReapRequest {
     pub controller_id: String,
     pub term: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReapedStep {
     pub step_id: String,
     pub run_id: Option<String>,
@@ -216,6 +234,7 @@ pub struct ReapedStep {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepsReaped {
     pub reaped: Vec<ReapedStep>,
     /// Tasks left in `planning` by a previous leader, put back to `queued`.
@@ -226,6 +245,7 @@ pub struct StepsReaped {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LogChunk {
     pub cursor: i64,
     pub task_id: String,
@@ -238,6 +258,7 @@ pub struct LogChunk {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LogPage {
     pub chunks: Vec<LogChunk>,
     /// Pass as `after` to read on; the last chunk's cursor, or the `after` given when empty.
@@ -245,6 +266,7 @@ pub struct LogPage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunDetail {
     pub run: Run,
     pub checkpoints: Vec<Checkpoint>,

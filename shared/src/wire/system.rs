@@ -7,6 +7,7 @@ use super::*;
 use crate::status::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ModeChange {
     pub change_id: i64,
     pub mode: SystemMode,
@@ -20,6 +21,7 @@ pub struct ModeChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SystemChanged {
     pub accepted: bool,
     pub status: String,
@@ -29,6 +31,7 @@ pub struct SystemChanged {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SystemState {
     pub mode: SystemMode,
     pub holder_id: Option<String>,

@@ -7,6 +7,7 @@ use super::*;
 use crate::status::*;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskCreateRequest {
     pub repo: String,
     pub task_type: String,
@@ -23,6 +24,7 @@ pub struct TaskCreateRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Task {
     pub task_id: String,
     pub repo: String,
@@ -62,6 +64,7 @@ pub struct Task {
 
 /// What a task produced: its branch on its host, and where it was delivered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct TaskResult {
     pub base_commit: String,
@@ -83,6 +86,7 @@ pub struct TaskResult {
 
 /// One entry of a task's history: assigned, started over, ...
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskEvent {
     pub event_id: i64,
     pub kind: String,
@@ -92,6 +96,7 @@ pub struct TaskEvent {
 
 /// Why a task that is not finished is not moving.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct WaitingReason {
     pub code: String,
     pub message: String,
@@ -99,6 +104,7 @@ pub struct WaitingReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskCreated {
     pub task_id: String,
     pub status: TaskStatus,
@@ -108,6 +114,7 @@ pub struct TaskCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskPage {
     pub tasks: Vec<Task>,
     pub next_cursor: Option<String>,
@@ -116,6 +123,7 @@ pub struct TaskPage {
 /// `tasks.read`: the task's own fields at the top (the seed's read shape), with its steps,
 /// runs and history beside them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: Task,
@@ -133,6 +141,7 @@ pub struct TaskDetail {
 /// Why, and on whose behalf, an administrator changes something: the optional body of
 /// `tasks.cancel` and of `system.pause` / `resume` / `drain`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChangeReason {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -141,6 +150,7 @@ pub struct ChangeReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskCanceled {
     pub task: Task,
     /// Runs in flight that were told to stop (they learn it from their next step heartbeat).
@@ -148,6 +158,7 @@ pub struct TaskCanceled {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TasksClaimRequest {
     pub controller_id: String,
     pub host: String,
@@ -157,6 +168,7 @@ pub struct TasksClaimRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TasksClaimed {
     pub tasks: Vec<Task>,
     pub mode: SystemMode,
@@ -164,6 +176,7 @@ pub struct TasksClaimed {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PlannedStep {
     pub step_kind: StepKind,
     pub worker_kind: String,
@@ -181,6 +194,7 @@ pub struct PlannedStep {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskPlanRequest {
     pub controller_id: String,
     pub term: i64,

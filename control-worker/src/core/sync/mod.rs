@@ -316,6 +316,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         idle_ms: core.config.sync_idle_ms,
         work_waiting: !granted.is_empty() || !claimed_tasks.is_empty() || any_deferred || newly_leading,
         more_output: input.more_output,
+        holds_runs: !input.runs.is_empty(),
         is_leader,
         ttl_sec: input.ttl_sec,
         standby_until,

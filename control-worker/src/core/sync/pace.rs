@@ -7,6 +7,8 @@ pub const SOON_MS: i64 = 250;
 /// The pace of a host with output waiting: a step that prints steadily costs half a request a
 /// second.
 pub const OUTPUT_PACE_MS: i64 = 2_000;
+/// The pace of a host running steps: it hears of a cancel within this.
+pub const BUSY_PACE_MS: i64 = 5_000;
 /// Never sooner than this when nothing is waiting (a standby whose lease look is due).
 pub const FLOOR_MS: i64 = 200;
 
@@ -19,6 +21,8 @@ pub struct PaceFacts {
     pub work_waiting: bool,
     /// The host said it has more output than it sent.
     pub more_output: bool,
+    /// The host holds runs (it sent their heartbeats).
+    pub holds_runs: bool,
     /// The caller leads after this sync; its lease's TTL.
     pub is_leader: bool,
     pub ttl_sec: i64,
@@ -35,6 +39,9 @@ pub fn next_sync_ms(facts: &PaceFacts) -> i64 {
     let mut next = facts.idle_ms;
     if facts.more_output {
         next = next.min(OUTPUT_PACE_MS);
+    }
+    if facts.holds_runs {
+        next = next.min(BUSY_PACE_MS);
     }
     if facts.is_leader {
         // Renew well before expiry: three chances within one TTL.
@@ -58,6 +65,7 @@ mod tests {
             idle_ms: 10_000,
             work_waiting: false,
             more_output: false,
+            holds_runs: false,
             is_leader: false,
             ttl_sec: 30,
             standby_until: None,
@@ -71,6 +79,8 @@ mod tests {
             ("idle", idle(), 10_000),
             ("work waiting", PaceFacts { work_waiting: true, ..idle() }, SOON_MS),
             ("output waiting", PaceFacts { more_output: true, ..idle() }, OUTPUT_PACE_MS),
+            ("running steps", PaceFacts { holds_runs: true, ..idle() }, BUSY_PACE_MS),
+            ("running steps with output", PaceFacts { holds_runs: true, more_output: true, ..idle() }, OUTPUT_PACE_MS),
             ("leader, ttl 30 s", PaceFacts { is_leader: true, ..idle() }, 10_000),
             ("leader, ttl 9 s", PaceFacts { is_leader: true, ttl_sec: 9, ..idle() }, 3_000),
             ("standby, lease far", PaceFacts { standby_until: Some(1_030), ..idle() }, 10_000),

@@ -1,0 +1,170 @@
+//! `docs/openapi.json`: the OpenAPI 3.1 document of the Control API, generated from the route
+//! table (paths, methods, roles, body limits, summaries) and the wire types (their JSON
+//! Schemas, derived with `schemars` from the same serde types the handlers and the agent use).
+//! The test fails when the committed document drifts; `BAA_WRITE_OPENAPI=1 cargo test -p
+//! control-worker --test api openapi` writes it anew.
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{json, Map, Value};
+use shared::wire::*;
+use shared::{Action, ErrorCode, ROUTES};
+
+/// The request body (`None` for a GET, or a body that is optional) and the `data` of the
+/// success envelope of each action. A match, so a new action cannot be left out.
+fn bodies(action: Action, generator: &mut SchemaGenerator) -> (Option<Value>, bool, Value) {
+    fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+        generator.subschema_for::<T>().to_value()
+    }
+    use Action::*;
+    let (request, optional, response) = match action {
+        ControllersHeartbeat => {
+            (Some(schema::<ControllerHeartbeatRequest>(generator)), false, schema::<ControllerHeartbeatResponse>(generator))
+        }
+        ControllersList => (None, false, schema::<shared::wire::ControllersList>(generator)),
+        LeaderAcquire => (Some(schema::<LeaderAcquireRequest>(generator)), false, schema::<LeaderAcquireResponse>(generator)),
+        LeaderRelease => (Some(schema::<LeaderReleaseRequest>(generator)), false, schema::<LeaderReleaseResponse>(generator)),
+        TasksCreate => (Some(schema::<TaskCreateRequest>(generator)), false, schema::<TaskCreated>(generator)),
+        TasksList => (None, false, schema::<TaskPage>(generator)),
+        TasksRead => (None, false, schema::<TaskDetail>(generator)),
+        TasksCancel => (Some(schema::<ChangeReason>(generator)), true, schema::<TaskCanceled>(generator)),
+        TasksClaim => (Some(schema::<TasksClaimRequest>(generator)), false, schema::<TasksClaimed>(generator)),
+        TasksPlan => (Some(schema::<TaskPlanRequest>(generator)), false, schema::<TaskDetail>(generator)),
+        StepsClaim => (Some(schema::<StepsClaimRequest>(generator)), false, schema::<StepsClaimed>(generator)),
+        StepsHeartbeat => (Some(schema::<StepHeartbeatRequest>(generator)), false, schema::<StepHeartbeatResponse>(generator)),
+        StepsCheckpoint => (Some(schema::<CheckpointRequest>(generator)), false, schema::<CheckpointStored>(generator)),
+        StepsLogs => (Some(schema::<StepLogsRequest>(generator)), false, schema::<StepLogsStored>(generator)),
+        StepsComplete => (Some(schema::<StepCompleteRequest>(generator)), false, schema::<StepSettled>(generator)),
+        StepsFail => (Some(schema::<StepFailRequest>(generator)), false, schema::<StepSettled>(generator)),
+        StepsReap => (Some(schema::<StepsReapRequest>(generator)), false, schema::<StepsReaped>(generator)),
+        TasksLogsRead => (None, false, schema::<LogPage>(generator)),
+        RunsRead => (None, false, schema::<RunDetail>(generator)),
+        SystemPause | SystemResume | SystemDrain => (Some(schema::<ChangeReason>(generator)), true, schema::<SystemChanged>(generator)),
+        SystemState => (None, false, schema::<shared::wire::SystemState>(generator)),
+        AgentsSync => (Some(schema::<AgentSyncRequest>(generator)), false, schema::<AgentSyncResponse>(generator)),
+    };
+    (request, optional, response)
+}
+
+/// Query parameters of the GET routes that take any.
+fn query(action: Action) -> Vec<Value> {
+    let parameter = |name: &str, schema: Value, description: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description});
+    match action {
+        Action::TasksList => vec![
+            parameter("status", json!({"type": "string"}), "only tasks in this status"),
+            parameter("limit", json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}), "page size"),
+            parameter("cursor", json!({"type": "string"}), "`next_cursor` of the previous page"),
+        ],
+        Action::TasksLogsRead => vec![
+            parameter("after", json!({"type": "integer", "minimum": 0, "default": 0}), "chunks after this cursor"),
+            parameter("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 500}), "page size"),
+            parameter("step_id", json!({"type": "string"}), "only this step's chunks"),
+            parameter("run_id", json!({"type": "string"}), "only this run's chunks"),
+            parameter("stream", json!({"type": "string", "enum": ["stdout", "stderr", "worker"]}), "only this stream"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn envelope(data: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["ok", "request_id", "data"],
+        "properties": {"ok": {"const": true}, "request_id": {"type": "string"}, "data": data},
+    })
+}
+
+pub fn document() -> Value {
+    let mut generator =
+        SchemaSettings::draft2020_12().with(|settings| settings.definitions_path = "/components/schemas".into()).into_generator();
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let (request, optional, response) = bodies(route.action, &mut generator);
+        let path = route
+            .path
+            .split('/')
+            .map(|segment| segment.strip_prefix(':').map_or(segment.to_string(), |name| format!("{{{name}}}")))
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix(':'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        parameters.extend(query(route.action));
+        let roles: Vec<&str> = route.roles.iter().map(|role| role.as_str()).collect();
+        let mut operation = json!({
+            "operationId": route.id,
+            "summary": route.summary,
+            "description": format!(
+                "Roles: {} ({}). Largest body: {} bytes.",
+                roles.join(if route.every_role { " and " } else { ", " }),
+                if route.every_role { "every one of them" } else { "any of them" },
+                route.body_limit
+            ),
+            "x-roles": roles,
+            "security": [{"bearer": []}],
+            "responses": {
+                "2XX": {"description": "success", "content": {"application/json": {"schema": envelope(response)}}},
+                "default": {"description": "an error envelope", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
+            },
+        });
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
+        }
+        if let Some(request) = request {
+            operation["requestBody"] = json!({"required": !optional, "content": {"application/json": {"schema": request}}});
+        }
+        let method = route.method.as_str().to_ascii_lowercase();
+        paths.entry(path).or_insert_with(|| json!({})).as_object_mut().unwrap().insert(method, operation);
+    }
+    generator.subschema_for::<ErrorEnvelope>();
+    generator.subschema_for::<ErrorCode>();
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "baa-conductor Control API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Generated from the route table (shared/src/routes.rs) and the wire types (shared/src/wire/) by control-worker/tests/api/openapi.rs. Every answer is an envelope: {ok: true, request_id, data} or {ok: false, request_id, error, message, details}; see docs/api.md.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+        },
+    })
+}
+
+#[test]
+fn the_openapi_document_is_generated_from_the_route_table_and_the_wire_types() {
+    let path = crate::tidy::repo_root().join("docs/openapi.json");
+    let generated = serde_json::to_string_pretty(&document()).unwrap() + "\n";
+    if std::env::var_os("BAA_WRITE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi.json drifted from the route table or the wire types: run BAA_WRITE_OPENAPI=1 cargo test -p control-worker --test api openapi"
+    );
+    // Every route is in it, with its method.
+    let document: Value = serde_json::from_str(&committed).unwrap();
+    for route in ROUTES {
+        let path = route
+            .path
+            .split('/')
+            .map(|segment| segment.strip_prefix(':').map_or(segment.to_string(), |name| format!("{{{name}}}")))
+            .collect::<Vec<_>>()
+            .join("/");
+        let operation = &document["paths"][&path][route.method.as_str().to_ascii_lowercase()];
+        assert_eq!(operation["operationId"], route.id, "{path}");
+    }
+    // Every reference resolves.
+    let text = committed.as_str();
+    for reference in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(document["components"]["schemas"].get(name).is_some(), "unresolved $ref {name}");
+    }
+}
