@@ -103,7 +103,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let footprint = measure(idle.pid(), idle_seconds);
     idle.terminate();
-    print(&format!("node-agent idle for {idle_seconds} s at the default intervals (heartbeat and lease 5 s, scheduler 1 s, runner claims 2 s; leader)"), &footprint);
+    print(&format!("node-agent idle for {idle_seconds} s at the default pace (one agents.sync every 10 s, the control plane's idle interval; leader)"), &footprint);
 
     for capacity in [1usize, 4] {
         let name = format!("quiet{capacity}-main");
