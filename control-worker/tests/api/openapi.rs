@@ -66,6 +66,14 @@ fn query(action: Action) -> Vec<Value> {
     }
 }
 
+/// `/v1/tasks/:task_id` as OpenAPI writes it: `/v1/tasks/{task_id}`.
+fn openapi_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| segment.strip_prefix(':').map_or(segment.to_string(), |name| format!("{{{name}}}")))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn envelope(data: Value) -> Value {
     json!({
         "type": "object",
@@ -80,12 +88,7 @@ pub fn document() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
         let (request, optional, response) = bodies(route.action, &mut generator);
-        let path = route
-            .path
-            .split('/')
-            .map(|segment| segment.strip_prefix(':').map_or(segment.to_string(), |name| format!("{{{name}}}")))
-            .collect::<Vec<_>>()
-            .join("/");
+        let path = openapi_path(route.path);
         let mut parameters: Vec<Value> = route
             .path
             .split('/')
@@ -152,12 +155,7 @@ fn the_openapi_document_is_generated_from_the_route_table_and_the_wire_types() {
     // Every route is in it, with its method.
     let document: Value = serde_json::from_str(&committed).unwrap();
     for route in ROUTES {
-        let path = route
-            .path
-            .split('/')
-            .map(|segment| segment.strip_prefix(':').map_or(segment.to_string(), |name| format!("{{{name}}}")))
-            .collect::<Vec<_>>()
-            .join("/");
+        let path = openapi_path(route.path);
         let operation = &document["paths"][&path][route.method.as_str().to_ascii_lowercase()];
         assert_eq!(operation["operationId"], route.id, "{path}");
     }

@@ -2,6 +2,7 @@
 //! the task's git worktree, keeping everything in a durable run directory and shipping logs
 //! and checkpoints to the control plane. Runs on every host, leader or not.
 //!
+//! - [`settings`]: the runner's settings, from the agent's configuration.
 //! - [`run_dir`]: the run directory, atomic writes, `meta.json` / `state.json` types.
 //! - [`mirror`]: the host's copy of a repository: the path itself, or a mirror of a URL.
 //! - [`worktree`]: the task's git worktree, reset to its branch, and a diff against a commit.
@@ -36,6 +37,7 @@ pub mod process;
 pub mod report;
 pub mod run;
 pub mod run_dir;
+pub mod settings;
 pub mod shipper;
 pub mod start;
 pub mod worktree;
@@ -44,7 +46,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -52,9 +54,9 @@ use shared::status::StepKind;
 use shared::wire::ClaimedStep;
 use tokio::sync::{watch, Notify};
 
-use crate::config::AgentConfig;
 use crate::log::log;
 use run_dir::{read_json, RunPhase, RunState};
+pub use settings::RunnerSettings;
 
 /// Finished runs kept on the board for the status page.
 const RECENT_RUNS: usize = 20;
@@ -63,66 +65,6 @@ const RECENT_RUNS: usize = 20;
 /// agent restarts, so they cannot be monotonic instants.
 pub fn wall_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
-}
-
-#[derive(Debug, Clone)]
-pub struct RunnerSettings {
-    pub worker_id: String,
-    pub host: String,
-    /// Steps this host runs at once; 0 turns the runner off.
-    pub capacity: usize,
-    pub step_heartbeat_interval: Duration,
-    pub step_heartbeat_ttl_sec: i64,
-    pub ship_interval: Duration,
-    pub kill_grace: Duration,
-    pub shutdown_grace: Duration,
-    pub log_ship_limit_bytes: u64,
-    pub agent_command: Option<String>,
-    pub pr_command: Option<String>,
-    pub git_author: branch::Author,
-    pub worktree_retention: Duration,
-    pub runs_retention: Duration,
-    pub min_free_disk_bytes: u64,
-    pub runs_dir: PathBuf,
-    pub worktrees_dir: PathBuf,
-    pub mirrors_dir: PathBuf,
-    pub tmp_dir: PathBuf,
-}
-
-impl RunnerSettings {
-    pub fn from_config(config: &AgentConfig) -> RunnerSettings {
-        RunnerSettings {
-            worker_id: config.node_id.clone(),
-            host: config.host.clone(),
-            capacity: config.runner.capacity,
-            step_heartbeat_interval: config.runner.step_heartbeat_interval,
-            // Four missed heartbeats, and never under the control plane's default minute.
-            step_heartbeat_ttl_sec: (config.runner.step_heartbeat_interval.as_secs() as i64 * 4).max(60),
-            ship_interval: Duration::from_secs(1),
-            kill_grace: config.runner.kill_grace,
-            shutdown_grace: config.runner.shutdown_grace,
-            log_ship_limit_bytes: config.runner.log_ship_limit_bytes,
-            agent_command: config.runner.agent_command.clone(),
-            pr_command: config.runner.pr_command.clone(),
-            git_author: branch::Author { name: config.runner.git_author_name.clone(), email: config.runner.git_author_email.clone() },
-            worktree_retention: config.runner.worktree_retention,
-            runs_retention: config.runner.runs_retention,
-            min_free_disk_bytes: config.runner.min_free_disk_bytes,
-            runs_dir: config.paths.runs.clone(),
-            worktrees_dir: config.paths.worktrees.clone(),
-            mirrors_dir: config.paths.state.join("mirrors"),
-            tmp_dir: config.paths.tmp.clone(),
-        }
-    }
-
-    /// The kinds of step this host can run: a coding-agent step only with a template.
-    pub fn worker_kinds(&self) -> Vec<String> {
-        let mut kinds = vec!["shell".to_string()];
-        if self.agent_command.is_some() {
-            kinds.push("codex".into());
-        }
-        kinds
-    }
 }
 
 /// What the status page shows of one run.
