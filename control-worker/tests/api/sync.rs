@@ -352,3 +352,14 @@ fn a_standby_is_paced_to_the_lease_expiry_and_takes_over_just_after_it() {
     let released = ok(&t.post("/v1/agents/sync", SHARED, release), 200);
     assert_eq!(released["lease"]["holder_id"], Value::Null, "a graceful release frees the lease at once");
 }
+
+#[test]
+fn heartbeats_left_out_of_a_full_batch_do_not_hurry_the_next_sync() {
+    let t = Target::new();
+    let term = sync(&t, "mini-main", "mini", None, 0, json!({}))["lease"]["term"].as_i64().unwrap();
+    let runs: Vec<Value> = (0..30).map(|index| json!({"step_id": format!("s{index}"), "run_id": format!("s{index}.a1")})).collect();
+    let data = sync(&t, "mini-main", "mini", Some(term), 1, json!({"runs": runs}));
+    let verdicts = verdicts(&data, "runs");
+    assert!(verdicts.contains(&"deferred".to_string()), "{verdicts:?}");
+    assert_eq!(data["next_sync_ms"], 5_000, "a host running steps: the busy pace, not at once");
+}

@@ -52,6 +52,10 @@ pub struct Outbox {
     failures: BTreeMap<String, RunFailure>,
     /// Runs whose files hold output not yet taken into a batch.
     more_output: BTreeMap<String, bool>,
+    /// When each run's heartbeat was last accepted (in settled syncs): the ones waiting
+    /// longest go first, so a heartbeat the control plane deferred is not left out again.
+    beat_accepted: BTreeMap<String, u64>,
+    settled_syncs: u64,
     news: BTreeMap<String, RunNews>,
 }
 
@@ -98,8 +102,10 @@ impl Outbox {
     /// A sync's worth: settlements and heartbeats first, then checkpoints and logs while they
     /// fit the upload limits. The items stay here until their verdicts come back.
     pub fn take(&self) -> RunReports {
+        let mut beats: Vec<&RunBeat> = self.beats.values().collect();
+        beats.sort_by_key(|beat| self.beat_accepted.get(&beat.run_id).copied().unwrap_or(0));
         let mut reports = RunReports {
-            runs: self.beats.values().cloned().collect(),
+            runs: beats.into_iter().cloned().collect(),
             completions: self.completions.values().cloned().collect(),
             failures: self.failures.values().cloned().collect(),
             more_output: self.more_output.values().any(|more| *more),
@@ -131,6 +137,19 @@ impl Outbox {
                 reports.more_output = true;
             }
         }
+        // A run's outcome goes only with all of its checkpoints and its output in flight.
+        let left_out = |run_id: &str| {
+            self.checkpoints
+                .keys()
+                .any(|(run, seq)| run == run_id && !reports.checkpoints.iter().any(|sent| sent.run_id == run_id && sent.seq == *seq))
+                || (self.logs.contains_key(run_id) && !reports.logs.iter().any(|sent| sent.run_id == run_id))
+        };
+        let (completions, failures): (Vec<RunCompletion>, Vec<RunFailure>) = (
+            reports.completions.iter().filter(|item| !left_out(&item.run_id)).cloned().collect(),
+            reports.failures.iter().filter(|item| !left_out(&item.run_id)).cloned().collect(),
+        );
+        reports.completions = completions;
+        reports.failures = failures;
         reports
     }
 
@@ -138,8 +157,10 @@ impl Outbox {
     /// run's news records what it needs to know.
     pub fn settle(&mut self, sent: &RunReports, answer: &AgentSyncResponse) {
         let settled = |verdict: &ItemVerdict| verdict.verdict != Verdict::Deferred;
+        self.settled_syncs += 1;
         for (beat, verdict) in sent.runs.iter().zip(&answer.runs) {
             if settled(verdict) {
+                self.beat_accepted.insert(beat.run_id.clone(), self.settled_syncs);
                 self.news.entry(beat.run_id.clone()).or_default().beat = Some(verdict.clone());
             }
         }
@@ -177,6 +198,7 @@ impl Outbox {
         self.completions.remove(run_id);
         self.failures.remove(run_id);
         self.more_output.remove(run_id);
+        self.beat_accepted.remove(run_id);
         self.news.remove(run_id);
     }
 }
@@ -185,7 +207,7 @@ impl Outbox {
 mod tests {
     use super::*;
     use shared::status::{LeaderWrites, LeaseOperation, LogStream, SystemMode};
-    use shared::wire::{LeaseDecision, LogChunkUpload};
+    use shared::wire::{LeaseDecision, LogChunkUpload, RunBeat, RunFailure};
 
     fn answer() -> AgentSyncResponse {
         AgentSyncResponse {
@@ -258,5 +280,31 @@ mod tests {
         outbox.settle(&sent, &reply);
         assert!(outbox.has_logs("a.a1"));
         assert!(outbox.take_news("a.a1").logs.is_none());
+    }
+
+    #[test]
+    fn an_outcome_waits_for_its_output_and_deferred_heartbeats_go_first() {
+        let mut outbox = Outbox::default();
+        outbox.put_logs(logs("a.a1", 600_000));
+        outbox.put_logs(logs("b.a1", 600_000));
+        outbox.put_failure(RunFailure { step_id: "s".into(), run_id: "b.a1".into(), error: "x".into(), ..RunFailure::default() });
+        let first = outbox.take();
+        assert_eq!(first.logs[0].run_id, "a.a1");
+        assert!(first.failures.is_empty(), "b's outcome waits for b's output");
+        let mut reply = answer();
+        reply.logs = vec![ItemVerdict::new("a.a1", Verdict::Accepted)];
+        outbox.settle(&first, &reply);
+        let second = outbox.take();
+        assert_eq!((second.logs.len(), second.failures.len()), (1, 1), "b's output and outcome together");
+
+        let beat = |run: &str| RunBeat { step_id: "s".into(), run_id: run.into(), progress: None, base_commit: None };
+        let mut outbox = Outbox::default();
+        outbox.put_beat(beat("a.a1"));
+        outbox.put_beat(beat("b.a1"));
+        let sent = outbox.take();
+        let mut reply = answer();
+        reply.runs = vec![ItemVerdict::new("a.a1", Verdict::Accepted), ItemVerdict::new("b.a1", Verdict::Deferred)];
+        outbox.settle(&sent, &reply);
+        assert_eq!(outbox.take().runs[0].run_id, "b.a1", "the deferred heartbeat goes first next time");
     }
 }

@@ -219,16 +219,16 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         Some(_) => LeaderWrites::Fenced,
     };
 
-    let mut any_deferred = false;
+    let any_deferred = std::cell::Cell::new(false);
     // One verdict per item, in the order sent: `judge(index, id, at)` for a placed item.
-    let mut verdicts = |ids: Vec<&str>, placed: &[Placed], judge: &dyn Fn(usize, &str, usize) -> ApiResult<ItemVerdict>| {
+    let verdicts = |ids: Vec<&str>, placed: &[Placed], judge: &dyn Fn(usize, &str, usize) -> ApiResult<ItemVerdict>| {
         ids.into_iter()
             .zip(placed)
             .enumerate()
             .map(|(index, (id, at))| match at {
                 Some(at) => judge(index, id, *at),
                 None => {
-                    any_deferred = true;
+                    any_deferred.set(true);
                     Ok(deferred(id))
                 }
             })
@@ -244,6 +244,9 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             reports::failure_stands(run.run_status)
         }))
     })?;
+    // A deferred heartbeat is no reason to come back at once: the host sends its heartbeats
+    // with every sync (at least every 5 s while it runs steps), the ones left out first.
+    let deferred_before_beats = any_deferred.get();
     let run_verdicts = verdicts(input.runs.iter().map(|item| item.run_id.as_str()).collect(), &runs, &|_, id, at| {
         let Some(row) = results[at + 1].first() else {
             return Ok(stale(id, format!("run {id} is no longer this node's current attempt")));
@@ -254,6 +257,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         verdict.step_status = Some(status);
         Ok(verdict)
     })?;
+    any_deferred.set(deferred_before_beats);
     let checkpoint_verdicts =
         verdicts(input.checkpoints.iter().map(|item| item.run_id.as_str()).collect(), &checkpoints, &|index, id, at| {
             let upload = &input.checkpoints[index].report;
@@ -314,7 +318,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         .then_some(lease.lease_expires_at);
     let next = next_sync_ms(&PaceFacts {
         idle_ms: core.config.sync_idle_ms,
-        work_waiting: !granted.is_empty() || !claimed_tasks.is_empty() || any_deferred || newly_leading,
+        work_waiting: !granted.is_empty() || !claimed_tasks.is_empty() || any_deferred.get() || newly_leading,
         more_output: input.more_output,
         holds_runs: !input.runs.is_empty(),
         is_leader,
