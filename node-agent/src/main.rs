@@ -3,8 +3,11 @@
 //! - [`cli`]: raw arguments with environment fallbacks (clap).
 //! - [`config`]: raw arguments → one validated `AgentConfig`, warnings, text and JSON output.
 //! - [`checklist`]: the startup checklist, in order.
+//! - [`clock`]: the agent's two clocks (tokio's instants, wall-clock milliseconds), read nowhere else
+//!   by the runner and the conductor.
 //! - [`client`]: the Control API client (reqwest + rustls) behind the `ControlPlane` trait.
-//! - [`conductor`]: registration, heartbeats, the lease state machine, the scheduler.
+//! - [`conductor`]: one `agents.sync` per tick: registration, the lease state machine, the
+//!   leader's planning, the runner's room and reports.
 //! - [`runner`]: the worker runner: steps as processes in git worktrees, run directories,
 //!   log shipping, checkpoints, adoption after a restart.
 //! - [`embedded`]: `start --embedded`: the control plane in this process, its tokens.
@@ -18,6 +21,7 @@
 mod checklist;
 mod cli;
 mod client;
+mod clock;
 mod conductor;
 mod config;
 mod embedded;

@@ -110,3 +110,23 @@ fn linux_only_interfaces_stay_in_the_platform_module() {
         }
     }
 }
+
+/// The runner and the conductor read no clock of their own: instants come from tokio's clock
+/// and wall time from one function, both in `node-agent/src/clock.rs`, so the loops follow a
+/// paused test clock. (Test-only files, which drive that clock, are not looked at.)
+#[test]
+fn the_runner_and_the_conductor_read_time_only_through_the_agent_clock() {
+    let root = repo_root();
+    let mut files = rust_files(&root.join("node-agent/src/runner"));
+    files.extend(rust_files(&root.join("node-agent/src/conductor")));
+    let test_only = ["driver_tests.rs", "memory_plane.rs"];
+    let files: Vec<PathBuf> =
+        files.into_iter().filter(|file| !test_only.iter().any(|name| file.file_name().is_some_and(|own| own == *name))).collect();
+    assert!(files.len() > 15, "{} files", files.len());
+    for file in &files {
+        let code = code_of(file);
+        for needle in ["Instant::now(", "SystemTime::now("] {
+            assert!(!code.contains(needle), "{} reads a clock ({needle}) outside node-agent/src/clock.rs", file.display());
+        }
+    }
+}

@@ -96,10 +96,8 @@ pub struct Conductor<P> {
     pub seats: Box<dyn Seats>,
 }
 
-/// Now, from tokio's clock: real time in the agent, virtual time under a paused test clock.
-pub fn clock_now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
+/// Now, from tokio's clock (see [`crate::clock`]).
+pub use crate::clock::now as clock_now;
 
 fn short(error: &ClientError) -> String {
     error.to_string().chars().take(300).collect()

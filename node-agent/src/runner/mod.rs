@@ -46,7 +46,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -61,11 +60,7 @@ pub use settings::RunnerSettings;
 /// Finished runs kept on the board for the status page.
 const RECENT_RUNS: usize = 20;
 
-/// Wall-clock milliseconds since the epoch: run times are kept in files and compared across
-/// agent restarts, so they cannot be monotonic instants.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
-}
+pub use crate::clock::wall_ms;
 
 /// What the status page shows of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -206,8 +201,8 @@ impl Runner {
                 _ = shutdown.changed() => {}
             }
         }
-        let deadline = Instant::now() + settings.shutdown_grace;
-        while self.shared.active.get() > 0 && Instant::now() < deadline {
+        let deadline = crate::clock::now() + settings.shutdown_grace;
+        while self.shared.active.get() > 0 && crate::clock::now() < deadline {
             let _ = tokio::time::timeout_at(deadline.into(), self.shared.wake.notified()).await;
         }
         if self.shared.active.get() > 0 {

@@ -3,7 +3,6 @@
 //! commit of a step's changes and the checkpoints are made here too, before the report.
 
 use std::path::Path;
-use std::time::Instant;
 
 use serde_json::{json, Value};
 use shared::status::{CheckpointFormat, CheckpointType, LogStream, StepKind, StepStatus, Verdict};
@@ -35,7 +34,7 @@ pub(super) fn heartbeat(shared: &RunnerShared, run: &mut ActiveRun) {
         "last_output_age_ms": (wall_ms() - run.last_output_at_ms).max(0),
         "shipped_chunks": run.cursor.next_seq - 1,
     });
-    run.next_heartbeat = Instant::now() + settings.step_heartbeat_interval;
+    run.next_heartbeat = crate::clock::now() + settings.step_heartbeat_interval;
     shared.outbox.borrow_mut().put_beat(RunBeat {
         step_id: run.meta.step_id.clone(),
         run_id: run.meta.run_id.clone(),
@@ -74,7 +73,7 @@ pub(super) fn read_news(shared: &RunnerShared, run: &mut ActiveRun) {
             run.ship_abandoned = true;
         }
         // The next batch, if there is one, at once.
-        run.next_ship = Instant::now();
+        run.next_ship = crate::clock::now();
     }
     for (seq, verdict) in news.checkpoints {
         match verdict.verdict {
@@ -107,7 +106,7 @@ fn caught_up(run: &ActiveRun) -> bool {
 /// in the outbox until its verdict comes back.
 pub(super) fn ship(shared: &RunnerShared, run: &mut ActiveRun) {
     let settings = &shared.settings;
-    run.next_ship = Instant::now() + settings.ship_interval;
+    run.next_ship = crate::clock::now() + settings.ship_interval;
     if run.cursor.in_flight.is_empty() {
         // A quiet step's files have not grown: a stat each is all this turn costs.
         let grown = [LogStream::Stdout, LogStream::Stderr, LogStream::Worker]
@@ -116,7 +115,7 @@ pub(super) fn ship(shared: &RunnerShared, run: &mut ActiveRun) {
         if !grown {
             // Nothing new: look again at a slower pace, so supervising a quiet step costs
             // about what idling does. Output that starts later waits at most this long.
-            run.next_ship = Instant::now() + QUIET_SHIP_INTERVAL.max(settings.ship_interval);
+            run.next_ship = crate::clock::now() + QUIET_SHIP_INTERVAL.max(settings.ship_interval);
             shared.outbox.borrow_mut().set_more_output(&run.meta.run_id, false);
             return;
         }
@@ -387,5 +386,5 @@ fn record_reported(run: &mut ActiveRun, outcome: Outcome) {
     run.state.reported_at_ms = Some(now);
     run.save_state();
     // The terminal event is in worker.log now: ship it at once.
-    run.next_ship = Instant::now();
+    run.next_ship = crate::clock::now();
 }

@@ -59,7 +59,7 @@ pub(super) fn file_len(path: &Path) -> u64 {
 
 impl ActiveRun {
     pub(super) fn new(dir: RunDir, meta: RunMeta, state: RunState, cursor: ShipCursor) -> ActiveRun {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let (stdout_bytes, stderr_bytes) = (file_len(&dir.stdout_log()), file_len(&dir.stderr_log()));
         ActiveRun {
             last_output_at_ms: state.started_at_ms.unwrap_or(state.updated_at_ms),
@@ -81,7 +81,7 @@ impl ActiveRun {
     }
 
     pub(super) fn note_upload(&mut self) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         self.uploads += 1;
         self.uploads_span = Some(self.uploads_span.map_or((now, now), |(first, _)| (first, now)));
     }
@@ -160,10 +160,10 @@ pub(super) async fn drive(shared: Rc<RunnerShared>, mut run: ActiveRun) {
         let reporting_done = run.state.reported_at_ms.is_some() || run.state.status.is_terminal();
         if reporting_done {
             shared.outbox.borrow_mut().end_beat(&run.meta.run_id);
-        } else if Instant::now() >= run.next_heartbeat {
+        } else if crate::clock::now() >= run.next_heartbeat {
             report::heartbeat(&shared, &mut run);
         }
-        if !run.ship_abandoned && Instant::now() >= run.next_ship {
+        if !run.ship_abandoned && crate::clock::now() >= run.next_ship {
             report::ship(&shared, &mut run);
         }
         if run.state.status == RunPhase::Exited && report::finish(&shared, &mut run).await {
@@ -178,7 +178,7 @@ pub(super) async fn drive(shared: Rc<RunnerShared>, mut run: ActiveRun) {
             wake = wake.min(run.next_heartbeat);
         }
         if let Some(at_ms) = ladder_wake {
-            wake = wake.min(Instant::now() + Duration::from_millis((at_ms - wall_ms()).max(0) as u64));
+            wake = wake.min(crate::clock::now() + Duration::from_millis((at_ms - wall_ms()).max(0) as u64));
         }
         let running = run.state.status == RunPhase::Running;
         // Verdicts wake every run; each looks at its own news.
@@ -193,7 +193,7 @@ pub(super) async fn drive(shared: Rc<RunnerShared>, mut run: ActiveRun) {
             }
             _ => {
                 if running {
-                    wake = wake.min(Instant::now() + ADOPTED_POLL);
+                    wake = wake.min(crate::clock::now() + ADOPTED_POLL);
                 }
                 tokio::select! {
                     _ = news => {}
@@ -255,7 +255,7 @@ fn record_end(run: &mut ActiveRun, end: ProcessEnd) {
     run.process_gone = true;
     run.child = None;
     // The last output goes now, not at the quiet pace.
-    run.next_ship = Instant::now();
+    run.next_ship = crate::clock::now();
     let outcome = outcome::decide(run.state.stop, end, run.meta.timeout_sec);
     (run.stdout_bytes, run.stderr_bytes) = (file_len(&run.dir.stdout_log()), file_len(&run.dir.stderr_log()));
     run.dir.event(
