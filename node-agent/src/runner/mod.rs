@@ -51,7 +51,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use shared::status::StepKind;
 use shared::wire::ClaimedStep;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::log::log;
 use run_dir::{read_json, RunPhase, RunState};
@@ -188,17 +188,17 @@ impl Runner {
     /// syncs, through [`Seats::start`]); then waits up to the shutdown grace for running steps
     /// to finish. Steps still running then are left running: their output goes on into the run
     /// directory and the next agent adopts them.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(&self, shutdown: crate::shutdown::Shutdown) {
         let settings = &self.shared.settings;
         if settings.capacity == 0 {
             log!("runner: off (capacity 0)");
         }
         let sweep_every = housekeeping::sweep_interval(settings.worktree_retention, settings.runs_retention);
-        while !*shutdown.borrow() {
+        while !shutdown.is_triggered() {
             self.sweep().await;
             tokio::select! {
                 _ = tokio::time::sleep(sweep_every) => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.clone().wait() => {}
             }
         }
         let deadline = crate::clock::now() + settings.shutdown_grace;

@@ -1,0 +1,37 @@
+//! The node agent as a library: `node-agent start` is [`agent::run`] with a configuration
+//! and a shutdown signal; the binary (`main.rs`) only parses arguments and maps errors to exit
+//! codes.
+//!
+//! - [`agent`]: `run(config, shutdown)`: wires the embedded control plane, the conductor, the
+//!   runner and the status server, and runs them until shutdown.
+//! - [`shutdown`]: one shutdown signal for every loop and server.
+//! - [`cli`]: raw arguments with environment fallbacks (clap).
+//! - [`config`]: raw arguments → one validated `AgentConfig`, warnings, text and JSON output.
+//! - [`checklist`]: the startup checklist, in order.
+//! - [`clock`]: the agent's two clocks (tokio's instants, wall-clock milliseconds), read nowhere else
+//!   by the runner and the conductor.
+//! - [`client`]: the Control API client (reqwest + rustls) behind the `ControlPlane` trait.
+//! - [`conductor`]: one `agents.sync` per tick: registration, the lease state machine, the
+//!   leader's planning, the runner's room and reports.
+//! - [`runner`]: the worker runner: steps as processes in git worktrees, run directories,
+//!   log shipping, checkpoints, adoption after a restart.
+//! - [`embedded`]: `start --embedded`: the control plane in this process, its tokens.
+//! - [`status`]: the local status server (`/healthz`, `/v1/status`, the page, `/metrics`).
+//! - [`log`]: timestamped log lines on stderr.
+//! - [`units`]: durations and sizes as people write them (`7d`, `5GB`).
+//! - [`platform`]: what differs between Linux and macOS (zombies, process start, group CPU, free disk).
+
+pub mod agent;
+pub mod checklist;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod conductor;
+pub mod config;
+pub mod embedded;
+pub mod log;
+pub mod platform;
+pub mod runner;
+pub mod shutdown;
+pub mod status;
+pub mod units;
