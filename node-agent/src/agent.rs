@@ -69,7 +69,7 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         // runs have settled.
         let (finished, finishing) = shutdown::channel();
         let mut servers = Vec::new();
-        let mut extra = serde_json::json!({"embedded": {"enabled": embedded.is_some()}});
+        let mut embedded_status = status::snapshot::EmbeddedStatus { enabled: embedded.is_some(), ..Default::default() };
         if let Some((address, embedded)) = embedded {
             match embedded::serve(address, &embedded).await {
                 Ok((bound, listener, core)) => {
@@ -81,7 +81,12 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
                         embedded.database.display(),
                         embedded.tokens_file.display()
                     );
-                    extra["embedded"] = serde_json::json!({"enabled": true, "listen": bound.to_string(), "database": embedded.database, "tokens_file": embedded.tokens_file});
+                    embedded_status = status::snapshot::EmbeddedStatus {
+                        enabled: true,
+                        listen: Some(bound.to_string()),
+                        database: Some(embedded.database.clone()),
+                        tokens_file: Some(embedded.tokens_file.clone()),
+                    };
                     if let Some(admin_token) = &embedded.new_admin_token {
                         // Shown once, on the first start; afterwards it is only in the tokens file.
                         println!("baa-conductor runs on this host.");
@@ -92,7 +97,13 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
                         println!("  admin token    {admin_token}");
                         println!("The admin token is shown only now; it is kept in {} (mode 0600).", embedded.tokens_file.display());
                     }
-                    servers.push(tokio::task::spawn_local(control_worker::native::serve(listener, core, embedded.limits.clone(), false, finishing.clone().wait())));
+                    servers.push(tokio::task::spawn_local(control_worker::native::serve(
+                        listener,
+                        core,
+                        embedded.limits.clone(),
+                        false,
+                        finishing.clone().wait(),
+                    )));
                 }
                 Err(error) => return Err(AgentError::Embedded(error.to_string())),
             }
@@ -103,7 +114,11 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         let local_api = config.local_api.clone();
         let mut conductor = conductor::Conductor::new(config, conductor_client, conductor::clock_now());
         conductor.started_at = Some(runner::wall_ms() / 1_000);
-        let board = std::rc::Rc::new(status::StatusBoard { conductor: std::cell::RefCell::new(conductor.snapshot(conductor::clock_now())), runner: runner.clone(), extra });
+        let board = std::rc::Rc::new(status::StatusBoard {
+            conductor: std::cell::RefCell::new(conductor.snapshot(conductor::clock_now())),
+            runner: runner.clone(),
+            embedded: embedded_status,
+        });
         if run_once {
             conductor.startup(conductor::clock_now(), true, &mut conductor::CountRuns(runs_dir, 0)).await;
             *board.conductor.borrow_mut() = conductor.snapshot(conductor::clock_now());
@@ -117,7 +132,10 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         if let Some(address) = &local_api {
             match tokio::net::TcpListener::bind(address.as_str()).await {
                 Ok(listener) => {
-                    log!("status server on http://{}/", listener.local_addr().map(|bound| bound.to_string()).unwrap_or_else(|_| address.clone()));
+                    log!(
+                        "status server on http://{}/",
+                        listener.local_addr().map(|bound| bound.to_string()).unwrap_or_else(|_| address.clone())
+                    );
                     servers.push(tokio::task::spawn_local(status::serve(listener, board.clone(), finishing.clone().wait())));
                 }
                 // The agent's work matters more than its status page: go on without it.
@@ -127,11 +145,10 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         log!("node-agent {} starting as {} ({})", env!("CARGO_PKG_VERSION"), conductor.config.node_id, conductor.config.role);
         conductor.seats = Box::new(runner.clone());
         conductor.startup(conductor::clock_now(), false, &mut RunnerStartup { runner: &runner, found: Vec::new() }).await;
-        let publish = |conductor: &conductor::Conductor<client::ControlClient>| *board.conductor.borrow_mut() = conductor.snapshot(conductor::clock_now());
-        tokio::join!(
-            conductor::run(&mut conductor, shutdown.clone().wait(), runner.wake_handle(), publish),
-            runner.run(shutdown),
-        );
+        let publish = |conductor: &conductor::Conductor<client::ControlClient>| {
+            *board.conductor.borrow_mut() = conductor.snapshot(conductor::clock_now())
+        };
+        tokio::join!(conductor::run(&mut conductor, shutdown.clone().wait(), runner.wake_handle(), publish), runner.run(shutdown),);
         finished.trigger();
         for server in servers {
             let _ = server.await;

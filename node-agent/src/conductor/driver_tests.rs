@@ -69,7 +69,7 @@ async fn drive(conductor: &mut Conductor<&MemoryPlane>, duration: Duration) {
 }
 
 fn claimed(conductor: &Conductor<&MemoryPlane>) -> u64 {
-    conductor.snapshot(clock_now())["loops"]["scheduler"]["claimed"].as_u64().unwrap()
+    conductor.snapshot(clock_now()).loops.scheduler.claimed
 }
 
 #[tokio::test(start_paused = true)]

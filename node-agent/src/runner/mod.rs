@@ -48,12 +48,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use serde::Serialize;
-use serde_json::{json, Value};
 use shared::status::StepKind;
 use shared::wire::ClaimedStep;
 use tokio::sync::Notify;
 
 use crate::log::log;
+use crate::status::snapshot::{RunInFlight, RunnerStatus};
 use run_dir::{read_json, RunPhase, RunState};
 pub use settings::RunnerSettings;
 
@@ -257,10 +257,10 @@ impl Runner {
         }
     }
 
-    pub fn snapshot(&self) -> Value {
+    pub fn snapshot(&self) -> RunnerStatus {
         let board = self.shared.board.borrow();
         let (finished, in_flight): (Vec<&RunView>, Vec<&RunView>) = board.values().partition(|view| view.phase.is_terminal());
-        let mut recent: Vec<&RunView> = finished;
+        let mut recent: Vec<RunView> = finished.into_iter().cloned().collect();
         recent.sort_by_key(|view| std::cmp::Reverse(view.finished_at_ms));
         let settings = &self.shared.settings;
         let warnings: Vec<String> = self
@@ -272,18 +272,18 @@ impl Runner {
                 format!("free disk {free} bytes is below min_free_disk {} bytes: this host claims no steps", settings.min_free_disk_bytes)
             })
             .collect();
-        json!({
-            "warnings": warnings,
-            "disk_low": self.shared.disk_low.get().is_some(),
-            "min_free_disk_bytes": settings.min_free_disk_bytes,
-            "capacity": settings.capacity,
-            "active": self.shared.active.get(),
-            "claimed_total": self.shared.claimed_total.get(),
-            "worker_kinds": settings.worker_kinds(),
-            "agent_command_set": settings.agent_command.is_some(),
-            "runs": in_flight.iter().map(|view| with_cpu(view)).collect::<Vec<Value>>(),
-            "recent": recent,
-        })
+        RunnerStatus {
+            warnings,
+            disk_low: self.shared.disk_low.get().is_some(),
+            min_free_disk_bytes: settings.min_free_disk_bytes,
+            capacity: settings.capacity,
+            active: self.shared.active.get(),
+            claimed_total: self.shared.claimed_total.get(),
+            worker_kinds: settings.worker_kinds(),
+            agent_command_set: settings.agent_command.is_some(),
+            runs: in_flight.into_iter().map(with_cpu).collect(),
+            recent,
+        }
     }
 }
 
@@ -329,12 +329,9 @@ impl crate::conductor::Seats for Runner {
 
 /// A run in flight as the snapshot shows it, with the CPU time its process group has spent
 /// so far: measured when asked (the status page, `/v1/status`), never on the run's own loop.
-fn with_cpu(view: &RunView) -> Value {
-    let mut value = serde_json::to_value(view).unwrap_or(Value::Null);
-    if let Some(pid) = view.pid.filter(|_| view.phase == RunPhase::Running) {
-        value["cpu_ms"] = crate::platform::group_cpu_ms(pid).into();
-    }
-    value
+fn with_cpu(view: &RunView) -> RunInFlight {
+    let cpu_ms = view.pid.filter(|_| view.phase == RunPhase::Running).and_then(crate::platform::group_cpu_ms);
+    RunInFlight { view: view.clone(), cpu_ms }
 }
 
 /// Run directories (`<runs>/<task_id>/<run_id>/`) whose `state.json` is not terminal or cannot

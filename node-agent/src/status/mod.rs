@@ -4,11 +4,13 @@
 //! anything else → a 404 JSON envelope. Read-only, no auth: it binds loopback by default and
 //! says nothing secret (a token appears only as whether it is set).
 //!
+//! - [`snapshot`]: the one typed snapshot behind `/v1/status`, the page and `/metrics`.
 //! - [`page`]: the HTML page, rendered on the server from the snapshot; it reloads itself.
 //! - [`metrics`]: the snapshot as Prometheus gauges and counters.
 
 pub mod metrics;
 pub mod page;
+pub mod snapshot;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -16,37 +18,28 @@ use std::rc::Rc;
 
 use control_worker::core::error::ApiError;
 use control_worker::core::http::{ApiRequest, ApiResponse};
-use serde_json::Value;
 use shared::ErrorCode;
 use tokio::net::TcpListener;
 
 use crate::runner::{wall_ms, Runner};
+use snapshot::{ConductorStatus, EmbeddedStatus, StatusSnapshot};
 
-/// What the status server shows: the conductor's last published snapshot and the runner's
-/// live one.
+/// What the status server shows: the conductor's last published part and the runner's live
+/// one.
 pub struct StatusBoard {
-    pub conductor: RefCell<Value>,
+    pub conductor: RefCell<ConductorStatus>,
     pub runner: Runner,
-    /// Facts fixed at start (embedded control plane, its URLs).
-    pub extra: Value,
+    /// Facts fixed at start (the embedded control plane, its URLs).
+    pub embedded: EmbeddedStatus,
 }
 
 impl StatusBoard {
-    pub fn snapshot(&self) -> Value {
-        let mut snapshot = self.conductor.borrow().clone();
-        snapshot["runner"] = self.runner.snapshot();
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let mut conductor = self.conductor.borrow().clone();
+        let runner = self.runner.snapshot();
         // The runner's warnings (a full disk) join the configuration's.
-        let runner_warnings = snapshot["runner"]["warnings"].as_array().cloned().unwrap_or_default();
-        if let Some(warnings) = snapshot["warnings"].as_array_mut() {
-            warnings.extend(runner_warnings);
-        } else if !runner_warnings.is_empty() {
-            snapshot["warnings"] = Value::Array(runner_warnings);
-        }
-        snapshot["now_ms"] = wall_ms().into();
-        if let (Value::Object(snapshot), Value::Object(extra)) = (&mut snapshot, &self.extra) {
-            snapshot.extend(extra.clone());
-        }
-        snapshot
+        conductor.warnings.extend(runner.warnings.iter().cloned());
+        StatusSnapshot { conductor, runner, now_ms: wall_ms(), embedded: self.embedded.clone() }
     }
 }
 

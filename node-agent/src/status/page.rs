@@ -1,7 +1,8 @@
 //! The status page: one HTML document rendered from the snapshot, readable at a glance and
 //! without JavaScript; it reloads itself every few seconds. Every value is HTML-escaped.
 
-use serde_json::Value;
+use super::snapshot::StatusSnapshot;
+use crate::runner::RunView;
 
 /// Seconds between reloads.
 pub const REFRESH_SEC: u32 = 3;
@@ -21,17 +22,18 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
-/// A JSON value as plain text: strings bare, null as a dash.
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "—".into(),
-        Value::String(text) => escape(text),
-        other => escape(&other.to_string()),
-    }
+/// A value as escaped text.
+fn text(value: impl std::fmt::Display) -> String {
+    escape(&value.to_string())
 }
 
-fn bytes(value: &Value) -> String {
-    let count = value.as_f64().unwrap_or(0.0);
+/// An optional value as escaped text, a dash when there is none.
+fn maybe(value: Option<impl std::fmt::Display>) -> String {
+    value.map(text).unwrap_or_else(|| "—".into())
+}
+
+fn bytes(count: u64) -> String {
+    let count = count as f64;
     match count {
         c if c >= 1e9 => format!("{:.1} GB", c / 1e9),
         c if c >= 1e6 => format!("{:.1} MB", c / 1e6),
@@ -53,31 +55,32 @@ fn tile(label: &str, value: &str, class: &str) -> String {
     format!("<div class=\"tile {class}\"><div class=\"label\">{label}</div><div class=\"value\" data-field=\"{label}\">{value}</div></div>")
 }
 
-pub fn render(snapshot: &Value) -> String {
-    let now = snapshot["now_ms"].as_i64().unwrap_or(0);
-    let lease = &snapshot["lease"];
-    let lease_state = lease["state"].as_str().unwrap_or("unknown");
-    let mode = snapshot["mode"].as_str().unwrap_or("unknown");
-    let runner = &snapshot["runner"];
+pub fn render(snapshot: &StatusSnapshot) -> String {
+    let now = snapshot.now_ms;
+    let conductor = &snapshot.conductor;
+    let lease = &conductor.lease;
+    let lease_state = lease.state.as_str();
+    let mode = conductor.mode.map(|mode| mode.as_str()).unwrap_or("unknown");
+    let runner = &snapshot.runner;
     let mut html = String::new();
     html.push_str(&format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"{REFRESH_SEC}\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — baa-conductor</title><style>{STYLE}</style></head><body>",
-        text(&snapshot["node_id"])
+        text(&conductor.node_id)
     ));
     html.push_str(&format!(
         "<header><h1>{} <span class=\"muted\">on {} · {}</span></h1><p class=\"muted\">control plane {}{}</p></header>",
-        text(&snapshot["node_id"]),
-        text(&snapshot["host"]),
-        text(&snapshot["role"]),
-        text(&snapshot["control_api_base"]),
-        if snapshot["embedded"]["enabled"] == true { " (embedded in this agent)" } else { "" },
+        text(&conductor.node_id),
+        text(&conductor.host),
+        text(conductor.role),
+        maybe(conductor.control_api_base.as_deref()),
+        if snapshot.embedded.enabled { " (embedded in this agent)" } else { "" },
     ));
     html.push_str("<section class=\"tiles\">");
     html.push_str(&tile("mode", &escape(mode), if mode == "running" { "good" } else { "warn" }));
     html.push_str(&tile(
         "leader",
-        &format!("{} <span class=\"muted\">term {}</span>", text(&lease["leader_id"]), text(&lease["term"])),
+        &format!("{} <span class=\"muted\">term {}</span>", maybe(lease.leader_id.as_deref()), text(lease.term)),
         "",
     ));
     html.push_str(&tile(
@@ -89,66 +92,64 @@ pub fn render(snapshot: &Value) -> String {
             _ => "bad",
         },
     ));
-    html.push_str(&tile("runs", &format!("{} of {}", text(&runner["active"]), text(&runner["capacity"])), ""));
+    html.push_str(&tile("runs", &format!("{} of {}", text(runner.active), text(runner.capacity)), ""));
     html.push_str("</section>");
 
     html.push_str("<h2>Runs in flight</h2>");
-    let runs = runner["runs"].as_array().cloned().unwrap_or_default();
-    if runs.is_empty() {
+    if runner.runs.is_empty() {
         html.push_str("<p class=\"muted\" id=\"no-runs\">No run in flight.</p>");
     } else {
         html.push_str("<table id=\"runs\"><tr><th>task</th><th>step</th><th>phase</th><th>running for</th><th>stdout</th><th>stderr</th><th>last output</th><th>CPU</th><th>pid</th></tr>");
-        for run in &runs {
-            let running_for = run["started_at_ms"].as_i64().map(|started| duration_ms(now - started)).unwrap_or_else(|| "—".into());
+        for run in &runner.runs {
+            let view = &run.view;
+            let running_for = view.started_at_ms.map(|started| duration_ms(now - started)).unwrap_or_else(|| "—".into());
             html.push_str(&format!(
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{running_for}</td><td>{}</td><td>{}</td><td>{} ago</td><td>{}</td><td>{}</td></tr>",
-                text(&run["task_id"]),
-                text(&run["title"]),
-                text(&run["phase"]),
-                bytes(&run["stdout_bytes"]),
-                bytes(&run["stderr_bytes"]),
-                duration_ms(run["last_output_age_ms"].as_i64().unwrap_or(0)),
-                run["cpu_ms"].as_i64().map(duration_ms).unwrap_or_else(|| "—".into()),
-                text(&run["pid"]),
+                text(&view.task_id),
+                text(&view.title),
+                text(view.phase.as_str()),
+                bytes(view.stdout_bytes),
+                bytes(view.stderr_bytes),
+                duration_ms(view.last_output_age_ms),
+                run.cpu_ms.map(|ms| duration_ms(ms as i64)).unwrap_or_else(|| "—".into()),
+                maybe(view.pid),
             ));
         }
         html.push_str("</table>");
     }
 
-    let recent = runner["recent"].as_array().cloned().unwrap_or_default();
-    let failures: Vec<&Value> = recent.iter().filter(|run| run["phase"] != "succeeded").collect();
+    let failures: Vec<&RunView> = runner.recent.iter().filter(|run| run.phase.as_str() != "succeeded").collect();
     finished_runs(&mut html, "Recent failures", "failures", &failures, "why", "bad", "None.");
-    finished_runs(&mut html, "Recently finished", "recent", &recent.iter().collect::<Vec<_>>(), "outcome", "", "Nothing yet.");
+    finished_runs(&mut html, "Recently finished", "recent", &runner.recent.iter().collect::<Vec<_>>(), "outcome", "", "Nothing yet.");
 
-    let warnings = snapshot["warnings"].as_array().cloned().unwrap_or_default();
     html.push_str("<h2>Warnings</h2>");
-    if warnings.is_empty() {
+    if conductor.warnings.is_empty() {
         html.push_str("<p class=\"muted\">None.</p>");
     } else {
         html.push_str("<ul id=\"warnings\">");
-        for warning in &warnings {
+        for warning in &conductor.warnings {
             html.push_str(&format!("<li>{}</li>", text(warning)));
         }
         html.push_str("</ul>");
     }
-    let loops = &snapshot["loops"];
+    let loops = &conductor.loops;
     html.push_str(&format!(
         "<p class=\"muted\">sync: {} made, next in {} ms, {} failure(s) in a row, last error {} · scheduler: {} planned, {} reaped, last error {} · runner: {} steps started · refreshed every {REFRESH_SEC} s · <a href=\"/v1/status\">JSON</a> · <a href=\"/metrics\">metrics</a></p>",
-        text(&loops["sync"]["syncs"]),
-        text(&loops["sync"]["next_sync_ms"]),
-        text(&loops["sync"]["consecutive_failures"]),
-        text(&loops["sync"]["last_error"]),
-        text(&loops["scheduler"]["planned"]),
-        text(&loops["scheduler"]["reaped"]),
-        text(&loops["scheduler"]["last_error"]),
-        text(&runner["claimed_total"]),
+        text(loops.sync.syncs),
+        maybe(loops.sync.next_sync_ms),
+        text(loops.sync.consecutive_failures),
+        maybe(loops.sync.last_error.as_deref()),
+        text(loops.scheduler.planned),
+        text(loops.scheduler.reaped),
+        maybe(loops.scheduler.last_error.as_deref()),
+        text(runner.claimed_total),
     ));
     html.push_str("</body></html>");
     html
 }
 
 /// A titled table of finished runs (task, step, how it ended, why), or `empty` when there is none.
-fn finished_runs(html: &mut String, title: &str, id: &str, runs: &[&Value], last_column: &str, phase_class: &str, empty: &str) {
+fn finished_runs(html: &mut String, title: &str, id: &str, runs: &[&RunView], last_column: &str, phase_class: &str, empty: &str) {
     html.push_str(&format!("<h2>{title}</h2>"));
     if runs.is_empty() {
         html.push_str(&format!("<p class=\"muted\">{empty}</p>"));
@@ -158,10 +159,10 @@ fn finished_runs(html: &mut String, title: &str, id: &str, runs: &[&Value], last
     for run in runs {
         html.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td class=\"{phase_class}\">{}</td><td>{}</td></tr>",
-            text(&run["task_id"]),
-            text(&run["title"]),
-            text(&run["phase"]),
-            text(&run["outcome"]),
+            text(&run.task_id),
+            text(&run.title),
+            text(run.phase.as_str()),
+            maybe(run.outcome.as_deref()),
         ));
     }
     html.push_str("</table>");
@@ -178,18 +179,36 @@ code{font-size:.85em}";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn values_are_escaped_and_the_page_reloads_itself() {
-        let page = render(&json!({
-            "node_id": "mini<script>",
-            "mode": "paused",
-            "lease": {"state": "leader", "leader_id": "mini-main", "term": 3},
-            "runner": {"active": 1, "capacity": 2, "runs": [{"task_id": "t1", "title": "a & b", "phase": "running", "started_at_ms": 0, "stdout_bytes": 2048}], "recent": []},
-            "warnings": ["no token"],
-            "now_ms": 61_000,
-        }));
+        let mut snapshot = crate::status::snapshot::sample::snapshot();
+        snapshot.conductor.node_id = "mini<script>".into();
+        snapshot.conductor.mode = Some(shared::status::SystemMode::Paused);
+        snapshot.conductor.warnings = vec!["no token".into()];
+        snapshot.now_ms = 61_000;
+        snapshot.runner.active = 1;
+        snapshot.runner.capacity = 2;
+        snapshot.runner.runs = vec![crate::status::snapshot::RunInFlight {
+            view: RunView {
+                run_id: "t1.s0.a1".into(),
+                task_id: "t1".into(),
+                step_id: "t1.s0".into(),
+                title: "a & b".into(),
+                step_kind: shared::status::StepKind::Shell,
+                phase: crate::runner::run_dir::RunPhase::Running,
+                pid: Some(42),
+                started_at_ms: Some(0),
+                stdout_bytes: 2048,
+                stderr_bytes: 0,
+                last_output_age_ms: 0,
+                shipped_chunks: 0,
+                outcome: None,
+                finished_at_ms: None,
+            },
+            cpu_ms: None,
+        }];
+        let page = render(&snapshot);
         assert!(page.contains("mini&lt;script&gt;") && !page.contains("mini<script>"));
         assert!(page.contains("a &amp; b") && page.contains("1m 01s") && page.contains("2.0 kB"));
         assert!(page.contains("http-equiv=\"refresh\"") && page.contains(">paused<") && page.contains("no token"));
