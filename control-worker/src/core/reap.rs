@@ -92,8 +92,9 @@ const CLOSE_ABANDONED_CANCELED_RUNS_SQL: &str = concat!(
 );
 
 /// The reaper's statements for the leader `controller_id` in `term` at `now`, every one
-/// fenced by that term: one batch, no read before it. The step rows of the settlement are at
-/// [`ReapStatements::settled`], the restarted tasks at `restarted`, the requeued at `requeued`.
+/// fenced by that term: one batch, no read before it. Within them, the step rows of the
+/// settlement are at [`ReapStatements::settled`], the restarted tasks at `restarted`, the
+/// requeued at `requeued`.
 pub(super) struct ReapStatements {
     pub statements: Vec<Statement>,
     pub requeued: usize,
@@ -101,7 +102,7 @@ pub(super) struct ReapStatements {
     pub settled: usize,
 }
 
-pub(super) fn reap_statements(controller_id: &str, term: i64, now: i64, marker: &str, config: &Config, offset: usize) -> ReapStatements {
+pub(super) fn reap_statements(controller_id: &str, term: i64, now: i64, marker: &str, config: &Config) -> ReapStatements {
     let mut statements = vec![
         Statement::new(REQUEUE_ORPHANED_PLANNING_SQL, vec![controller_id.into(), term.into(), now.into(), PLANNING_ORPHAN_SEC.into()]),
         Statement::new(CLOSE_ABANDONED_CANCELED_RUNS_SQL, vec![controller_id.into(), term.into(), now.into()]),
@@ -110,18 +111,19 @@ pub(super) fn reap_statements(controller_id: &str, term: i64, now: i64, marker: 
     for sql in [RECORD_HOST_LOST_SQL, LOSE_RUNS_OF_LOST_HOST_SQL, RESTART_STEPS_OF_LOST_HOST_SQL, UNASSIGN_TASKS_OF_LOST_HOST_SQL] {
         statements.push(Statement::new(sql, host_lost_args.clone()));
     }
-    let restarted = offset + statements.len() - 1;
+    let restarted = statements.len() - 1;
     statements.push(settle::mark_expired(marker, controller_id, term, now, REAP_BATCH, config.controller_liveness_sec));
-    let settled = offset + statements.len() + settle::SETTLED_STEPS_INDEX;
+    let settled = statements.len() + settle::SETTLED_STEPS_INDEX;
     statements.extend(settle::settle_marked(&AttemptEnd { failure: Failure::Lost, exit_code: None, error: None, marker, now }));
-    ReapStatements { statements, requeued: offset, restarted, settled }
+    ReapStatements { statements, requeued: 0, restarted, settled }
 }
 
-/// What one reap did, read from its statements' rows.
-pub(super) fn reaped(results: &[Vec<Row>], at: &ReapStatements) -> ApiResult<StepsReaped> {
+/// What one reap did, read from the rows of its statements, which ran from `offset` on.
+pub(super) fn reaped(results: &[Vec<Row>], offset: usize, plan: &ReapStatements) -> ApiResult<StepsReaped> {
+    let results = &results[offset..];
     let task_ids = |rows: &[Row]| rows.iter().map(|row| row.text("task_id")).collect::<Result<Vec<_>, _>>();
     let mut reaped = Vec::new();
-    for row in &results[at.settled] {
+    for row in &results[plan.settled] {
         let step_status = StepStatus::parse(&row.text("status")?).ok_or_else(|| ApiError::internal("unknown step status"))?;
         reaped.push(ReapedStep {
             step_id: row.text("step_id")?,
@@ -130,7 +132,7 @@ pub(super) fn reaped(results: &[Vec<Row>], at: &ReapStatements) -> ApiResult<Ste
             step_status,
         });
     }
-    Ok(StepsReaped { reaped, requeued_tasks: task_ids(&results[at.requeued])?, restarted_tasks: task_ids(&results[at.restarted])? })
+    Ok(StepsReaped { reaped, requeued_tasks: task_ids(&results[plan.requeued])?, restarted_tasks: task_ids(&results[plan.restarted])? })
 }
 
 pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
@@ -139,12 +141,12 @@ pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
     let term = fields.i64("term", 1, MAX_SAFE_INTEGER)?;
     let marker = core.new_id("reap");
-    let plan = reap_statements(&controller_id, term, call.now, &marker, &core.config, 1);
+    let mut plan = reap_statements(&controller_id, term, call.now, &marker, &core.config);
     let mut statements = vec![Statement::new(SELECT_LEASE_SQL, vec![])];
-    statements.extend(plan.statements.iter().cloned());
+    statements.append(&mut plan.statements);
     let results = core.db.batch(statements).await?;
     // Every statement is fenced: when this says no, none of them changed anything.
     let lease = records::first(&results[0], records::lease)?;
     check_fence(lease.as_ref(), &controller_id, term, call.now)?;
-    Reply::ok(&reaped(&results, &plan)?)
+    Reply::ok(&reaped(&results, 1, &plan)?)
 }

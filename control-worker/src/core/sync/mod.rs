@@ -136,7 +136,6 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let host = input.facts.host.clone();
     let now = call.now;
     let leading_term = input.term.filter(|_| input.wish == LeaseWish::Acquire);
-    let granting = input.capacity > 0 && !input.disk_low;
 
     let mut batch = Batch { statements: Vec::new() };
     batch.push([sync_upsert(&input.facts, (core.config.controller_liveness_sec / 2).max(1), now)]);
@@ -147,11 +146,22 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     };
     let mode_at = batch.push([Statement::new(SELECT_MODE_SQL, vec![])]);
 
-    // What the leader's writes and the grant will need, kept free while items are placed.
+    // The leader's reaping and claim, and the grant, are built first: the room they need is
+    // kept free while the items are placed, and they go in last.
     let reap_marker = core.new_id("reap");
-    let reap_size = leading_term.map_or(0, |term| reap_statements(&node_id, term, now, &reap_marker, &core.config, 0).statements.len() + 1);
-    let grant_size = if granting { 5 } else { 0 };
-    let reserved = reap_size + grant_size;
+    let reap = leading_term.map(|term| reap_statements(&node_id, term, now, &reap_marker, &core.config));
+    let grant = (input.capacity > 0 && !input.disk_low).then(|| {
+        let ask = ClaimAsk {
+            worker_id: &node_id,
+            host: &host,
+            capacity: input.capacity,
+            worker_kinds: input.worker_kinds.clone(),
+            heartbeat_ttl_sec: input.heartbeat_ttl_sec,
+        };
+        grants::claim_statements(&ask, &core.new_id("claim"), now)
+    });
+    // The leader's part is its reaping and one claim of queued tasks.
+    let reserved = reap.as_ref().map_or(0, |reap| reap.statements.len() + 1) + grant.as_ref().map_or(0, Vec::len);
 
     let completions = place(&mut batch, &input.completions, reserved, |item| {
         let mut statements = reports::completion_statements(&item.step_id, &item.run_id, &node_id, &item.report, now);
@@ -175,29 +185,18 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         place(&mut batch, &input.logs, reserved, |item| reports::log_statements(&item.step_id, &item.run_id, &node_id, &item.report, now));
 
     let mut plans = Vec::new();
-    let mut leader_at: Option<(ReapStatements, usize)> = None;
-    if let Some(term) = leading_term {
+    let mut leader_at: Option<(ReapStatements, usize, usize)> = None;
+    if let (Some(term), Some(mut reap)) = (leading_term, reap) {
         let plan_ids: Vec<String> = input.plans.iter().map(|_| core.new_id("plan")).collect();
         let plan_items: Vec<(&(String, _), &String)> = input.plans.iter().zip(&plan_ids).collect();
         plans = place(&mut batch, &plan_items, reserved, |((task_id, plan), plan_id)| {
             plan_statements(&node_id, term, task_id, plan, plan_id.as_str(), now)
         });
-        let offset = batch.statements.len();
-        let reap = reap_statements(&node_id, term, now, &reap_marker, &core.config, offset);
-        batch.push(reap.statements.iter().cloned());
+        let reap_at = batch.push(std::mem::take(&mut reap.statements));
         let claim_at = batch.push([claim_tasks_statement(&node_id, term, CLAIM_TASKS_PER_SYNC, core.config.controller_liveness_sec, now)]);
-        leader_at = Some((reap, claim_at));
+        leader_at = Some((reap, reap_at, claim_at));
     }
-    let grant_at = granting.then(|| {
-        let ask = ClaimAsk {
-            worker_id: &node_id,
-            host: &host,
-            capacity: input.capacity,
-            worker_kinds: input.worker_kinds.clone(),
-            heartbeat_ttl_sec: input.heartbeat_ttl_sec,
-        };
-        batch.push(grants::claim_statements(&ask, &core.new_id("claim"), now))
-    });
+    let grant_at = grant.map(|grant| batch.push(grant));
     let statement_count = batch.statements.len();
     debug_assert!(statement_count <= MAX_SYNC_STATEMENTS);
 
@@ -301,10 +300,10 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     };
 
     let (claimed_tasks, reaped_now): (Vec<shared::wire::Task>, Option<StepsReaped>) = match (&leader_at, leader_writes) {
-        (Some((reap, claim_at)), LeaderWrites::Applied) => {
+        (Some((reap, reap_at, claim_at)), LeaderWrites::Applied) => {
             let mut tasks = records::all(&results[*claim_at], records::task)?;
             tasks.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)).then(a.task_id.cmp(&b.task_id)));
-            (tasks, Some(reaped(&results, reap)?))
+            (tasks, Some(reaped(&results, *reap_at, reap)?))
         }
         _ => (Vec::new(), None),
     };
