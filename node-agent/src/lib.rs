@@ -6,7 +6,8 @@
 //!   runner and the status server, and runs them until shutdown.
 //! - [`shutdown`]: one shutdown signal for every loop and server.
 //! - [`cli`]: raw arguments with environment fallbacks (clap).
-//! - [`config`]: raw arguments → one validated `AgentConfig`, warnings, text and JSON output.
+//! - [`config`]: raw arguments → one validated `AgentConfig`, with warnings.
+//! - [`config_show`]: the configuration as text and as JSON (`node-agent config`).
 //! - [`checklist`]: the startup checklist, in order.
 //! - [`clock`]: the agent's two clocks (tokio's instants, wall-clock milliseconds), read nowhere else
 //!   by the runner and the conductor.
@@ -28,6 +29,7 @@ pub mod client;
 pub mod clock;
 pub mod conductor;
 pub mod config;
+pub mod config_show;
 pub mod embedded;
 pub mod log;
 pub mod platform;
