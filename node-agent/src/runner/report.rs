@@ -48,17 +48,17 @@ pub(super) fn read_news(shared: &RunnerShared, run: &mut ActiveRun) {
     let news = shared.outbox.borrow_mut().take_news(&run.meta.run_id);
     if let Some(beat) = news.beat {
         let running = run.state.status == RunPhase::Running && run.state.stop.is_none();
-        if beat.verdict == Verdict::Stale && running {
-            // Reaped or superseded: the control plane will not take this run's result.
-            let detail = beat.message.unwrap_or_default();
-            log!("run {}: the control plane no longer counts this run, stopping the step: {detail}", run.meta.run_id);
-            run.state.stop = Some(ladder::request_stop(None, StopReason::Lost, wall_ms()));
-            run.dir.event(wall_ms(), "stop_requested", json!({"reason": "lost", "detail": detail}));
-            run.save_state();
-        } else if beat.canceled && running {
-            let now_ms = wall_ms();
-            run.state.stop = Some(ladder::request_stop(None, StopReason::Canceled, now_ms));
-            run.dir.event(now_ms, "stop_requested", json!({"reason": "canceled"}));
+        // Reaped or superseded (stale): the control plane will not take this run's result.
+        let stop = match (beat.verdict, beat.canceled) {
+            (Verdict::Stale, _) => Some((StopReason::Lost, "lost")),
+            (_, true) => Some((StopReason::Canceled, "canceled")),
+            _ => None,
+        };
+        if let (Some((reason, name)), true) = (stop, running) {
+            let (now_ms, detail) = (wall_ms(), beat.message.unwrap_or_default());
+            log!("run {}: stopping the step ({name}) {detail}", run.meta.run_id);
+            run.state.stop = Some(ladder::request_stop(None, reason, now_ms));
+            run.dir.event(now_ms, "stop_requested", json!({"reason": name, "detail": detail}));
             run.save_state();
         }
     }
