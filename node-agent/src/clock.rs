@@ -4,8 +4,10 @@
 //!   under a paused test clock, so the loops can be tested in virtual time.
 //! - [`wall_ms`]: wall-clock milliseconds since the epoch, for times kept in run files and
 //!   compared across agent restarts (monotonic instants cannot be).
+//! - [`Now`]: both, read once by a driver and handed to a state machine with each input: the
+//!   machines never read a clock themselves.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -13,4 +15,27 @@ pub fn now() -> Instant {
 
 pub fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
+}
+
+/// One reading of both clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub at: Instant,
+    pub wall_ms: i64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now { at: now(), wall_ms: wall_ms() }
+    }
+
+    /// The same two clocks `elapsed` later (for tests and simulations that move time).
+    pub fn after(self, elapsed: Duration) -> Now {
+        Now { at: self.at + elapsed, wall_ms: self.wall_ms + elapsed.as_millis() as i64 }
+    }
+
+    /// The instant at which the wall clock will read `wall_ms` (now, if that is past).
+    pub fn instant_at(self, wall_ms: i64) -> Instant {
+        self.at + Duration::from_millis((wall_ms - self.wall_ms).max(0) as u64)
+    }
 }

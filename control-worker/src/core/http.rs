@@ -19,15 +19,16 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
-    /// A call of `path` with a bearer `token` and a JSON body, as an in-process caller (a test,
-    /// a benchmark, an in-memory control plane) makes it.
+    /// A call of `path` (with its query string, if any) with a bearer `token` and a JSON body,
+    /// as an in-process caller (a test, a benchmark, an in-memory control plane) makes it.
     pub fn json(method: &str, path: &str, token: &str, body: Option<&serde_json::Value>) -> ApiRequest {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         ApiRequest {
             method: method.into(),
             path: path.into(),
+            query: query.into(),
             headers: vec![("authorization".into(), format!("Bearer {token}")), ("content-type".into(), "application/json".into())],
             body: body.map(|body| body.to_string().into_bytes()).unwrap_or_default(),
-            ..ApiRequest::default()
         }
     }
 

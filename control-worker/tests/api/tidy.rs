@@ -113,13 +113,14 @@ fn linux_only_interfaces_stay_in_the_platform_module() {
 
 /// The runner and the conductor read no clock of their own: instants come from tokio's clock
 /// and wall time from one function, both in `node-agent/src/clock.rs`, so the loops follow a
-/// paused test clock. (Test-only files, which drive that clock, are not looked at.)
+/// paused test clock; the state machines (a run's, the lease's) read no clock at all: time
+/// comes in with their inputs. (Test-only files, which drive that clock, are not looked at.)
 #[test]
 fn the_runner_and_the_conductor_read_time_only_through_the_agent_clock() {
     let root = repo_root();
     let mut files = rust_files(&root.join("node-agent/src/runner"));
     files.extend(rust_files(&root.join("node-agent/src/conductor")));
-    let test_only = ["driver_tests.rs", "memory_plane.rs"];
+    let test_only = ["driver_tests.rs", "memory_plane.rs", "sim_host.rs", "tests.rs"];
     let files: Vec<PathBuf> =
         files.into_iter().filter(|file| !test_only.iter().any(|name| file.file_name().is_some_and(|own| own == *name))).collect();
     assert!(files.len() > 15, "{} files", files.len());
@@ -129,4 +130,15 @@ fn the_runner_and_the_conductor_read_time_only_through_the_agent_clock() {
             assert!(!code.contains(needle), "{} reads a clock ({needle}) outside node-agent/src/clock.rs", file.display());
         }
     }
+    let machines =
+        files.iter().filter(|file| file.components().any(|part| part.as_os_str() == "machine") || file.ends_with("conductor/lease.rs"));
+    let mut count = 0;
+    for file in machines {
+        count += 1;
+        let code = code_of(file);
+        for needle in ["clock::now", "clock_now", "wall_ms()", "Now::read", "tokio::"] {
+            assert!(!code.contains(needle), "{} is a state machine but reads a clock or awaits ({needle})", file.display());
+        }
+    }
+    assert!(count >= 4, "{count} machine files");
 }

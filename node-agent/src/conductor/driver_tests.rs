@@ -11,28 +11,9 @@ use shared::wire::{AgentSyncResponse, ClaimedStep};
 use tokio::time::Instant;
 
 use super::lease::LeaseStatus;
-use super::memory_plane::MemoryPlane;
-use super::{clock_now, Conductor, CountRuns, Room, Seats};
-use crate::cli::RawArgs;
-use crate::config::AgentConfig;
+use super::memory_plane::{config, no_runs, MemoryPlane};
+use super::{clock_now, Conductor, Room, Seats};
 use crate::runner::outbox::RunReports;
-
-fn no_runs() -> CountRuns {
-    CountRuns(std::path::PathBuf::from("/nonexistent/baa-runs"), 0)
-}
-
-fn config(node_id: &str, role: &str, ttl_sec: u32) -> AgentConfig {
-    let raw = RawArgs {
-        node_id: Some(node_id.into()),
-        role: Some(role.into()),
-        host: Some(if role == "primary" { "mini" } else { "mac" }.into()),
-        control_api_base: Some("http://memory".into()),
-        lease_ttl_sec: Some(ttl_sec.to_string()),
-        lease_renew_interval_ms: Some("1000".into()),
-        ..RawArgs::default()
-    };
-    AgentConfig::resolve(&raw, |_| None).unwrap()
-}
 
 /// A runner with room for `capacity` steps that records what it was given and never finishes.
 #[derive(Clone, Default)]

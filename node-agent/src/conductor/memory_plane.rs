@@ -21,6 +21,25 @@ pub const ADMIN_TOKEN: &str = "memory-admin-token";
 /// The control plane's unix time when the test starts.
 pub const START: i64 = 1_800_000_000;
 
+/// The configuration of a test agent against the memory plane.
+pub fn config(node_id: &str, role: &str, ttl_sec: u32) -> crate::config::AgentConfig {
+    let raw = crate::cli::RawArgs {
+        node_id: Some(node_id.into()),
+        role: Some(role.into()),
+        host: Some(if role == "primary" { "mini" } else { "mac" }.into()),
+        control_api_base: Some("http://memory".into()),
+        lease_ttl_sec: Some(ttl_sec.to_string()),
+        lease_renew_interval_ms: Some("1000".into()),
+        ..crate::cli::RawArgs::default()
+    };
+    crate::config::AgentConfig::resolve(&raw, |_| None).unwrap()
+}
+
+/// An agent starting with no runs directory to look at.
+pub fn no_runs() -> crate::conductor::CountRuns {
+    crate::conductor::CountRuns(std::path::PathBuf::from("/nonexistent/baa-runs"), 0)
+}
+
 pub struct MemoryPlane {
     pub core: Core<SqliteDb, ManualClock, SeededRandom>,
     /// When the control plane's clock read [`START`].
@@ -68,7 +87,15 @@ impl MemoryPlane {
 
     /// Creates a shell task; returns its id.
     pub async fn create_task(&self, title: &str) -> String {
-        let body = serde_json::json!({"repo": "/srv/repo", "task_type": "shell", "title": title, "goal": "true"});
+        self.create_task_with(serde_json::json!({"title": title})).await
+    }
+
+    /// Creates a shell task with `fields` over the defaults; returns its id.
+    pub async fn create_task_with(&self, fields: Value) -> String {
+        let mut body = serde_json::json!({"repo": "/srv/repo", "task_type": "shell", "title": "task", "goal": "true"});
+        for (key, value) in fields.as_object().into_iter().flatten() {
+            body[key] = value.clone();
+        }
         let created: Value = self.call("POST", "/v1/tasks", ADMIN_TOKEN, Some(body)).await.expect("task created");
         created["task_id"].as_str().unwrap().to_string()
     }

@@ -18,9 +18,10 @@
 //! - [`outbox`]: what the runs tell the control plane, waiting for the next sync, and the
 //!   verdicts that came back. No I/O.
 //! - [`start`]: a claimed step prepared and started, or a run adopted after a restart.
-//! - [`run`]: one run's state and driver, from start or adoption to its terminal state.
-//! - [`report`]: what a run puts in the outbox (heartbeat, output, checkpoints, outcome), and
-//!   what it does with the verdicts.
+//! - [`machine`]: one run as a state machine, from start or adoption to its terminal state:
+//!   the stop ladder, heartbeats, shipping, the ending, the verdicts. No I/O, no clock.
+//! - [`run`]: one run's driver: the I/O around its machine.
+//! - [`report`]: the ending's work on the host: the commit, the checkpoints, the report.
 //! - this file: the runner's room and the start of granted steps (the conductor's syncs bring
 //!   them), startup reconciliation, housekeeping, the board of runs for the snapshot.
 
@@ -30,6 +31,7 @@ pub mod command;
 pub mod delivery;
 pub mod housekeeping;
 pub mod ladder;
+pub mod machine;
 pub mod mirror;
 pub mod outbox;
 pub mod outcome;
@@ -150,7 +152,7 @@ impl Runner {
         for root in unfinished {
             match start::adopt(&self.shared, root) {
                 Ok(active) => {
-                    if active.view().phase == RunPhase::Running {
+                    if active.machine.phase() == RunPhase::Running {
                         reconciled.adopted += 1;
                     } else {
                         reconciled.settling += 1;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::branch;
+use super::machine::RunTiming;
 use crate::config::AgentConfig;
 
 #[derive(Debug, Clone)]
@@ -53,6 +54,15 @@ impl RunnerSettings {
             worktrees_dir: config.paths.worktrees.clone(),
             mirrors_dir: config.paths.state.join("mirrors"),
             tmp_dir: config.paths.tmp.clone(),
+        }
+    }
+
+    pub fn run_timing(&self) -> RunTiming {
+        RunTiming {
+            heartbeat_interval: self.step_heartbeat_interval,
+            ship_interval: self.ship_interval,
+            kill_grace: self.kill_grace,
+            log_ship_limit_bytes: self.log_ship_limit_bytes,
         }
     }
 

@@ -1,29 +1,27 @@
 //! How a run begins: a claimed step prepared (run directory, worktree, command) and its
 //! process started, or a run left by an earlier agent adopted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use shared::status::StepKind;
 use shared::wire::{ClaimedStep, RunFailure};
 
 use super::command::{self, CommandError, TemplateValues};
+use super::machine::RunMachine;
 use super::process::{self, StepCommand};
-use super::run::ActiveRun;
+use super::run::{log_sizes, ActiveRun};
 use super::run_dir::{read_json, write_json_atomic, RunDir, RunMeta, RunPhase, RunState};
 use super::shipper::ShipCursor;
 use super::{delivery, worktree};
 use super::{wall_ms, RunnerShared};
+use crate::clock::Now;
 use crate::log::log;
 
-/// Prepares a claimed step (run directory, worktree, command) and starts its process.
-pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Option<ActiveRun> {
-    let settings = &shared.settings;
+/// What `meta.json` says of a claimed step before its worktree is prepared.
+pub fn run_meta(claimed: &ClaimedStep, worker_id: &str, host: &str, worktree: PathBuf, now_ms: i64) -> RunMeta {
     let (task, step) = (&claimed.task, &claimed.step);
-    let now = wall_ms();
-    let dir = RunDir::new(&settings.runs_dir, &task.task_id, &claimed.run_id);
-    let worktree_path = settings.worktrees_dir.join(&task.task_id);
-    let mut meta = RunMeta {
+    RunMeta {
         task_id: task.task_id.clone(),
         step_id: step.step_id.clone(),
         run_id: claimed.run_id.clone(),
@@ -33,20 +31,30 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         worker_kind: step.worker_kind.clone(),
         title: step.title.clone(),
         timeout_sec: step.timeout_sec,
-        worker_id: settings.worker_id.clone(),
-        host: settings.host.clone(),
+        worker_id: worker_id.to_string(),
+        host: host.to_string(),
         repo: task.repo.clone(),
         base_ref: task.base_ref.clone(),
         branch_name: task.branch_name.clone(),
-        worktree: worktree_path.clone(),
+        worktree,
         base_sha: None,
         base_commit: task.base_commit.clone(),
         base_branch: None,
         task_title: task.title.clone(),
         deliver_remote: (step.step_kind == StepKind::Deliver).then(|| delivery::remote(task).to_string()),
         shell_command: None,
-        prepared_at_ms: now,
-    };
+        prepared_at_ms: now_ms,
+    }
+}
+
+/// Prepares a claimed step (run directory, worktree, command) and starts its process.
+pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Option<ActiveRun> {
+    let settings = &shared.settings;
+    let (task, step) = (&claimed.task, &claimed.step);
+    let now = wall_ms();
+    let dir = RunDir::new(&settings.runs_dir, &task.task_id, &claimed.run_id);
+    let worktree_path = settings.worktrees_dir.join(&task.task_id);
+    let mut meta = run_meta(&claimed, &settings.worker_id, &settings.host, worktree_path.clone(), now);
     if let Err(error) = dir.create() {
         // Without a run directory nothing can be kept: say so and let the retry policy decide.
         log!("run {}: cannot create {}: {error}", claimed.run_id, dir.root.display());
@@ -124,59 +132,47 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
     if let Err(error) = write_json_atomic(&dir.meta(), &meta) {
         log!("run {}: writing meta.json: {error}", meta.run_id);
     }
-    let mut run = ActiveRun::new(dir, meta, RunState::prepared(now), ShipCursor::default());
-    run.save_state();
-    if let Some((phase, message)) = failure {
-        run.end_without_process(phase, message);
-        return Some(run);
+    // Recorded before the process starts: an agent that dies in between leaves a run that its
+    // successor settles as not started.
+    if let Err(error) = write_json_atomic(&dir.state(), &RunState::prepared(now)) {
+        log!("run {}: writing state.json: {error}", meta.run_id);
+    }
+    let timing = settings.run_timing();
+    if let Some(failure) = failure {
+        let machine = RunMachine::started(meta, timing, Now::read(), Err(failure));
+        return Some(ActiveRun { dir, machine, child: None });
     }
     let mut env = vec![
-        ("BAA_TASK_ID", run.meta.task_id.clone()),
-        ("BAA_STEP_ID", run.meta.step_id.clone()),
-        ("BAA_RUN_ID", run.meta.run_id.clone()),
-        ("BAA_ATTEMPT", run.meta.attempt.to_string()),
-        ("BAA_WORKTREE", run.meta.worktree.to_string_lossy().into_owned()),
-        ("BAA_RUN_DIR", run.dir.root.to_string_lossy().into_owned()),
-        ("BAA_ARTIFACTS_DIR", run.dir.artifacts().to_string_lossy().into_owned()),
+        ("BAA_TASK_ID", meta.task_id.clone()),
+        ("BAA_STEP_ID", meta.step_id.clone()),
+        ("BAA_RUN_ID", meta.run_id.clone()),
+        ("BAA_ATTEMPT", meta.attempt.to_string()),
+        ("BAA_WORKTREE", meta.worktree.to_string_lossy().into_owned()),
+        ("BAA_RUN_DIR", dir.root.to_string_lossy().into_owned()),
+        ("BAA_ARTIFACTS_DIR", dir.artifacts().to_string_lossy().into_owned()),
     ];
-    if run.meta.step_kind == StepKind::Agent {
-        env.push(("BAA_GOAL_FILE", run.dir.goal().to_string_lossy().into_owned()));
+    if meta.step_kind == StepKind::Agent {
+        env.push(("BAA_GOAL_FILE", dir.goal().to_string_lossy().into_owned()));
     }
-    let (stdout, stderr, exit_status) = (run.dir.stdout_log(), run.dir.stderr_log(), run.dir.exit_status());
-    let shell_command = run.meta.shell_command.clone().unwrap_or_default();
+    let (stdout, stderr, exit_status) = (dir.stdout_log(), dir.stderr_log(), dir.exit_status());
+    let shell_command = meta.shell_command.clone().unwrap_or_default();
     let spawned = process::spawn(&StepCommand {
         shell_command: &shell_command,
-        worktree: &run.meta.worktree,
+        worktree: &meta.worktree,
         stdout: &stdout,
         stderr: &stderr,
         exit_status: &exit_status,
         env,
     });
-    match spawned {
+    let (process, child) = match spawned {
         Ok(child) => {
-            let started = wall_ms();
             let pid = child.id().map(|pid| pid as i32);
-            run.state.pid = pid;
-            run.state.process_identity = pid.and_then(crate::platform::process_start);
-            run.state.started_at_ms = Some(started);
-            run.state.deadline_at_ms = Some(started + run.meta.timeout_sec.max(1) * 1_000);
-            run.state.status = RunPhase::Running;
-            run.last_output_at_ms = started;
-            run.child = Some(child);
-            run.save_state();
-            run.dir.event(
-                started,
-                "worker_started",
-                json!({"pid": pid, "timeout_sec": run.meta.timeout_sec, "worktree": run.meta.worktree}),
-            );
-            // Say so at once: the step shows `running`, and the base commit is recorded, with
-            // the next sync rather than after the idle interval.
-            super::report::heartbeat(shared, &mut run);
-            shared.wake.notify_one();
+            (Ok((pid, pid.and_then(crate::platform::process_start))), Some(child))
         }
-        Err(error) => run.end_without_process(RunPhase::Failed, format!("could not start the process: {error}")),
-    }
-    Some(run)
+        Err(error) => (Err((RunPhase::Failed, format!("could not start the process: {error}"))), None),
+    };
+    let machine = RunMachine::started(meta, timing, Now::read(), process);
+    Some(ActiveRun { dir, machine, child })
 }
 
 /// Picks up a run left by an earlier agent. A live process is adopted; a run that never got
@@ -189,21 +185,14 @@ pub(super) fn adopt(shared: &RunnerShared, root: &Path) -> Result<ActiveRun, Str
     let dir = RunDir { root: root.to_path_buf() };
     let state: RunState = read_json(&dir.state()).unwrap_or_else(|_| RunState::prepared(meta.prepared_at_ms));
     let cursor: ShipCursor = read_json(&dir.ship()).unwrap_or_default();
-    let mut run = ActiveRun::new(dir, meta, state, cursor);
-    let now = wall_ms();
-    match run.state.status {
-        RunPhase::Prepared => run.end_without_process(RunPhase::Failed, "the agent stopped before the step's process started".into()),
-        RunPhase::Running => {
-            let pid = run.state.pid.unwrap_or(0);
-            let same_process = process::is_alive(pid)
-                && match (&run.state.process_identity, crate::platform::process_start(pid)) {
-                    (Some(recorded), Some(now)) => *recorded == now,
-                    _ => true,
-                };
-            run.process_gone = !same_process;
-            run.dir.event(now, "run_adopted", json!({"pid": pid, "alive": same_process, "worker_id": run.meta.worker_id}));
-        }
-        _ => run.dir.event(now, "run_resumed", json!({"phase": run.state.status.as_str()})),
-    }
-    Ok(run)
+    let pid = state.pid.unwrap_or(0);
+    let alive = state.status == RunPhase::Running
+        && process::is_alive(pid)
+        && match (&state.process_identity, crate::platform::process_start(pid)) {
+            (Some(recorded), Some(now)) => *recorded == now,
+            _ => true,
+        };
+    let timing = shared.settings.run_timing();
+    let machine = RunMachine::adopted(meta, state, cursor, timing, Now::read(), log_sizes(&dir), alive);
+    Ok(ActiveRun { dir, machine, child: None })
 }
