@@ -54,10 +54,7 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
     };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| AgentError::Runtime(error.to_string()))?;
-    // One sync at a time, carrying up to about 2 MB of output: a third of the lease's TTL, so
-    // a leader's retries still fall before its local deadline.
-    let timeout = (std::time::Duration::from_secs(config.lease_ttl_sec as u64) / 3)
-        .clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(10));
+    let timeout = config.sync_timeout();
     let conductor_client = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, timeout)
         .map_err(|error| AgentError::Client(error.to_string()))?;
     for warning in &config.warnings {

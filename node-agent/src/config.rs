@@ -176,6 +176,13 @@ pub fn default_runtime_root(home: Option<&str>) -> PathBuf {
 }
 
 impl AgentConfig {
+    /// How long one sync may take: it carries up to about 2 MB of output, and a third of the
+    /// lease's TTL lets a leader's retries still fall before its local deadline.
+    pub fn sync_timeout(&self) -> std::time::Duration {
+        (std::time::Duration::from_secs(self.lease_ttl_sec as u64) / 3)
+            .clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(10))
+    }
+
     /// Validates `raw`; `lookup` reads the environment for what clap does not (the
     /// `BAA_CONDUCTOR_PREFERRED` fallback of the two preferred flags, and `HOME`).
     pub fn resolve(raw: &RawArgs, lookup: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, ConfigError> {

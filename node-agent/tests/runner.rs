@@ -214,7 +214,7 @@ fn logs_written_during_an_outage_arrive_once_and_in_order() {
     wait_step_running(&plane, &task_id, Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(3));
     let before = plane.log_text(&task_id, "stdout").lines().count();
-    assert!(before > 0, "some lines shipped before the outage");
+    assert!(before > 0, "some lines shipped before the outage\n{}", agent.log_text());
 
     plane.stop();
     assert!(try_http(&plane.base(), "GET", "/healthz", ADMIN, None).is_err(), "the control plane is away");

@@ -8,6 +8,10 @@ impl Clock for WorkerClock {
     fn now(&self) -> i64 {
         (worker::Date::now().as_millis() / 1000) as i64
     }
+
+    async fn sleep_ms(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await
+    }
 }
 
 /// Ids need uniqueness, not secrecy: two `Math.random()` draws give 64 random bits.

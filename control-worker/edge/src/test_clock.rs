@@ -22,8 +22,8 @@ use crate::platform::WorkerClock;
 pub const ENV_VAR: &str = "CONTROL_API_TEST_ONLY_MANUAL_CLOCK";
 pub const PATH: &str = "/__test/clock";
 
-/// 0 until set: the real time is used.
-static MANUAL_NOW: AtomicI64 = AtomicI64::new(0);
+/// In milliseconds; 0 until set: the real time is used.
+static MANUAL_NOW_MS: AtomicI64 = AtomicI64::new(0);
 
 pub struct EdgeClock {
     pub manual: bool,
@@ -31,9 +31,18 @@ pub struct EdgeClock {
 
 impl Clock for EdgeClock {
     fn now(&self) -> i64 {
-        match MANUAL_NOW.load(Ordering::SeqCst) {
-            manual if self.manual && manual != 0 => manual,
+        match MANUAL_NOW_MS.load(Ordering::SeqCst) {
+            manual if self.manual && manual != 0 => manual.div_euclid(1000),
             _ => WorkerClock.now(),
+        }
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        if self.manual && MANUAL_NOW_MS.load(Ordering::SeqCst) != 0 {
+            // A manual clock moves by the time slept, as the native suite's does.
+            MANUAL_NOW_MS.fetch_add(ms as i64, Ordering::SeqCst);
+        } else {
+            WorkerClock.sleep_ms(ms).await
         }
     }
 }
@@ -51,7 +60,7 @@ pub fn handle(config: &Config, request: &ApiRequest, request_id: &str) -> ApiRes
             (None, Some(advance)) => EdgeClock { manual: true }.now() + advance,
             (None, None) => return Err(ApiError::invalid_field("set", "or advance is required")),
         };
-        MANUAL_NOW.store(now, Ordering::SeqCst);
+        MANUAL_NOW_MS.store(now * 1000, Ordering::SeqCst);
         Ok(now)
     })();
     match outcome {

@@ -4,38 +4,47 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+#[allow(async_fn_in_trait)]
 pub trait Clock {
     /// Current unix time in seconds.
     fn now(&self) -> i64;
+
+    /// Waits `ms` milliseconds: a standby's sync is held while the lease stays with another
+    /// holder (SPEC §14). A manual clock moves by that much instead of waiting.
+    async fn sleep_ms(&self, ms: u64);
 }
 
 pub trait Random {
     fn next_u64(&self) -> u64;
 }
 
-/// A clock that moves only when told; cheap to clone, all clones share one time.
+/// A clock that moves only when told (or slept on); cheap to clone, all clones share one time.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    seconds: Arc<AtomicI64>,
+    millis: Arc<AtomicI64>,
 }
 
 impl ManualClock {
     pub fn new(start: i64) -> Self {
-        ManualClock { seconds: Arc::new(AtomicI64::new(start)) }
+        ManualClock { millis: Arc::new(AtomicI64::new(start * 1000)) }
     }
 
     pub fn advance(&self, seconds: i64) {
-        self.seconds.fetch_add(seconds, Ordering::SeqCst);
+        self.millis.fetch_add(seconds * 1000, Ordering::SeqCst);
     }
 
     pub fn set(&self, seconds: i64) {
-        self.seconds.store(seconds, Ordering::SeqCst);
+        self.millis.store(seconds * 1000, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
-        self.seconds.load(Ordering::SeqCst)
+        self.millis.load(Ordering::SeqCst).div_euclid(1000)
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        self.millis.fetch_add(ms as i64, Ordering::SeqCst);
     }
 }
 
@@ -63,6 +72,10 @@ impl Random for SeededRandom {
 impl<T: Clock + ?Sized> Clock for &T {
     fn now(&self) -> i64 {
         (**self).now()
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        (**self).sleep_ms(ms).await
     }
 }
 

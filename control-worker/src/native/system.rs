@@ -11,6 +11,10 @@ impl Clock for SystemClock {
     fn now(&self) -> i64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or(0)
     }
+
+    async fn sleep_ms(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+    }
 }
 
 /// A splitmix sequence seeded from the operating system: ids need uniqueness, not secrecy.

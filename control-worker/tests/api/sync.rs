@@ -363,3 +363,38 @@ fn heartbeats_left_out_of_a_full_batch_do_not_hurry_the_next_sync() {
     assert!(verdicts.contains(&"deferred".to_string()), "{verdicts:?}");
     assert_eq!(data["next_sync_ms"], 5_000, "a host running steps: the busy pace, not at once");
 }
+
+#[test]
+fn a_quiet_standby_is_held_for_what_it_allows_and_comes_back_for_the_rest() {
+    let t = Target::new();
+    sync(&t, "mini-main", "mini", None, 0, json!({}));
+    let busy = sync(&t, "mac-standby", "mac", None, 0, json!({"hold_ms": 8_000, "more_output": true}));
+    assert_eq!(busy["next_sync_ms"], 2_000, "output waiting: not held, paced at 2 s: {busy}");
+    let not_asked = sync(&t, "mac-standby", "mac", None, 0, json!({}));
+    assert_eq!(not_asked["next_sync_ms"], 10_000, "{not_asked}");
+    // Held 8 s (the lease stayed with the leader), then back after the rest of the 10 s pace.
+    let held = sync(&t, "mac-standby", "mac", None, 0, json!({"hold_ms": 8_000}));
+    assert_eq!(held["next_sync_ms"], 2_000, "{held}");
+    assert_eq!(held["lease"]["holder_id"], "mini-main");
+}
+
+#[test]
+fn a_held_standby_is_answered_at_once_when_the_lease_expires_and_then_takes_it() {
+    let t = Target::new();
+    let term = sync(&t, "mini-main", "mini", None, 0, json!({}))["lease"]["term"].as_i64().unwrap();
+    t.advance(27);
+    // Due half a second after the expiry (3.5 s): held, and answered when the lease ran out.
+    let held = sync(&t, "mac-standby", "mac", None, 0, json!({"hold_ms": 8_000}));
+    assert_eq!(held["next_sync_ms"], 0, "come back at once: {held}");
+    let took = sync(&t, "mac-standby", "mac", None, 0, json!({"hold_ms": 8_000}));
+    assert_eq!(took["lease"]["is_leader"], true, "{took}");
+    assert_eq!(took["lease"]["term"], term + 1);
+}
+
+#[test]
+fn a_hold_longer_than_the_limit_is_refused_naming_the_field() {
+    let t = Target::new();
+    let response = t.post("/v1/agents/sync", SHARED, sync_body("mac-standby", "mac", None, 0, json!({"hold_ms": 25_001})));
+    let error = err(&response, 400, "invalid_request");
+    assert_eq!(error["field"], "hold_ms", "{error}");
+}

@@ -151,3 +151,36 @@ async fn a_new_task_reaches_the_runner_through_syncs_and_the_idle_pace_is_the_co
     assert_eq!(started["step"]["step_index"], 0);
     assert_eq!(plane.task(&task_id).await["assigned_host"], "mini");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_released_lease_is_taken_by_a_quiet_standby_within_a_second_at_the_idle_cost() {
+    let plane = MemoryPlane::new(&[]);
+    let mut leader = Conductor::new(config("mini-main", "primary", 30), &plane, clock_now());
+    let mut standby = Conductor::new(config("mac-standby", "standby", 30), &plane, clock_now());
+    leader.startup(clock_now(), false, &mut no_runs()).await;
+    standby.startup(clock_now(), false, &mut no_runs()).await;
+    let start = Instant::now();
+    // Half-way between two of the standby's idle syncs.
+    let released_at = start + Duration::from_millis(125_300);
+    let standby_syncs = Rc::new(RefCell::new(0u64));
+    let took_over = Rc::new(RefCell::new(None::<Instant>));
+    let (syncs, took) = (standby_syncs.clone(), took_over.clone());
+    let wake = || Rc::new(tokio::sync::Notify::new());
+    tokio::join!(
+        super::run(&mut leader, tokio::time::sleep_until(released_at), wake(), |_| {}),
+        super::run(&mut standby, tokio::time::sleep_until(released_at + Duration::from_secs(10)), wake(), move |conductor| {
+            if Instant::now() < released_at {
+                *syncs.borrow_mut() = conductor.sync.syncs;
+            }
+            if took.borrow().is_none() && conductor.lease.status(clock_now()) == LeaseStatus::Leader {
+                *took.borrow_mut() = Some(Instant::now());
+            }
+        }),
+    );
+    let took_over = took_over.borrow().expect("the standby took the released lease");
+    assert!(took_over >= released_at, "never two leaders: {:?}", took_over - start);
+    assert!(took_over - released_at <= Duration::from_secs(1), "taken {:?} after the release", took_over - released_at);
+    // Held or not, a quiet standby syncs about once per idle interval (10 s).
+    let idle_syncs = *standby_syncs.borrow();
+    assert!((10..=14).contains(&idle_syncs), "{idle_syncs} standby syncs in the 125 s before the release");
+}

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 
-use control_worker::core::clock::{ManualClock, SeededRandom};
+use control_worker::core::clock::{Clock, SeededRandom};
 use control_worker::core::config::Config;
 use control_worker::core::http::ApiRequest;
 use control_worker::core::Core;
@@ -40,8 +40,24 @@ pub fn no_runs() -> crate::conductor::CountRuns {
     crate::conductor::CountRuns(std::path::PathBuf::from("/nonexistent/baa-runs"), 0)
 }
 
+/// The control plane's clock in these tests: tokio's (paused, virtual) clock from [`START`], in
+/// whole seconds as in production; a held sync sleeps in virtual time.
+pub struct TokioClock {
+    started: Instant,
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> i64 {
+        START + (Instant::now() - self.started).as_secs() as i64
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+    }
+}
+
 pub struct MemoryPlane {
-    pub core: Core<SqliteDb, ManualClock, SeededRandom>,
+    pub core: Core<SqliteDb, TokioClock, SeededRandom>,
     /// When the control plane's clock read [`START`].
     pub started: Instant,
     down: Cell<bool>,
@@ -56,9 +72,10 @@ impl MemoryPlane {
         pairs.extend_from_slice(settings);
         let (config, _) = Config::from_pairs(&pairs).expect("test configuration");
         let db = SqliteDb::open_in_memory().expect("in-memory SQLite");
+        let started = Instant::now();
         MemoryPlane {
-            core: Core::new(db, ManualClock::new(START), SeededRandom::new(7), config),
-            started: Instant::now(),
+            core: Core::new(db, TokioClock { started }, SeededRandom::new(7), config),
+            started,
             down: Cell::new(false),
             syncs: Cell::new(0),
         }
@@ -68,14 +85,8 @@ impl MemoryPlane {
         self.down.set(down);
     }
 
-    /// The control plane's clock follows tokio's, in whole seconds as in production.
-    fn tick_clock(&self) {
-        self.core.clock.set(START + (Instant::now() - self.started).as_secs() as i64);
-    }
-
     /// Calls a route as `token`; the envelope's data, or its error.
     pub async fn call<T: DeserializeOwned>(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Result<T, ClientError> {
-        self.tick_clock();
         let request = ApiRequest::json(method, path, token, body.as_ref());
         let response = self.core.handle(request).await;
         let envelope: Value = serde_json::from_slice(&response.body).map_err(|error| ClientError::Decode(error.to_string()))?;

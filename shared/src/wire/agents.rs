@@ -144,6 +144,14 @@ pub struct AgentSyncRequest {
     /// The host has more output waiting than it sent in this sync.
     #[serde(default)]
     pub more_output: bool,
+    /// How long the answer may be held (0 to 25,000 ms; 0, the default, never): a standby with
+    /// nothing else to do is answered as soon as the lease changes hands, or after the pace.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hold_ms: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

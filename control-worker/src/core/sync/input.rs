@@ -14,6 +14,7 @@ use super::super::planning::{plan_input, PlanInput};
 use super::super::run_reports::MAX_HEARTBEAT_TTL_SEC;
 use super::super::run_reports::{self as reports, Beat, CheckpointUpload, Completion, FailureReport, LogUpload};
 use super::super::Call;
+use super::hold::MAX_HOLD_MS;
 
 /// Items of one kind in one sync, at most.
 pub const MAX_ITEMS_PER_KIND: usize = 64;
@@ -42,6 +43,20 @@ pub struct SyncInput {
     pub checkpoints: Vec<RunItem<CheckpointUpload>>,
     pub plans: Vec<(String, PlanInput)>,
     pub more_output: bool,
+    /// How long the caller allows its answer to be held (see [`super::hold`]).
+    pub hold_ms: i64,
+}
+
+impl SyncInput {
+    /// Whether the sync reports anything about runs or plans.
+    pub fn reports_anything(&self) -> bool {
+        !(self.runs.is_empty()
+            && self.completions.is_empty()
+            && self.failures.is_empty()
+            && self.logs.is_empty()
+            && self.checkpoints.is_empty()
+            && self.plans.is_empty())
+    }
 }
 
 fn run_items<'a, T>(fields: &Fields<'a>, field: &str, read: impl Fn(&Fields<'a>) -> ApiResult<T>) -> ApiResult<Vec<RunItem<T>>> {
@@ -79,6 +94,7 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
             })
             .collect::<ApiResult<Vec<_>>>()?,
         more_output: fields.bool_or_false("more_output")?,
+        hold_ms: fields.opt_i64("hold_ms", 0, MAX_HOLD_MS)?.unwrap_or(0),
         facts: {
             // What the host has room for is worth seeing in the controllers list.
             facts.metadata.insert("capacity".into(), capacity.into());

@@ -3,6 +3,7 @@
 //!
 //! - [`input`]: the validated body.
 //! - [`pace`]: `next_sync_ms`, a pure function of what the sync found.
+//! - [`hold`]: a quiet standby's answer held until the lease changes hands.
 //! - this file: the batch and the answer.
 //!
 //! The batch, in order: the heartbeat (written only when a fact changed or the row is getting
@@ -16,6 +17,7 @@
 //! nothing of them is written. Every statement is one of the single-purpose routes' own: the
 //! sync adds no SQL of its own but the heartbeat's write-if-changed.
 
+pub mod hold;
 mod input;
 pub mod pace;
 
@@ -315,9 +317,10 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let newly_leading = is_leader && leading_term != Some(lease.term);
     let standby_until = (input.wish == LeaseWish::Acquire && !is_leader && lease.holder_id.is_some() && lease.lease_expires_at > now)
         .then_some(lease.lease_expires_at);
-    let next = next_sync_ms(&PaceFacts {
+    let work_waiting = !granted.is_empty() || !claimed_tasks.is_empty() || any_deferred.get() || newly_leading;
+    let mut next = next_sync_ms(&PaceFacts {
         idle_ms: core.config.sync_idle_ms,
-        work_waiting: !granted.is_empty() || !claimed_tasks.is_empty() || any_deferred.get() || newly_leading,
+        work_waiting,
         more_output: input.more_output,
         holds_runs: !input.runs.is_empty(),
         is_leader,
@@ -325,6 +328,11 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         standby_until,
         now,
     });
+    let quiet = !work_waiting && !input.more_output && !input.reports_anything();
+    let hold_for = hold::hold_ms(&hold::HoldFacts { requested_ms: input.hold_ms, next_ms: next, standby: standby_until.is_some(), quiet });
+    if hold_for > 0 {
+        next = hold::hold(core, &lease, hold_for, next).await?;
+    }
     Reply::ok(&AgentSyncResponse {
         node_id,
         lease: LeaseDecision {

@@ -30,7 +30,12 @@ impl RunMachine {
         }
         let grown = STREAMS.into_iter().any(|stream| self.sizes.of(stream) > self.cursor.offset(stream));
         if !grown {
-            self.next_ship = now.at + QUIET_SHIP_INTERVAL.max(self.timing.ship_interval);
+            // Quiet for a while: look again at the slower pace. A step that has just started
+            // or just printed is looked at every `ship_interval`, so its first lines go soon.
+            let quiet_for = now.wall_ms - self.last_output_at_ms;
+            if quiet_for >= QUIET_SHIP_INTERVAL.as_millis() as i64 {
+                self.next_ship = now.at + QUIET_SHIP_INTERVAL.max(self.timing.ship_interval);
+            }
             self.actions.push_back(RunAction::MoreOutput(false));
             return;
         }
