@@ -5,7 +5,7 @@
 //! database.
 //!
 //! Prints, as medians over `BAA_D1_USAGE_SYNCS` (default 20) syncs each: the idle leader's
-//! sync, the idle standby's, and the same at the single-purpose routes the agents made before
+//! sync, the idle standby's, a quiet standby's held sync (3 of them, 7.5 s each), and the same at the single-purpose routes the agents made before
 //! (`controllers.heartbeat`, `leader.acquire`, `tasks.claim`, `steps.claim`, `steps.reap`).
 //! Target: ≤ 50 rows read per idle sync. Rows written a day follow from the syncs a day that
 //! `cargo bench -p node-agent --bench fleet_budget` counts.
@@ -128,6 +128,18 @@ fn main() {
     });
     measure("agents.sync, idle standby", syncs, || {
         let (read, written, _) = call(&mut connection, "/v1/agents/sync", SERVICE, &sync_body("mac-standby", "mac", None));
+        (read, written)
+    });
+    // As the agent's quiet standby syncs by default: held 7.5 s while the lease stays put,
+    // reading the lease row every 500 ms.
+    let held = syncs.min(3);
+    measure("agents.sync, held standby (7.5 s)", held, || {
+        let mut body = sync_body("mac-standby", "mac", None);
+        body["hold_ms"] = 7_500.into();
+        let (read, written, answer) = call(&mut connection, "/v1/agents/sync", SERVICE, &body);
+        assert_eq!(answer["next_sync_ms"], 2_500, "held for the whole 7.5 s: {answer}");
+        // The leader renews meanwhile, as it would.
+        call(&mut connection, "/v1/agents/sync", SERVICE, &sync_body("mini-main", "mini", Some(term)));
         (read, written)
     });
     println!("  the single-purpose routes an agent tick used to make:");

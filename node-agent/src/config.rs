@@ -20,15 +20,23 @@ pub const DEFAULT_LOCAL_API: &str = "127.0.0.1:4317";
 pub const DEFAULT_CONTROL_LISTEN: &str = "127.0.0.1:8787";
 
 #[derive(Debug, Error, PartialEq)]
-#[error("{option}{}: {rule}", env.map(|env| format!(" ({env})")).unwrap_or_default())]
+#[error("{option}{}: {rule}", env.as_ref().map(|env| format!(" ({env})")).unwrap_or_default())]
 pub struct ConfigError {
-    pub option: &'static str,
-    pub env: Option<&'static str>,
+    pub option: String,
+    pub env: Option<String>,
     pub rule: String,
 }
 
-fn bad(option: &'static str, env: &'static str, rule: impl Into<String>) -> ConfigError {
-    ConfigError { option, env: Some(env), rule: rule.into() }
+/// The error of the option whose [`RawArgs`] field is `id`, named by its flag and variable.
+fn bad(id: &str, rule: impl Into<String>) -> ConfigError {
+    let option = crate::cli::option(id);
+    ConfigError { option: option.flag.clone(), env: option.env.clone(), rule: rule.into() }
+}
+
+/// The option's text as given, else its default as its `#[arg]` declares it (a [`RawArgs`]
+/// built in code has no defaults filled in).
+fn given_or_default(value: Option<&str>, id: &str) -> Option<String> {
+    value.map(str::to_string).or_else(|| crate::cli::option(id).default.clone())
 }
 
 /// A secret that never prints: `Debug` and `Display` say only that it is set.
@@ -106,38 +114,31 @@ pub struct AgentConfig {
     pub warnings: Vec<String>,
 }
 
-fn milliseconds(value: Option<&str>, option: &'static str, env: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(Duration::from_millis(default)),
-        Some(text) => text
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| (100..=3_600_000).contains(ms))
-            .map(Duration::from_millis)
-            .ok_or_else(|| bad(option, env, format!("must be a whole number of milliseconds from 100 to 3600000, got {text:?}"))),
-    }
+fn milliseconds(value: Option<&str>, id: &str) -> Result<Duration, ConfigError> {
+    let text = given_or_default(value, id).unwrap_or_default();
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| (100..=3_600_000).contains(ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| bad(id, format!("must be a whole number of milliseconds from 100 to 3600000, got {text:?}")))
 }
 
-fn duration(value: Option<&str>, option: &'static str, env: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    match value.map(str::trim).filter(|text| !text.is_empty()) {
-        None => Ok(default),
-        Some(text) => {
-            parse_duration(text).ok_or_else(|| bad(option, env, format!("must be a duration such as 90s, 15m, 12h or 7d, got {text:?}")))
-        }
-    }
+fn duration(value: Option<&str>, id: &str) -> Result<Duration, ConfigError> {
+    let text = given_or_default(value, id).unwrap_or_default();
+    parse_duration(text.trim()).ok_or_else(|| bad(id, format!("must be a duration such as 90s, 15m, 12h or 7d, got {text:?}")))
 }
 
-fn integer(value: Option<&str>, option: &'static str, env: &'static str, min: i64, max: i64, default: i64) -> Result<i64, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|number| (min..=max).contains(number))
-            .ok_or_else(|| bad(option, env, format!("must be a whole number from {min} to {max}, got {text:?}"))),
-    }
+/// A whole number in `min..=max`; `fallback` for an option whose default depends on others.
+fn integer(value: Option<&str>, id: &str, min: i64, max: i64, fallback: Option<i64>) -> Result<i64, ConfigError> {
+    let Some(text) = given_or_default(value, id) else {
+        return Ok(fallback.unwrap_or(min));
+    };
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|number| (min..=max).contains(number))
+        .ok_or_else(|| bad(id, format!("must be a whole number from {min} to {max}, got {text:?}")))
 }
 
 /// `host:port` or `http://host:port` → `host:port`; `off`/`none` → `None`.
@@ -151,7 +152,7 @@ fn local_api(value: Option<&str>) -> Result<Option<String>, ConfigError> {
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|port| port > 0));
     if !valid {
-        return Err(bad("--local-api", "BAA_CONDUCTOR_LOCAL_API", format!("must be host:port or http://host:port (or off), got {text:?}")));
+        return Err(bad("local_api", format!("must be host:port or http://host:port (or off), got {text:?}")));
     }
     Ok(Some(address.to_string()))
 }
@@ -161,7 +162,7 @@ fn control_api_base(value: Option<&str>) -> Result<Option<String>, ConfigError> 
     let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(Some(text.trim_end_matches('/').to_string())),
-        _ => Err(bad("--control-api-base", "BAA_CONTROL_API_BASE", format!("must be an http:// or https:// URL, got {text:?}"))),
+        _ => Err(bad("control_api_base", format!("must be an http:// or https:// URL, got {text:?}"))),
     }
 }
 
@@ -189,12 +190,11 @@ impl AgentConfig {
         let mut warnings = Vec::new();
         let role = match raw.role.as_deref().map(str::trim) {
             None => ControllerRole::Primary,
-            Some(text) => ControllerRole::parse(text)
-                .ok_or_else(|| bad("--role", "BAA_CONDUCTOR_ROLE", format!("must be primary or standby, got {text:?}")))?,
+            Some(text) => ControllerRole::parse(text).ok_or_else(|| bad("role", format!("must be primary or standby, got {text:?}")))?,
         };
         let host = raw.host.as_deref().map(str::trim).unwrap_or("localhost").to_string();
         if host.is_empty() || host.len() > 255 || host.contains(char::is_whitespace) {
-            return Err(bad("--host", "BAA_CONDUCTOR_HOST", format!("must be a host name without spaces, got {host:?}")));
+            return Err(bad("host", format!("must be a host name without spaces, got {host:?}")));
         }
         let node_id = match raw.node_id.as_deref().map(str::trim) {
             Some(id) => id.to_string(),
@@ -205,14 +205,12 @@ impl AgentConfig {
         };
         if !is_valid_node_id(&node_id) {
             return Err(bad(
-                "--node-id",
-                "BAA_NODE_ID",
+                "node_id",
                 format!("must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit, got {node_id:?}"),
             ));
         }
         let primary = role == ControllerRole::Primary;
-        let priority =
-            integer(raw.priority.as_deref(), "--priority", "BAA_CONDUCTOR_PRIORITY", 0, 1_000_000, if primary { 100 } else { 50 })?;
+        let priority = integer(raw.priority.as_deref(), "priority", 0, 1_000_000, Some(if primary { 100 } else { 50 }))?;
         let preferred = if raw.preferred {
             true
         } else if raw.no_preferred {
@@ -221,77 +219,40 @@ impl AgentConfig {
             match lookup(PREFERRED_ENV).filter(|text| !text.trim().is_empty()) {
                 None => primary,
                 Some(text) => parse_bool(&text).ok_or_else(|| ConfigError {
-                    option: "--preferred/--no-preferred",
-                    env: Some(PREFERRED_ENV),
+                    option: "--preferred/--no-preferred".into(),
+                    env: Some(PREFERRED_ENV.into()),
                     rule: format!("must be true or false, got {text:?}"),
                 })?,
             }
         };
-        let heartbeat_interval =
-            milliseconds(raw.heartbeat_interval_ms.as_deref(), "--heartbeat-interval-ms", "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS", 30_000)?;
-        let lease_renew_interval = milliseconds(
-            raw.lease_renew_interval_ms.as_deref(),
-            "--lease-renew-interval-ms",
-            "BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS",
-            5_000,
-        )?;
-        let lease_ttl_sec = integer(raw.lease_ttl_sec.as_deref(), "--lease-ttl-sec", "BAA_CONDUCTOR_LEASE_TTL_SEC", 1, 3_600, 30)?;
-        let renew_failure_threshold = integer(
-            raw.renew_failure_threshold.as_deref(),
-            "--renew-failure-threshold",
-            "BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD",
-            1,
-            100,
-            2,
-        )? as u32;
+        let heartbeat_interval = milliseconds(raw.heartbeat_interval_ms.as_deref(), "heartbeat_interval_ms")?;
+        let lease_renew_interval = milliseconds(raw.lease_renew_interval_ms.as_deref(), "lease_renew_interval_ms")?;
+        let lease_ttl_sec = integer(raw.lease_ttl_sec.as_deref(), "lease_ttl_sec", 1, 3_600, None)?;
+        let renew_failure_threshold = integer(raw.renew_failure_threshold.as_deref(), "renew_failure_threshold", 1, 100, None)? as u32;
         let runner = RunnerConfig {
-            capacity: integer(raw.capacity.as_deref(), "--capacity", "BAA_RUNNER_CAPACITY", 0, 32, 1)? as usize,
-            step_heartbeat_interval: milliseconds(
-                raw.step_heartbeat_interval_ms.as_deref(),
-                "--step-heartbeat-interval-ms",
-                "BAA_RUNNER_HEARTBEAT_INTERVAL_MS",
-                5_000,
-            )?,
-            kill_grace: milliseconds(raw.kill_grace_ms.as_deref(), "--kill-grace-ms", "BAA_RUNNER_KILL_GRACE_MS", 10_000)?,
-            shutdown_grace: milliseconds(raw.shutdown_grace_ms.as_deref(), "--shutdown-grace-ms", "BAA_RUNNER_SHUTDOWN_GRACE_MS", 10_000)?,
-            log_ship_limit_bytes: integer(
-                raw.log_ship_limit_bytes.as_deref(),
-                "--log-ship-limit-bytes",
-                "BAA_RUNNER_LOG_SHIP_LIMIT_BYTES",
-                0,
-                1 << 40,
-                16 << 20,
-            )? as u64,
+            capacity: integer(raw.capacity.as_deref(), "capacity", 0, 32, None)? as usize,
+            step_heartbeat_interval: milliseconds(raw.step_heartbeat_interval_ms.as_deref(), "step_heartbeat_interval_ms")?,
+            kill_grace: milliseconds(raw.kill_grace_ms.as_deref(), "kill_grace_ms")?,
+            shutdown_grace: milliseconds(raw.shutdown_grace_ms.as_deref(), "shutdown_grace_ms")?,
+            log_ship_limit_bytes: integer(raw.log_ship_limit_bytes.as_deref(), "log_ship_limit_bytes", 0, 1 << 40, None)? as u64,
             agent_command: raw.agent_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
             pr_command: raw.pr_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
-            git_author_name: raw
-                .git_author_name
-                .as_deref()
-                .map(str::trim)
-                .filter(|name| !name.is_empty())
-                .unwrap_or("baa-conductor")
-                .to_string(),
+            git_author_name: given_or_default(
+                raw.git_author_name.as_deref().map(str::trim).filter(|name| !name.is_empty()),
+                "git_author_name",
+            )
+            .unwrap_or_default(),
             git_author_email: match raw.git_author_email.as_deref().map(str::trim).filter(|email| !email.is_empty()) {
                 Some(email) => email.to_string(),
                 None => format!("baa@{host}"),
             },
-            worktree_retention: duration(
-                raw.worktree_retention.as_deref(),
-                "--worktree-retention",
-                "BAA_WORKTREE_RETENTION",
-                Duration::from_secs(7 * 86_400),
-            )?,
-            runs_retention: duration(
-                raw.runs_retention.as_deref(),
-                "--runs-retention",
-                "BAA_RUNS_RETENTION",
-                Duration::from_secs(30 * 86_400),
-            )?,
-            min_free_disk_bytes: match raw.min_free_disk.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
-                None => 5_000_000_000,
-                Some(text) => parse_bytes(text).ok_or_else(|| {
-                    bad("--min-free-disk", "BAA_MIN_FREE_DISK", format!("must be a size such as 5GB, 500MB or 0, got {text:?}"))
-                })?,
+            worktree_retention: duration(raw.worktree_retention.as_deref().filter(|text| !text.trim().is_empty()), "worktree_retention")?,
+            runs_retention: duration(raw.runs_retention.as_deref().filter(|text| !text.trim().is_empty()), "runs_retention")?,
+            min_free_disk_bytes: {
+                let text = given_or_default(raw.min_free_disk.as_deref().filter(|text| !text.trim().is_empty()), "min_free_disk")
+                    .unwrap_or_default();
+                parse_bytes(text.trim())
+                    .ok_or_else(|| bad("min_free_disk", format!("must be a size such as 5GB, 500MB or 0, got {text:?}")))?
             },
         };
         if runner.capacity > 0 && runner.agent_command.is_none() {
@@ -310,19 +271,11 @@ impl AgentConfig {
         let mut control_api_base = control_api_base(raw.control_api_base.as_deref())?;
         let embedded = if raw.embedded {
             let text = raw.control_listen.as_deref().map(str::trim).unwrap_or(DEFAULT_CONTROL_LISTEN);
-            let address: std::net::SocketAddr = text.parse().map_err(|_| {
-                bad(
-                    "--control-listen",
-                    "BAA_CONTROL_LISTEN",
-                    format!("must be an IP address and port such as 127.0.0.1:8787, got {text:?}"),
-                )
-            })?;
+            let address: std::net::SocketAddr = text
+                .parse()
+                .map_err(|_| bad("control_listen", format!("must be an IP address and port such as 127.0.0.1:8787, got {text:?}")))?;
             if control_api_base.is_some() {
-                return Err(bad(
-                    "--control-api-base",
-                    "BAA_CONTROL_API_BASE",
-                    "cannot be combined with --embedded, which runs this host's own control plane",
-                ));
+                return Err(bad("control_api_base", "cannot be combined with --embedded, which runs this host's own control plane"));
             }
             // The agent reaches its own control plane over loopback, whatever address it serves.
             let reachable =

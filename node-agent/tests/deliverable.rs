@@ -199,15 +199,13 @@ fn a_lost_host_task_starts_over_on_the_other_host() {
     let mut mini = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--host", "mini").arg("--lease-ttl-sec", "3");
     mini.spawn();
     let task_id = plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "slow", "goal": "sleep 3; echo done > done.txt", "acceptance": ["test -f done.txt"]}));
-    let started = Instant::now();
-    let run_dir = loop {
+    let run_dir = wait_until(Duration::from_secs(20), || {
         let detail = plane.task(&task_id);
         if detail["steps"][0]["status"] == "running" {
-            break mini.run_dir(&task_id, detail["steps"][0]["current_run_id"].as_str().unwrap());
+            return Ok(mini.run_dir(&task_id, detail["steps"][0]["current_run_id"].as_str().unwrap()));
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "{detail:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        Err(format!("{detail:#}"))
+    });
     let mut mac =
         Agent::new(&plane.base(), "mac-standby", dir.path()).arg("--host", "mac").arg("--role", "standby").arg("--lease-ttl-sec", "3");
     mac.spawn();

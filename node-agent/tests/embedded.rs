@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -33,11 +33,7 @@ fn get(address: &str, path: &str) -> (u16, String, String) {
 }
 
 fn wait_until_serving(address: &str) {
-    let started = Instant::now();
-    while TcpStream::connect(address).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "nothing listens on {address}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(20), || TcpStream::connect(address).map_err(|_| format!("nothing listens on {address}")));
 }
 
 struct Embedded {
@@ -87,15 +83,13 @@ fn one_process_runs_the_whole_system_and_shows_it() {
     wait_until_serving(&status);
 
     // The admin token is printed once, with the URLs, and kept private in the state directory.
-    let started = Instant::now();
-    let printed = loop {
+    let printed = wait_until(Duration::from_secs(10), || {
         let text = std::fs::read_to_string(&first_out).unwrap();
         if text.contains("admin token") && text.contains("mode 0600") {
-            break text;
+            return Ok(text);
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        Err(text)
+    });
     let admin = printed.lines().find_map(|line| line.trim().strip_prefix("admin token")).unwrap().trim().to_string();
     assert!(printed.contains(&format!("http://{control}")) && printed.contains(&format!("http://{status}/")), "{printed}");
     let tokens_file = root.join("state/embedded-tokens.env");
@@ -113,15 +107,13 @@ fn one_process_runs_the_whole_system_and_shows_it() {
         Some(json!({"repo": repo, "task_type": "shell", "title": "hello", "goal": "echo hello > hello.txt"})),
     );
     let task_id = created["data"]["task_id"].as_str().unwrap_or_else(|| panic!("{created}")).to_string();
-    let started = Instant::now();
-    loop {
+    wait_until(Duration::from_secs(20), || {
         let detail = http(&base, "GET", &format!("/v1/tasks/{task_id}"), &admin, None);
         if detail["data"]["status"] == "succeeded" {
-            break;
+            return Ok(());
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "{detail:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Err(format!("{detail:#}"))
+    });
 
     // The status server: every route of SPEC §9.
     assert_eq!(get(&status, "/healthz"), (200, "text/plain; charset=utf-8".into(), "ok".into()));
@@ -130,17 +122,15 @@ fn one_process_runs_the_whole_system_and_shows_it() {
     assert_eq!((code, snapshot["ok"].as_bool()), (200, Some(true)));
     assert_eq!(snapshot["data"]["lease"]["state"], "leader");
     assert_eq!(snapshot["data"]["embedded"]["enabled"], true);
-    let started = Instant::now();
-    loop {
+    wait_until(Duration::from_secs(10), || {
         let (_, _, body) = get(&status, "/v1/status");
         let snapshot: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if snapshot["data"]["runner"]["recent"].as_array().is_some_and(|recent| recent.iter().any(|run| run["task_id"] == task_id.as_str()))
-        {
-            break;
+        let recent = snapshot["data"]["runner"]["recent"].as_array();
+        if recent.is_some_and(|recent| recent.iter().any(|run| run["task_id"] == task_id.as_str())) {
+            return Ok(());
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{snapshot:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Err(format!("{snapshot:#}"))
+    });
     for path in ["/", "/ui", "/v1/status/ui"] {
         let (code, content_type, page) = get(&status, path);
         assert_eq!((code, content_type.as_str()), (200, "text/html; charset=utf-8"), "{path}");

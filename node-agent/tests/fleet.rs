@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{http, wall_ms};
+use common::{http, wait_until, wall_ms};
 use control_worker::core::config::Config;
 use control_worker::native::{os_random, start_in_thread, ServerOptions, SystemClock};
 use serde_json::json;
@@ -142,18 +142,16 @@ fn create_task(base: &str, title: &str) -> String {
 }
 
 fn wait_planned(base: &str, task_ids: &[String], limit: Duration) {
-    let started = Instant::now();
-    loop {
+    wait_until(limit, || {
         let statuses: Vec<String> = task_ids
             .iter()
             .map(|task_id| http(base, "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None)["data"]["status"].as_str().unwrap().to_string())
             .collect();
-        if statuses.iter().all(|status| status == "running") {
-            return;
+        match statuses.iter().all(|status| status == "running") {
+            true => Ok(()),
+            false => Err(format!("tasks not planned: {statuses:?}")),
         }
-        assert!(started.elapsed() < limit, "tasks not planned in time: {statuses:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 }
 
 #[test]

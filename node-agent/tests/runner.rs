@@ -32,23 +32,20 @@ fn read_run(plane: &ControlPlane, run_id: &str) -> Value {
 
 /// Polls a run directory's `state.json` until its status is `status`.
 fn wait_local_status(run_dir: &Path, status: &str) {
-    let started = Instant::now();
-    while read_json(&run_dir.join("state.json"))["status"] != status {
-        assert!(started.elapsed() < Duration::from_secs(20), "{} never {status}", run_dir.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(20), || match read_json(&run_dir.join("state.json"))["status"] == status {
+        true => Ok(()),
+        false => Err(format!("{} never {status}", run_dir.display())),
+    });
 }
 
 fn wait_step_running(plane: &ControlPlane, task_id: &str, limit: Duration) -> Value {
-    let started = Instant::now();
-    loop {
+    wait_until(limit, || {
         let detail = plane.task(task_id);
-        if detail["steps"][0]["status"] == "running" {
-            return detail;
+        match detail["steps"][0]["status"] == "running" {
+            true => Ok(detail),
+            false => Err(format!("step of {task_id} not running: {detail:#}")),
         }
-        assert!(started.elapsed() < limit, "step of {task_id} not running: {detail:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 const STAND_IN_AGENT: &str = r#"#!/bin/sh

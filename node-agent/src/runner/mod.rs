@@ -192,10 +192,10 @@ impl Runner {
     /// directory and the next agent adopts them.
     pub async fn run(&self, shutdown: crate::shutdown::Shutdown) {
         let settings = &self.shared.settings;
-        if settings.capacity == 0 {
+        if settings.options.capacity == 0 {
             log!("runner: off (capacity 0)");
         }
-        let sweep_every = housekeeping::sweep_interval(settings.worktree_retention, settings.runs_retention);
+        let sweep_every = housekeeping::sweep_interval(settings.options.worktree_retention, settings.options.runs_retention);
         while !shutdown.is_triggered() {
             self.sweep().await;
             tokio::select! {
@@ -203,7 +203,7 @@ impl Runner {
                 _ = shutdown.clone().wait() => {}
             }
         }
-        let deadline = crate::clock::now() + settings.shutdown_grace;
+        let deadline = crate::clock::now() + settings.options.shutdown_grace;
         while self.shared.active.get() > 0 && crate::clock::now() < deadline {
             let _ = tokio::time::timeout_at(deadline.into(), self.shared.wake.notified()).await;
         }
@@ -220,13 +220,13 @@ impl Runner {
     fn disk_allows_claims(&self) -> bool {
         let settings = &self.shared.settings;
         let free = crate::platform::free_disk_bytes(&settings.worktrees_dir);
-        let allows = housekeeping::disk_allows_claims(free, settings.min_free_disk_bytes);
+        let allows = housekeeping::disk_allows_claims(free, settings.options.min_free_disk_bytes);
         let was_low = self.shared.disk_low.get().is_some();
         if !allows && !was_low {
             log!(
                 "runner: free disk {} bytes is below min_free_disk {} bytes: not claiming steps",
                 free.unwrap_or(0),
-                settings.min_free_disk_bytes
+                settings.options.min_free_disk_bytes
             );
         } else if allows && was_low {
             log!("runner: free disk is back above min_free_disk: claiming again");
@@ -246,8 +246,8 @@ impl Runner {
                 &settings.runs_dir,
                 &active,
                 wall_ms(),
-                settings.worktree_retention,
-                settings.runs_retention,
+                settings.options.worktree_retention,
+                settings.options.runs_retention,
             )
             .await
         };
@@ -271,18 +271,21 @@ impl Runner {
             .get()
             .into_iter()
             .map(|free| {
-                format!("free disk {free} bytes is below min_free_disk {} bytes: this host claims no steps", settings.min_free_disk_bytes)
+                format!(
+                    "free disk {free} bytes is below min_free_disk {} bytes: this host claims no steps",
+                    settings.options.min_free_disk_bytes
+                )
             })
             .collect();
         RunnerStatus {
             warnings,
             disk_low: self.shared.disk_low.get().is_some(),
-            min_free_disk_bytes: settings.min_free_disk_bytes,
-            capacity: settings.capacity,
+            min_free_disk_bytes: settings.options.min_free_disk_bytes,
+            capacity: settings.options.capacity,
             active: self.shared.active.get(),
             claimed_total: self.shared.claimed_total.get(),
             worker_kinds: settings.worker_kinds(),
-            agent_command_set: settings.agent_command.is_some(),
+            agent_command_set: settings.options.agent_command.is_some(),
             runs: in_flight.into_iter().map(with_cpu).collect(),
             recent,
         }
@@ -297,7 +300,7 @@ impl crate::conductor::Seats for Runner {
         // A run whose process has ended holds no slot while it settles: the next step (of its
         // own task, often) can be granted in the very sync that carries its outcome.
         let holding = self.shared.active.get().saturating_sub(self.shared.exited.get());
-        let free = settings.capacity.saturating_sub(holding);
+        let free = settings.options.capacity.saturating_sub(holding);
         // The disk is measured only when there is room to fill.
         let disk_low = free > 0 && !self.disk_allows_claims();
         crate::conductor::Room {

@@ -108,7 +108,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             run_dir: &run_dir_text,
         };
         let command = match step.step_kind {
-            StepKind::Deliver => match delivery::command(task, &meta, &dir, settings.pr_command.as_deref()).await {
+            StepKind::Deliver => match delivery::command(task, &meta, &dir, settings.options.pr_command.as_deref()).await {
                 Ok(command) => Some(command),
                 Err(error) => {
                     failure = Some((RunPhase::Blocked, error.to_string()));
@@ -117,7 +117,8 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             },
             _ => step.command.clone(),
         };
-        match command::shell_command(step.step_kind, &step.step_id, command.as_deref(), settings.agent_command.as_deref(), &values) {
+        match command::shell_command(step.step_kind, &step.step_id, command.as_deref(), settings.options.agent_command.as_deref(), &values)
+        {
             Ok(shell_command) => meta.shell_command = Some(shell_command),
             Err(error @ CommandError::NoAgentTemplate) => failure = Some((RunPhase::Blocked, error.to_string())),
             Err(error) => failure = Some((RunPhase::Failed, error.to_string())),

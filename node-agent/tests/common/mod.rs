@@ -96,21 +96,11 @@ impl ControlPlane {
 
     /// Serves again on the same address and database.
     pub fn restart(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let server = wait_until(Duration::from_secs(10), || {
             let options = ServerOptions { listen: self.addr, ..ServerOptions::loopback(self.db.clone(), config(&self.settings)) };
-            match start_in_thread(options, SystemClock, os_random()) {
-                Ok(server) => {
-                    self.server = Some(server);
-                    return;
-                }
-                Err(error) if Instant::now() < deadline => {
-                    eprintln!("restart: {error}; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(error) => panic!("the control plane did not come back: {error}"),
-            }
-        }
+            start_in_thread(options, SystemClock, os_random()).map_err(|error| format!("the control plane did not come back: {error}"))
+        });
+        self.server = Some(server);
     }
 
     pub fn create_task(&self, body: Value) -> String {
@@ -124,15 +114,13 @@ impl ControlPlane {
 
     /// Polls until the task's status is one of `statuses`; its detail.
     pub fn wait_task(&self, task_id: &str, statuses: &[&str], limit: Duration) -> Value {
-        let started = Instant::now();
-        loop {
+        wait_until(limit, || {
             let detail = self.task(task_id);
-            if statuses.contains(&detail["status"].as_str().unwrap_or("")) {
-                return detail;
+            match statuses.contains(&detail["status"].as_str().unwrap_or("")) {
+                true => Ok(detail),
+                false => Err(format!("task {task_id} not {statuses:?}: {detail:#}")),
             }
-            assert!(started.elapsed() < limit, "task {task_id} not {statuses:?} within {limit:?}: {detail:#}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     /// Every log chunk of a task (optionally of one stream), in cursor order.
@@ -283,13 +271,19 @@ impl Drop for Agent {
 
 /// Waits for `child` to exit, at most `limit`.
 pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    wait_until(limit, || child.try_wait().unwrap().ok_or_else(|| format!("{what} has not exited")))
+}
+
+/// The one wait loop of the tests: calls `probe` every 50 ms until it gives `Ok(value)`; after
+/// `limit`, fails with what the last `Err` said.
+pub fn wait_until<T>(limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
+        match probe() {
+            Ok(value) => return value,
+            Err(why) if Instant::now() >= deadline => panic!("not within {limit:?}: {why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
-        assert!(Instant::now() < deadline, "{what} did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
