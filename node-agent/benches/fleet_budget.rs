@@ -145,9 +145,9 @@ const AUDIENCE_ROUTES: &[&str] = &["tasks.create", "tasks.read", "tasks.list", "
 
 fn embedded_latency(dir: &std::path::Path, repo: &std::path::Path, tasks: u64) {
     let root = dir.join("embedded");
-    let control = format!("127.0.0.1:{}", free_port());
+    let log = dir.join("embedded.log");
     let mut child: Child = Command::new(env!("CARGO_BIN_EXE_node-agent"))
-        .args(["start", "--embedded", "--control-listen", &control, "--local-api", "off", "--host", "solo"])
+        .args(["start", "--embedded", "--control-listen", "127.0.0.1:0", "--local-api", "off", "--host", "solo"])
         .arg("--runtime-root")
         .arg(&root)
         .env_clear()
@@ -157,9 +157,10 @@ fn embedded_latency(dir: &std::path::Path, repo: &std::path::Path, tasks: u64) {
         .env("BAA_SHARED_TOKEN", SERVICE)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let control = logged_address(|| std::fs::read_to_string(&log).unwrap_or_default(), "embedded control plane on http://");
     let base = format!("http://{control}");
     let ready = Instant::now();
     while try_http(&base, "GET", "/v1/system/state", ADMIN, None).is_err() {

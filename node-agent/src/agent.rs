@@ -37,7 +37,7 @@ impl AgentError {
 /// Runs the agent with `config` until `shutdown` is triggered (and its runs have settled or the
 /// shutdown grace passed), or fails before it starts.
 pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError> {
-    let Some(base) = config.control_api_base.clone() else {
+    let Some(mut base) = config.control_api_base.clone() else {
         return Err(AgentError::NoControlPlane);
     };
     let embedded = match config.embedded {
@@ -54,9 +54,6 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
     };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| AgentError::Runtime(error.to_string()))?;
-    let timeout = config.sync_timeout();
-    let conductor_client = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, timeout)
-        .map_err(|error| AgentError::Client(error.to_string()))?;
     for warning in &config.warnings {
         log!("warning: {warning}");
     }
@@ -67,9 +64,25 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         let (finished, finishing) = shutdown::channel();
         let mut servers = Vec::new();
         let mut embedded_status = status::snapshot::EmbeddedStatus { enabled: embedded.is_some(), ..Default::default() };
+        // The status server's address as bound (port 0 picks a free one).
+        let status_listener = match &config.local_api {
+            None => None,
+            Some(address) => match tokio::net::TcpListener::bind(address.as_str()).await {
+                Ok(listener) => listener.local_addr().ok().map(|bound| (listener, bound)),
+                // The agent's work matters more than its status page: go on without it.
+                Err(error) => {
+                    log!("warning: the status server cannot listen on {address}: {error}");
+                    None
+                }
+            },
+        };
         if let Some((address, embedded)) = embedded {
             match embedded::serve(address, &embedded).await {
                 Ok((bound, listener, core)) => {
+                    // The agent reaches its own control plane over loopback, at the port bound.
+                    let reachable =
+                        if bound.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], bound.port())) } else { bound };
+                    base = format!("http://{reachable}");
                     for warning in &embedded.warnings {
                         log!("warning: embedded control plane: {warning}");
                     }
@@ -88,8 +101,8 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
                         // Shown once, on the first start; afterwards it is only in the tokens file.
                         println!("baa-conductor runs on this host.");
                         println!("  control plane  http://{bound}");
-                        if let Some(local_api) = &config.local_api {
-                            println!("  status page    http://{local_api}/");
+                        if let Some((_, status_bound)) = &status_listener {
+                            println!("  status page    http://{status_bound}/");
                         }
                         println!("  admin token    {admin_token}");
                         println!("The admin token is shown only now; it is kept in {} (mode 0600).", embedded.tokens_file.display());
@@ -105,10 +118,11 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
                 Err(error) => return Err(AgentError::Embedded(error.to_string())),
             }
         }
+        let conductor_client = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, config.sync_timeout())
+            .map_err(|error| AgentError::Client(error.to_string()))?;
         let runner = runner::Runner::new(runner::RunnerSettings::from_config(&config));
         let run_once = config.run_once;
         let runs_dir = config.paths.runs.clone();
-        let local_api = config.local_api.clone();
         let mut conductor = conductor::Conductor::new(config, conductor_client, conductor::clock_now());
         conductor.started_at = Some(runner::wall_ms() / 1_000);
         let board = std::rc::Rc::new(status::StatusBoard {
@@ -126,18 +140,9 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
             finished.trigger();
             return Ok(());
         }
-        if let Some(address) = &local_api {
-            match tokio::net::TcpListener::bind(address.as_str()).await {
-                Ok(listener) => {
-                    log!(
-                        "status server on http://{}/",
-                        listener.local_addr().map(|bound| bound.to_string()).unwrap_or_else(|_| address.clone())
-                    );
-                    servers.push(tokio::task::spawn_local(status::serve(listener, board.clone(), finishing.clone().wait())));
-                }
-                // The agent's work matters more than its status page: go on without it.
-                Err(error) => log!("warning: the status server cannot listen on {address}: {error}"),
-            }
+        if let Some((listener, bound)) = status_listener {
+            log!("status server on http://{bound}/");
+            servers.push(tokio::task::spawn_local(status::serve(listener, board.clone(), finishing.clone().wait())));
         }
         log!("node-agent {} starting as {} ({})", env!("CARGO_PKG_VERSION"), conductor.config.node_id, conductor.config.role);
         conductor.seats = Box::new(runner.clone());

@@ -148,9 +148,7 @@ fn local_api(value: Option<&str>) -> Result<Option<String>, ConfigError> {
         return Ok(None);
     }
     let address = text.strip_prefix("http://").unwrap_or(text).trim_end_matches('/');
-    let valid = address
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|port| port > 0));
+    let valid = address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok());
     if !valid {
         return Err(bad("local_api", format!("must be host:port or http://host:port (or off), got {text:?}")));
     }

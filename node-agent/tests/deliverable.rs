@@ -255,16 +255,14 @@ fn housekeeping_removes_old_worktrees_and_a_full_disk_stops_claims() {
     assert!(agent.log_text().contains("removed worktree"));
     agent.terminate();
 
-    let port = free_port();
-    let mut full = Agent::new(&plane.base(), "mini-main", dir.path())
-        .arg("--min-free-disk", "1000000TB")
-        .arg("--local-api", &format!("127.0.0.1:{port}"));
+    let mut full = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--min-free-disk", "1000000TB").arg("--local-api", "127.0.0.1:0");
     full.spawn();
+    let status_address = logged_address(|| full.log_text(), "status server on http://");
     let waiting = plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "waits", "goal": "true"}));
     std::thread::sleep(Duration::from_secs(3));
     let detail = plane.task(&waiting);
     assert_eq!(detail["steps"][0]["status"], "ready", "not claimed: {detail:#}");
-    let status = http(&format!("http://127.0.0.1:{port}"), "GET", "/v1/status", ADMIN, None);
+    let status = http(&format!("http://{status_address}"), "GET", "/v1/status", ADMIN, None);
     let warnings = status["data"]["warnings"].to_string();
     assert!(warnings.contains("min_free_disk"), "{status:#}");
     assert_eq!(status["data"]["runner"]["disk_low"], true);

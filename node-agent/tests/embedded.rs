@@ -6,17 +6,13 @@
 mod common;
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// GET `path`; the status code, content type and body.
 fn get(address: &str, path: &str) -> (u16, String, String) {
@@ -30,6 +26,13 @@ fn get(address: &str, path: &str) -> (u16, String, String) {
     let content_type =
         head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string)).unwrap_or_default();
     (status, content_type, body.to_string())
+}
+
+/// The addresses the agent bound (it was given port 0 for both), from its log.
+fn bound_addresses(out: &std::path::Path) -> (String, String) {
+    let log = out.with_extension("err");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    (logged_address(read, "embedded control plane on http://"), logged_address(read, "status server on http://"))
 }
 
 fn wait_until_serving(address: &str) {
@@ -76,9 +79,9 @@ fn one_process_runs_the_whole_system_and_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     let repo = git_repo(dir.path());
     let root = dir.path().join("root");
-    let (control, status) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let first_out = dir.path().join("first.out");
-    let agent = Embedded::start(&root, &control, &status, &first_out);
+    let agent = Embedded::start(&root, "127.0.0.1:0", "127.0.0.1:0", &first_out);
+    let (control, status) = bound_addresses(&first_out);
     wait_until_serving(&control);
     wait_until_serving(&status);
 
@@ -148,7 +151,9 @@ fn one_process_runs_the_whole_system_and_shows_it() {
 
     // The second start reuses the tokens and prints none.
     let second_out = dir.path().join("second.out");
-    let agent = Embedded::start(&root, &control, &status, &second_out);
+    let agent = Embedded::start(&root, "127.0.0.1:0", "127.0.0.1:0", &second_out);
+    let (control, _) = bound_addresses(&second_out);
+    let base = format!("http://{control}");
     wait_until_serving(&control);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!std::fs::read_to_string(&second_out).unwrap().contains("admin token"));

@@ -274,6 +274,18 @@ pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process
     wait_until(limit, || child.try_wait().unwrap().ok_or_else(|| format!("{what} has not exited")))
 }
 
+/// The `host:port` a process logged after `marker` (`... on http://`), once it has: how a test
+/// learns the port of a server it asked to listen on port 0.
+pub fn logged_address(read_log: impl Fn() -> String, marker: &str) -> String {
+    wait_until(Duration::from_secs(20), || {
+        let text = read_log();
+        let found = text.lines().find_map(|line| line.split_once(marker).map(|(_, rest)| rest.to_string()));
+        found
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '/').next().map(str::to_string))
+            .ok_or_else(|| format!("nothing logged after {marker:?} yet: {text}"))
+    })
+}
+
 /// The one wait loop of the tests: calls `probe` every 50 ms until it gives `Ok(value)`; after
 /// `limit`, fails with what the last `Err` said.
 pub fn wait_until<T>(limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
@@ -309,11 +321,6 @@ pub fn bare_clone(source: &Path, dir: &Path, name: &str) -> (PathBuf, String) {
     assert!(status.success());
     let url = format!("file://{}", bare.display());
     (bare, url)
-}
-
-/// A loopback port nothing listens on (for a status server).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A git repository with one commit (`README.md`).
