@@ -79,7 +79,7 @@ fn a_task_runs_from_queue_to_succeeded_through_syncs_alone() {
     let logs = json!({"logs": [{"step_id": step0, "run_id": run0, "chunks": chunks}], "more_output": true});
     let shipped = sync(&t, "mini-main", "mini", Some(term), 0, logs.clone());
     assert_eq!((shipped["logs"][0]["accepted"].as_i64(), shipped["logs"][0]["duplicates"].as_i64()), (Some(2), Some(0)));
-    assert_eq!(shipped["next_sync_ms"], 2_000, "output waiting: the output pace");
+    assert_eq!(shipped["next_sync_ms"], 3_000, "output waiting: the output pace");
     let again = sync(&t, "mini-main", "mini", Some(term), 0, logs);
     assert_eq!(verdicts(&again, "logs"), ["accepted"]);
     assert_eq!((again["logs"][0]["accepted"].as_i64(), again["logs"][0]["duplicates"].as_i64()), (Some(0), Some(2)));
@@ -369,7 +369,7 @@ fn a_quiet_standby_is_held_for_what_it_allows_and_comes_back_for_the_rest() {
     let t = Target::new();
     sync(&t, "mini-main", "mini", None, 0, json!({}));
     let busy = sync(&t, "mac-standby", "mac", None, 0, json!({"hold_ms": 8_000, "more_output": true}));
-    assert_eq!(busy["next_sync_ms"], 2_000, "output waiting: not held, paced at 2 s: {busy}");
+    assert_eq!(busy["next_sync_ms"], 3_000, "output waiting: not held, paced at 3 s: {busy}");
     let not_asked = sync(&t, "mac-standby", "mac", None, 0, json!({}));
     assert_eq!(not_asked["next_sync_ms"], 10_000, "{not_asked}");
     // Held 8 s (the lease stayed with the leader), then back after the rest of the 10 s pace.

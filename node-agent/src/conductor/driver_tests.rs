@@ -184,3 +184,42 @@ async fn a_released_lease_is_taken_by_a_quiet_standby_within_a_second_at_the_idl
     let idle_syncs = *standby_syncs.borrow();
     assert!((10..=14).contains(&idle_syncs), "{idle_syncs} standby syncs in the 125 s before the release");
 }
+
+#[tokio::test(start_paused = true)]
+async fn right_after_a_hand_back_a_released_lease_is_still_taken_within_a_second() {
+    let plane = MemoryPlane::new(&[]);
+    let mut standby = Conductor::new(config("mac-standby", "standby", 30), &plane, clock_now());
+    standby.startup(clock_now(), false, &mut no_runs()).await;
+    assert_eq!(standby.lease.status(clock_now()), LeaseStatus::Leader, "alone, the standby leads");
+    let start = Instant::now();
+    let primary_led = Rc::new(RefCell::new(None::<Instant>));
+    let standby_led_again = Rc::new(RefCell::new(None::<Instant>));
+    let stop_primary = Rc::new(tokio::sync::Notify::new());
+    let wake = || Rc::new(tokio::sync::Notify::new());
+    let primary_run = async {
+        // The primary comes back after 35 s, takes the lease back, and is stopped (SIGTERM) the
+        // moment it leads.
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        let mut primary = Conductor::new(config("mini-main", "primary", 30), &plane, clock_now());
+        primary.startup(clock_now(), false, &mut no_runs()).await;
+        let (led, stop) = (primary_led.clone(), stop_primary.clone());
+        super::run(&mut primary, stop_primary.notified(), wake(), move |conductor| {
+            if led.borrow().is_none() && conductor.lease.status(clock_now()) == LeaseStatus::Leader {
+                *led.borrow_mut() = Some(Instant::now());
+                stop.notify_one();
+            }
+        })
+        .await;
+    };
+    let (primary_at, again) = (primary_led.clone(), standby_led_again.clone());
+    let standby_run = super::run(&mut standby, tokio::time::sleep_until(start + Duration::from_secs(120)), wake(), move |conductor| {
+        let leads = conductor.lease.status(clock_now()) == LeaseStatus::Leader;
+        if leads && primary_at.borrow().is_some() && again.borrow().is_none() {
+            *again.borrow_mut() = Some(Instant::now());
+        }
+    });
+    tokio::join!(primary_run, standby_run);
+    let primary_led = primary_led.borrow().expect("the primary took the lease back");
+    let again = standby_led_again.borrow().expect("the standby took the released lease");
+    assert!(again - primary_led <= Duration::from_secs(1), "taken {:?} after the primary's release", again - primary_led);
+}

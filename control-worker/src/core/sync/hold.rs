@@ -3,7 +3,8 @@
 //! later; polling every second would cost 86,400 requests a day. Instead the control plane
 //! keeps the answer while the lease stays with another live holder, looking at the lease row
 //! every [`HOLD_POLL_MS`], and answers as soon as it is released, expires or changes holder —
-//! with `next_sync_ms` 0, so the standby comes back at once to take it. Held or not, the
+//! with `next_sync_ms` 0, so the standby comes back at once to take it (or, during a
+//! hand-back, to be held again behind the new holder). Held or not, the
 //! standby syncs once per idle interval: the hold only moves its waiting to this side.
 //!
 //! Only a caller that asks (`hold_ms`, what its own request timeout allows) and has nothing
@@ -29,7 +30,8 @@ pub struct HoldFacts {
     pub requested_ms: i64,
     /// The pace the answer would have set.
     pub next_ms: i64,
-    /// The caller wants the lease and another live holder has it.
+    /// The caller wants the lease and did not get it (another live node holds it, or it is
+    /// kept for the preferred node).
     pub standby: bool,
     /// The caller has nothing else going on: no runs or output, nothing granted or deferred.
     pub quiet: bool,
@@ -54,7 +56,8 @@ pub async fn hold<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, lease: &Leas
         let rows = core.db.query(Statement::new(SELECT_LEASE_SQL, vec![])).await?;
         let now_lease = records::first(&rows, records::lease)?.unwrap_or_else(empty_lease);
         let changed = now_lease.holder_id != lease.holder_id || now_lease.term != lease.term;
-        if changed || now_lease.lease_expires_at <= core.clock.now() {
+        let expired = now_lease.holder_id.is_some() && now_lease.lease_expires_at <= core.clock.now();
+        if changed || expired {
             return Ok(0);
         }
     }

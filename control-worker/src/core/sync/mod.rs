@@ -329,7 +329,10 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         now,
     });
     let quiet = !work_waiting && !input.more_output && !input.reports_anything();
-    let hold_for = hold::hold_ms(&hold::HoldFacts { requested_ms: input.hold_ms, next_ms: next, standby: standby_until.is_some(), quiet });
+    // A standby is held whether the lease has another holder or is free but not its to take
+    // (kept for the preferred node during a hand-back): either way it waits for a change.
+    let standby = input.wish == LeaseWish::Acquire && !is_leader;
+    let hold_for = hold::hold_ms(&hold::HoldFacts { requested_ms: input.hold_ms, next_ms: next, standby, quiet });
     if hold_for > 0 {
         next = hold::hold(core, &lease, hold_for, next).await?;
     }

@@ -4,9 +4,9 @@
 /// Soon: there is work for this host right now (steps granted, tasks to plan, items the batch
 /// had no room for, a lease just won).
 pub const SOON_MS: i64 = 250;
-/// The pace of a host with output waiting: a step that prints steadily costs half a request a
-/// second.
-pub const OUTPUT_PACE_MS: i64 = 2_000;
+/// The pace of a host with output waiting: a step that prints steadily costs a third of a
+/// request a second, so a fleet with one printing step stays under half a request a second.
+pub const OUTPUT_PACE_MS: i64 = 3_000;
 /// The pace of a host running steps: it hears of a cancel within this.
 pub const BUSY_PACE_MS: i64 = 5_000;
 /// Never sooner than this when nothing is waiting (a standby whose lease look is due).

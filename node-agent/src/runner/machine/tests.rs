@@ -214,3 +214,20 @@ async fn a_control_plane_that_never_answers_does_not_hold_up_a_timed_out_steps_k
     assert!(signals[1].0 <= 2 * SECOND + 5 * SECOND + SECOND, "killed within timeout + kill_grace + 1 s: {signals:?}");
     assert_eq!(fleet.phase(), RunPhase::Exited, "the outcome waits in the outbox for an answer");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_steadily_printing_step_costs_about_a_third_of_a_request_a_second() {
+    let plane = MemoryPlane::new(&[]);
+    let script = Script { prints: lines(200, SECOND / 10), exits: Some((20 * SECOND, 0)), ignores_sigterm: false };
+    let mut fleet = Fleet::start(&plane, vec![script]).await;
+    let task = plane.create_task("prints steadily").await;
+    fleet.until_started().await;
+    let before = plane.syncs.get();
+    fleet.run_for(20 * SECOND).await;
+    let syncs = plane.syncs.get() - before;
+    // The output pace is 3 s: with an idle second host (0.1 a second) the fleet stays under
+    // half a request a second.
+    assert!(syncs <= 8, "{syncs} syncs in 20 s of steady output");
+    fleet.run_for(10 * SECOND).await;
+    assert_eq!(fleet.stored_stdout(&task).await, fleet.host.borrow().runs[0].stdout());
+}
