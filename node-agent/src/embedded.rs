@@ -18,8 +18,10 @@ use thiserror::Error;
 
 pub const TOKENS_FILE: &str = "embedded-tokens.env";
 pub const DATABASE_FILE: &str = "control.db";
-/// The idle `next_sync_ms` of the embedded control plane (a fleet on Cloudflare uses 10 s).
-pub const EMBEDDED_SYNC_IDLE_MS: i64 = 1_000;
+/// The idle `next_sync_ms` of the embedded control plane (a fleet on Cloudflare uses 10 s): a
+/// new task reaches its first step within about this and a quarter of a second, and one
+/// host's SQLite has no bill to mind.
+pub const EMBEDDED_SYNC_IDLE_MS: i64 = 500;
 const ADMIN_TOKEN_VAR: &str = "CONTROL_API_BROWSER_ADMIN_TOKEN";
 
 #[derive(Debug, Error)]
