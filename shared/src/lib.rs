@@ -7,6 +7,7 @@
 //! - [`status`]: lifecycle enums (system mode, task, step, run) with their wire spellings.
 //! - [`wire`]: request and response bodies.
 //! - [`ids`]: identifier rules (which strings may name a node, a task, a step).
+//! - [`scope`]: write-scope globs: matching, overlap, what a change did outside its scope.
 //!
 //! No I/O, no async, no clock: this crate builds unchanged for wasm32 and native.
 
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod errors;
 pub mod ids;
 pub mod routes;
+pub mod scope;
 pub mod status;
 pub mod wire;
 
