@@ -12,6 +12,17 @@ pub fn is_zombie(pid: i32) -> bool {
     stat_fields(&pid.to_string()).is_some_and(|fields| fields.first().is_some_and(|state| state == "Z"))
 }
 
+/// Whether a process of group `pgid` is still running (zombies waiting to be reaped are not).
+pub fn group_has_live_process(pgid: i32) -> bool {
+    let group = pgid.to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|name| name.bytes().all(|b| b.is_ascii_digit())) else { return false };
+        stat_fields(pid).is_some_and(|fields| fields.get(2) == Some(&group) && fields.first().map(String::as_str) != Some("Z"))
+    })
+}
+
 /// Sums utime + stime over every process whose group is `pgid`; `None` when there is none.
 pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.

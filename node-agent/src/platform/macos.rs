@@ -14,6 +14,17 @@ pub fn is_zombie(pid: i32) -> bool {
     ps(&["-o", "stat=", "-p", &pid.to_string()]).is_some_and(|state| state.trim_start().starts_with('Z'))
 }
 
+/// Whether a process of group `pgid` is still running (zombies waiting to be reaped are not).
+pub fn group_has_live_process(pgid: i32) -> bool {
+    let group = pgid.to_string();
+    ps(&["-A", "-o", "pgid=,stat="]).is_some_and(|listing| {
+        listing
+            .lines()
+            .filter_map(|line| line.trim().split_once(char::is_whitespace))
+            .any(|(id, stat)| id == group && !stat.trim().starts_with('Z'))
+    })
+}
+
 /// Sums `ps`'s CPU time over every process whose group is `pgid`; `None` when there is none.
 pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
     let listing = ps(&["-A", "-o", "pgid=,time="])?;

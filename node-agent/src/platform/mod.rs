@@ -6,6 +6,8 @@
 //! - [`process_start`]: how the system describes a process's start, to tell it from a later
 //!   process that reuses its pid (`ps -o lstart=` on both).
 //! - [`group_cpu_ms`]: the CPU time (user + system) of every live process of a process group.
+//! - [`group_has_live_process`]: whether a process group still has a running (not zombie)
+//!   process: zombies linger where PID 1 reaps orphans late (some containers).
 //! - [`free_disk_bytes`]: bytes available to this user on the file system holding a path
 //!   (`statvfs(3)` on both).
 //!
@@ -17,9 +19,9 @@ mod linux;
 mod macos;
 
 #[cfg(target_os = "linux")]
-pub use linux::{group_cpu_ms, is_zombie};
+pub use linux::{group_cpu_ms, group_has_live_process, is_zombie};
 #[cfg(target_os = "macos")]
-pub use macos::{group_cpu_ms, is_zombie};
+pub use macos::{group_cpu_ms, group_has_live_process, is_zombie};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
