@@ -38,6 +38,8 @@ pub enum Action {
     TasksList,
     TasksRead,
     TasksCancel,
+    TasksApprove,
+    TasksReject,
     TasksClaim,
     TasksPlan,
     StepsClaim,
@@ -124,6 +126,8 @@ pub const ROUTES: &[Route] = &[
     route(TasksList, "tasks.list", Get, "/v1/tasks", ADMIN_READ, "list tasks, filtered by status, cursor-paginated"),
     route(TasksRead, "tasks.read", Get, "/v1/tasks/:task_id", ADMIN_READ, "a task with its steps and runs"),
     route(TasksCancel, "tasks.cancel", Post, "/v1/tasks/:task_id/cancel", ADMIN, "cancel a task; running steps are told to stop"),
+    route(TasksApprove, "tasks.approve", Post, "/v1/tasks/:task_id/approve", ADMIN, "approve a task in review: it succeeds"),
+    route(TasksReject, "tasks.reject", Post, "/v1/tasks/:task_id/reject", ADMIN, "reject a task in review with a reason: it fails"),
     route(TasksClaim, "tasks.claim", Post, "/v1/tasks/claim", CONTROLLER, "the leader claims queued tasks for planning (fenced by term)"),
     route(
         TasksPlan,

@@ -51,6 +51,8 @@ wire_enum!(
         Queued => "queued",
         Planning => "planning",
         Running => "running",
+        /// Its steps passed; it waits for a person to approve or reject it (`review: true`).
+        Review => "review",
         Succeeded => "succeeded",
         Failed => "failed",
         Blocked => "blocked",

@@ -11,6 +11,8 @@
 //! - [`controllers`], [`lease`], [`tasks`], [`steps`], [`reap`], [`system`]: the handlers and
 //!   their SQL.
 //! - [`planning`]: the leader's claim and plan of tasks, fenced by term.
+//! - [`cards`]: a task's card fields (key, dependencies, write scope, review) at creation.
+//! - [`review`]: approve and reject of a task in review, audited.
 //! - [`sync`]: `agents.sync`, one batch carrying what those handlers do for one agent tick.
 //! - [`run_reports`]: what a runner reports about its runs: validation and statements shared
 //!   by the step routes and `agents.sync`.
@@ -23,6 +25,7 @@
 //! through the `Db` trait: that is what lets it run unchanged in the Worker and natively.
 
 pub mod auth;
+pub mod cards;
 pub mod clock;
 pub mod config;
 pub mod console;
@@ -37,6 +40,7 @@ pub mod planning;
 pub mod reap;
 pub mod records;
 pub mod retry;
+pub mod review;
 pub mod run_reports;
 pub mod settle;
 pub mod steps;
@@ -265,6 +269,8 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::TasksList => tasks::list(self, call).await,
             Action::TasksRead => tasks::read(self, call).await,
             Action::TasksCancel => tasks::cancel(self, call).await,
+            Action::TasksApprove => review::approve(self, call).await,
+            Action::TasksReject => review::reject(self, call).await,
             Action::TasksClaim => planning::claim(self, call).await,
             Action::TasksPlan => planning::plan(self, call).await,
             Action::TasksLogsRead => tasks::read_logs(self, call).await,

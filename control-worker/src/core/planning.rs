@@ -19,12 +19,27 @@ use super::tasks::{
 use super::{Call, Core, Reply};
 
 // ?1 controller, ?2 term, ?3 now, ?4 limit, ?5 liveness window.
+// A queued task is claimable when its target host (if any) is alive, every dependency has
+// succeeded, and no task whose write scope may overlap its own is planning or running, or is
+// queued ahead of it (so two conflicting tasks are never claimed in one batch). A task that
+// starts from a dependency's result (`base_ref: task:<id>`) stays on that dependency's host and
+// starts from its head commit.
 const CLAIM_TASKS_SQL: &str = concat!(
-    "UPDATE tasks SET status = 'planning', claimed_by = ?1, claim_term = ?2, claimed_at = ?3, updated_at = ?3 \
+    "UPDATE tasks SET status = 'planning', claimed_by = ?1, claim_term = ?2, claimed_at = ?3, updated_at = ?3, \
+       assigned_host = COALESCE(assigned_host, CASE WHEN base_ref LIKE 'task:%' THEN \
+         (SELECT p.assigned_host FROM tasks p WHERE p.task_id = substr(tasks.base_ref, 6)) END), \
+       assigned_at = COALESCE(assigned_at, CASE WHEN base_ref LIKE 'task:%' THEN ?3 END), \
+       base_commit = COALESCE(base_commit, CASE WHEN base_ref LIKE 'task:%' THEN \
+         (SELECT json_extract(p.result_json, '$.head_commit') FROM tasks p WHERE p.task_id = substr(tasks.base_ref, 6)) END) \
      WHERE task_id IN ( \
          SELECT t.task_id FROM tasks t WHERE t.status = 'queued' \
            AND (t.target_host IS NULL OR EXISTS ( \
                 SELECT 1 FROM controllers c WHERE c.host = t.target_host AND c.last_heartbeat_at >= ?3 - ?5)) \
+           AND NOT EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks p ON p.task_id = d.depends_on \
+                WHERE d.task_id = t.task_id AND p.status <> 'succeeded') \
+           AND NOT EXISTS (SELECT 1 FROM task_conflicts x JOIN tasks o ON o.task_id = x.other_id \
+                WHERE x.task_id = t.task_id AND (o.status IN ('planning', 'running') \
+                  OR (o.status = 'queued' AND (o.created_at < t.created_at OR (o.created_at = t.created_at AND o.task_id < t.task_id))))) \
          ORDER BY t.priority DESC, t.created_at, t.task_id LIMIT ?4) \
        AND status = 'queued' \
        AND (SELECT mode FROM system_state WHERE state_key = 'global') = 'running' \
@@ -32,6 +47,19 @@ const CLAIM_TASKS_SQL: &str = concat!(
     fence!("1", "2", "3"),
     " RETURNING ",
     task_columns!()
+);
+
+// A queued task one of whose dependencies failed, was canceled or is blocked can never start:
+// it is blocked, naming the first such dependency. ?1 controller, ?2 term, ?3 now.
+const BLOCK_TASKS_SQL: &str = concat!(
+    "UPDATE tasks SET status = 'blocked', finished_at = ?3, updated_at = ?3, status_reason = ( \
+       SELECT 'dependency ' || COALESCE(p.task_key, p.task_id) || ' (' || p.task_id || ') is ' || p.status \
+       FROM task_dependencies d JOIN tasks p ON p.task_id = d.depends_on \
+       WHERE d.task_id = tasks.task_id AND p.status IN ('failed', 'canceled', 'blocked') ORDER BY d.position LIMIT 1) \
+     WHERE status = 'queued' AND task_id IN (SELECT d.task_id FROM task_dependencies d JOIN tasks p ON p.task_id = d.depends_on \
+       WHERE p.status IN ('failed', 'canceled', 'blocked')) AND ",
+    fence!("1", "2", "3"),
+    " RETURNING task_id"
 );
 
 // ?1 controller, ?2 term, ?3 now, ?4 plan id, ?5 provider, ?6 strategy, ?7 base ref, ?8 branch, ?9 task.
@@ -61,18 +89,13 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
     let term = fields.i64("term", 1, MAX_SAFE_INTEGER)?;
     let limit = fields.opt_i64("limit", 1, 20)?.unwrap_or(1);
-    let results = core
-        .db
-        .batch(vec![
-            Statement::new(SELECT_LEASE_SQL, vec![]),
-            Statement::new(SELECT_MODE_SQL, vec![]),
-            claim_tasks_statement(&controller_id, term, limit, core.config.controller_liveness_sec, call.now),
-        ])
-        .await?;
+    let mut statements = vec![Statement::new(SELECT_LEASE_SQL, vec![]), Statement::new(SELECT_MODE_SQL, vec![])];
+    statements.extend(claim_tasks_statements(&controller_id, term, limit, core.config.controller_liveness_sec, call.now));
+    let results = core.db.batch(statements).await?;
     let lease = records::first(&results[0], records::lease)?;
     check_fence(lease.as_ref(), &controller_id, term, call.now)?;
     let mode = records::first(&results[1], records::mode)?.unwrap_or(SystemMode::Running);
-    let mut tasks = records::all(&results[2], records::task)?;
+    let mut tasks = records::all(&results[1 + CLAIM_TASKS_STATEMENTS], records::task)?;
     tasks.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)).then(a.task_id.cmp(&b.task_id)));
     Reply::ok(&TasksClaimed { tasks, mode, term })
 }
@@ -158,9 +181,16 @@ pub(super) fn plan_statements(controller_id: &str, term: i64, task_id: &str, pla
     ]
 }
 
-/// The leader's claim of up to `limit` queued tasks, fenced by its term; returns their rows.
-pub(super) fn claim_tasks_statement(controller_id: &str, term: i64, limit: i64, liveness_sec: i64, now: i64) -> Statement {
-    Statement::new(CLAIM_TASKS_SQL, vec![controller_id.into(), term.into(), now.into(), limit.into(), liveness_sec.into()])
+/// Statements of [`claim_tasks_statements`]: the claimed tasks' rows are the last one's.
+pub const CLAIM_TASKS_STATEMENTS: usize = 2;
+
+/// The leader's claim of up to `limit` queued tasks, fenced by its term, after blocking the
+/// tasks whose dependencies failed; the claimed tasks' rows are the last statement's.
+pub(super) fn claim_tasks_statements(controller_id: &str, term: i64, limit: i64, liveness_sec: i64, now: i64) -> Vec<Statement> {
+    vec![
+        Statement::new(BLOCK_TASKS_SQL, vec![controller_id.into(), term.into(), now.into()]),
+        Statement::new(CLAIM_TASKS_SQL, vec![controller_id.into(), term.into(), now.into(), limit.into(), liveness_sec.into()]),
+    ]
 }
 
 /// Why a plan was not applied, from the task as it stands.

@@ -12,7 +12,7 @@ macro_rules! task_columns {
         "task_id, repo, task_type, title, goal, priority, status, constraints_json, acceptance_json, \
          metadata_json, target_host, base_ref, branch_name, planner_provider, planning_strategy, \
          claimed_by, claim_term, created_at, updated_at, started_at, finished_at, status_reason, \
-         assigned_host, base_commit, result_json"
+         assigned_host, base_commit, result_json, task_key, depends_on_json, write_scope_json, review, report_json"
     };
 }
 
@@ -144,7 +144,20 @@ pub fn task(row: &Row) -> Result<Task, DbError> {
         result: json_value(row, "result_json")?
             .map(|value| serde_json::from_value(value).map_err(|error| DbError::Decode(format!("column result_json: {error}"))))
             .transpose()?,
+        key: row.opt_text("task_key")?,
+        depends_on: string_list(row, "depends_on_json")?,
+        write_scope: string_list(row, "write_scope_json")?,
+        review: row.i64("review")? != 0,
     })
+}
+
+/// A JSON array of strings kept in a text column.
+fn string_list(row: &Row, column: &str) -> Result<Vec<String>, DbError> {
+    match json_value(row, column)? {
+        None => Ok(Vec::new()),
+        Some(Json::Array(items)) => Ok(items.into_iter().filter_map(|item| item.as_str().map(str::to_string)).collect()),
+        Some(_) => Err(DbError::Decode(format!("column {column}: not a JSON array"))),
+    }
 }
 
 pub fn step(row: &Row) -> Result<Step, DbError> {

@@ -73,7 +73,10 @@ pub(super) const READY_NEXT_STEP_SQL: &str = "UPDATE steps SET status = 'ready',
        AND step_index = (SELECT step_index + 1 FROM steps WHERE step_id = ?1) \
        AND status = 'pending' AND (SELECT status FROM steps WHERE step_id = ?1) = 'succeeded' \
        AND (SELECT t.status FROM tasks t JOIN steps s ON s.task_id = t.task_id WHERE s.step_id = ?1) = 'running'";
-pub(super) const FINISH_SUCCEEDED_TASK_SQL: &str = "UPDATE tasks SET status = 'succeeded', finished_at = ?2, updated_at = ?2 \
+// A task created with `review` waits in `review` for a person instead (SPEC §12).
+pub(super) const FINISH_SUCCEEDED_TASK_SQL: &str = "UPDATE tasks SET \
+       status = CASE WHEN review = 1 THEN 'review' ELSE 'succeeded' END, \
+       finished_at = CASE WHEN review = 1 THEN NULL ELSE ?2 END, updated_at = ?2 \
      WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1) AND status = 'running' \
        AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = tasks.task_id AND s.status <> 'succeeded')";
 

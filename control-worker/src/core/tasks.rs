@@ -9,6 +9,7 @@ use shared::wire::{LogPage, Step, Task, TaskCanceled, TaskCreated, TaskDetail, T
 use shared::ErrorCode;
 
 use super::auth::encode_hex;
+use super::cards;
 use super::clock::{Clock, Random};
 use super::db::{Db, Statement, MAX_SAFE_INTEGER};
 use super::error::{ApiError, ApiResult};
@@ -23,14 +24,15 @@ pub const MAX_STEP_TIMEOUT_SEC: i64 = 604_800;
 pub const MAX_STEPS_PER_PLAN: usize = 50;
 pub const DEFAULT_STEP_TIMEOUT_SEC: i64 = 1_800;
 
-// `constraints.target_host` assigns the task to its host before any claim (§11).
+// `constraints.target_host` assigns the task to its host before any claim (§11). A repeated
+// Idempotency-Key or card key inserts nothing (the task it names is the answer).
 const INSERT_TASK_SQL: &str = concat!(
     "INSERT INTO tasks (task_id, repo, task_type, title, goal, priority, status, constraints_json, acceptance_json, \
        metadata_json, target_host, base_ref, branch_name, idempotency_key, request_fingerprint, created_at, updated_at, \
-       assigned_host, assigned_at) \
+       assigned_host, assigned_at, task_key, depends_on_json, write_scope_json, review) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?10, \
-       CASE WHEN ?10 IS NULL THEN NULL ELSE ?15 END) \
-     ON CONFLICT (idempotency_key) DO NOTHING \
+       CASE WHEN ?10 IS NULL THEN NULL ELSE ?15 END, ?16, ?17, ?18, ?19) \
+     ON CONFLICT DO NOTHING \
      RETURNING ",
     task_columns!()
 );
@@ -56,7 +58,7 @@ const LIST_TASKS_SQL: &str = concat!(
 );
 
 const CANCEL_TASK_SQL: &str = "UPDATE tasks SET status = 'canceled', finished_at = ?2, updated_at = ?2, status_reason = ?3 \
-     WHERE task_id = ?1 AND status IN ('queued', 'planning', 'running') RETURNING task_id";
+     WHERE task_id = ?1 AND status IN ('queued', 'planning', 'running', 'review') RETURNING task_id";
 const ACTIVE_RUNS_OF_TASK_SQL: &str = "SELECT current_run_id FROM steps WHERE task_id = ?1 AND status IN ('claimed', 'running')";
 // Steps in flight keep their run and deadline: the worker learns of the cancel from its next
 // heartbeat and reports the run; the reaper settles the run if it never does.
@@ -95,6 +97,7 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     let constraint_fields = Fields::nested(&constraints, "constraints".into());
     let target_host = constraint_fields.opt_str("target_host", 255)?;
     let base_ref = constraint_fields.opt_str("base_ref", 255)?.unwrap_or_else(|| DEFAULT_BASE_REF.into());
+    let card = cards::read(&fields)?;
     // Read by the planner as each step's timeout; checked here so a bad value fails at once.
     constraint_fields.opt_i64("timeout_sec", 1, MAX_STEP_TIMEOUT_SEC)?;
     // Read by the planner (a final deliver step) and by the runner (the remote).
@@ -110,36 +113,45 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     };
     // serde_json maps are sorted by key, so equal bodies give equal fingerprints.
     let fingerprint = encode_hex(&Sha256::digest(Value::Object(body.clone()).to_string().as_bytes()));
+    let resolved = cards::resolve(core, &repo, &card, &base_ref).await?;
+    if let Some(existing) = resolved.existing {
+        return created_reply(existing, true);
+    }
     let task_id = core.new_id("task");
-    let results = core
-        .db
-        .batch(vec![
-            Statement::new(
-                INSERT_TASK_SQL,
-                vec![
-                    task_id.clone().into(),
-                    repo.into(),
-                    task_type.as_str().into(),
-                    title.into(),
-                    goal.into(),
-                    priority.into(),
-                    Value::Object(constraints).to_string().into(),
-                    json!(acceptance).to_string().into(),
-                    Value::Object(metadata).to_string().into(),
-                    target_host.into(),
-                    base_ref.into(),
-                    branch_name_for(&task_id).into(),
-                    idempotency_key.clone().into(),
-                    fingerprint.clone().into(),
-                    call.now.into(),
-                ],
-            ),
-            Statement::new(SELECT_BY_IDEMPOTENCY_KEY_SQL, vec![idempotency_key.into()]),
-        ])
-        .await?;
-    let (row, replayed) = match (results[0].first(), results[1].first()) {
-        (Some(row), _) => (row, false),
-        (None, Some(existing)) => {
+    let branch = card.branch.clone().unwrap_or_else(|| branch_name_for(&task_id));
+    let mut statements = vec![
+        Statement::new(
+            INSERT_TASK_SQL,
+            vec![
+                task_id.clone().into(),
+                repo.clone().into(),
+                task_type.as_str().into(),
+                title.into(),
+                goal.into(),
+                priority.into(),
+                Value::Object(constraints).to_string().into(),
+                json!(acceptance).to_string().into(),
+                Value::Object(metadata).to_string().into(),
+                target_host.into(),
+                resolved.base_ref.clone().into(),
+                branch.into(),
+                idempotency_key.clone().into(),
+                fingerprint.clone().into(),
+                call.now.into(),
+                card.key.clone().into(),
+                json!(resolved.depends_on).to_string().into(),
+                json!(card.write_scope).to_string().into(),
+                card.review.into(),
+            ],
+        ),
+        Statement::new(SELECT_BY_IDEMPOTENCY_KEY_SQL, vec![idempotency_key.into()]),
+        cards::by_key_statement(&repo, card.key.as_deref()),
+    ];
+    statements.extend(cards::record_statements(&task_id, &resolved));
+    let results = core.db.batch(statements).await?;
+    let (row, replayed) = match (results[0].first(), results[1].first(), results[2].first()) {
+        (Some(row), _, _) => (row, false),
+        (None, Some(existing), _) => {
             if existing.opt_text("request_fingerprint")?.as_deref() != Some(fingerprint.as_str()) {
                 return Err(
                     ApiError::conflict("this Idempotency-Key was already used with a different request body").with_field("Idempotency-Key")
@@ -147,9 +159,14 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
             }
             (existing, true)
         }
-        (None, None) => return Err(ApiError::internal("task insert returned no row")),
+        // Another request created a task with this key meanwhile: it is the answer.
+        (None, None, Some(existing)) => (existing, true),
+        (None, None, None) => return Err(ApiError::internal("task insert returned no row")),
     };
-    let task = records::task(row)?;
+    created_reply(records::task(row)?, replayed)
+}
+
+fn created_reply(task: Task, replayed: bool) -> ApiResult<Reply> {
     let mut reply = Reply::with_status(
         201,
         &TaskCreated {

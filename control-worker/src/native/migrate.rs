@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_initial.sql", include_str!("../../../migrations/0001_initial.sql")),
     ("0002_deliverable.sql", include_str!("../../../migrations/0002_deliverable.sql")),
     ("0003_controllers_by_host.sql", include_str!("../../../migrations/0003_controllers_by_host.sql")),
+    ("0004_task_cards.sql", include_str!("../../../migrations/0004_task_cards.sql")),
 ];
 
 /// wrangler's ledger table, created with wrangler's very text (the name quoted), so that the

@@ -4,6 +4,7 @@
 //! `wrangler dev` on a local D1 (see `support` and `worker`).
 //!
 //! - `edge`: with the Worker only: the schema wrangler creates equals the native one.
+//! - `cards`: SPEC §12: task cards: keys, dependencies, blocking, write scopes.
 //! - `conventions`: envelope, request ids, error codes, 404/405/413/415, CORS, healthz.
 //! - `auth`: the auth matrix generated from the route table, ownership, secure default.
 //! - `hostile`: slow headers and bodies, idle and flooding connections, unauthenticated bodies, bad framing.
@@ -22,6 +23,7 @@ mod support;
 mod worker;
 
 mod auth;
+mod cards;
 mod conventions;
 mod deliverable;
 mod edge;

@@ -158,6 +158,30 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
     call("tasks.logs.read", "GET", &format!("/v1/tasks/{task_id}/logs"), ADMIN, None);
     call("runs.read", "GET", &format!("/v1/runs/{run_id}"), ADMIN, None);
     call("tasks.cancel", "POST", &format!("/v1/tasks/{task_id}/cancel"), ADMIN, None);
+    // Two tasks that end in review: one approved, one rejected.
+    for (route, path, body) in [("tasks.approve", "approve", json!({})), ("tasks.reject", "reject", json!({"reason": "no"}))] {
+        let body_of_task = json!({"repo": "/r", "task_type": "shell", "title": "r", "goal": "true", "review": true, "key": path});
+        let reviewed = call("tasks.create", "POST", "/v1/tasks", ADMIN, Some(body_of_task))["task_id"].as_str().unwrap().to_string();
+        call("tasks.claim", "POST", "/v1/tasks/claim", SERVICE, Some(json!({"controller_id": "mini-main", "host": "mini", "term": term})));
+        call(
+            "tasks.plan",
+            "POST",
+            &format!("/v1/tasks/{reviewed}/plan"),
+            SERVICE,
+            Some(json!({"controller_id": "mini-main", "term": term, "planner_provider": "builtin", "planning_strategy": "bench",
+                "steps": [{"step_kind": "shell", "worker_kind": "shell", "title": "a", "command": "true"}]})),
+        );
+        let claimed = call("steps.claim", "POST", "/v1/steps/claim", SERVICE, Some(json!({"worker_id": "mini-main", "host": "mini"})));
+        let (step, run) = (claimed["steps"][0]["step"]["step_id"].as_str().unwrap(), claimed["steps"][0]["run_id"].as_str().unwrap());
+        call(
+            "steps.complete",
+            "POST",
+            &format!("/v1/steps/{step}/complete"),
+            SERVICE,
+            Some(json!({"worker_id": "mini-main", "run_id": run, "summary": "ok", "exit_code": 0})),
+        );
+        call(route, "POST", &format!("/v1/tasks/{reviewed}/{path}"), ADMIN, Some(body));
+    }
     call("system.pause", "POST", "/v1/system/pause", ADMIN, None);
     call("system.resume", "POST", "/v1/system/resume", ADMIN, None);
     call("system.drain", "POST", "/v1/system/drain", ADMIN, None);

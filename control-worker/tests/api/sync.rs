@@ -258,7 +258,9 @@ fn a_sync_never_exceeds_fifty_statements_and_defers_what_does_not_fit() {
         .map(|index| json!({"step_id": format!("s{index}"), "run_id": format!("s{index}.a1"), "chunks": [{"seq": 1, "stream": "stdout", "text": "x"}]}))
         .collect();
     let data = sync(&t, "mini-main", "mini", Some(term), 2, json!({"logs": logs}));
-    assert_eq!(data["statements"], MAX_STATEMENTS, "filled to the limit, not beyond: {}", data["statements"]);
+    // Each log item takes two statements: filled to within one of the limit, never beyond.
+    let statements = data["statements"].as_u64().unwrap();
+    assert!((MAX_STATEMENTS - 1..=MAX_STATEMENTS).contains(&statements), "filled to the limit, not beyond: {statements}");
     let verdicts = verdicts(&data, "logs");
     assert_eq!(verdicts.len(), 40, "a verdict for every item");
     let placed = verdicts.iter().take_while(|verdict| *verdict == "stale").count();

@@ -21,6 +21,37 @@ pub struct TaskCreateRequest {
     pub acceptance: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    /// The card's id, unique per repo: creating it again answers the existing task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Task ids or keys of the same repo.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Globs relative to the repo's root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_scope: Vec<String>,
+    #[serde(default)]
+    pub review: bool,
+}
+
+/// The body of `tasks.approve` (optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TaskApproveRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// The body of `tasks.reject`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TaskRejectRequest {
+    pub reason: String,
+    /// Another agent round with the reason as feedback (SPEC §13), once rounds exist.
+    #[serde(default)]
+    pub retry: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +91,30 @@ pub struct Task {
     /// The deliverable, once the task has run a step.
     #[serde(default)]
     pub result: Option<TaskResult>,
+    /// The card's id (e.g. `T-013`), unique per repo.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The task ids this task waits for: it starts once all have succeeded.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Where the task may write (globs relative to the repo's root); empty: anywhere.
+    #[serde(default)]
+    pub write_scope: Vec<String>,
+    /// The task ends in `review` and waits for approve or reject.
+    #[serde(default)]
+    pub review: bool,
+}
+
+/// A task's report, in the card's sections (SPEC §12).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(default)]
+pub struct TaskReport {
+    pub files_changed: Vec<String>,
+    pub commands_run: Vec<String>,
+    pub result: String,
+    pub risks: String,
+    pub next_handoff: String,
 }
 
 /// What a task produced: its branch on its host, and where it was delivered.
@@ -147,6 +202,18 @@ pub struct ChangeReason {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TaskReviewed {
+    /// `approved` or `rejected`.
+    pub decision: String,
+    /// The reviewer's reason (reject) or comment (approve).
+    pub reason: Option<String>,
+    /// Whether the reject started another agent round (SPEC §13); false until rounds exist.
+    pub retried: bool,
+    pub task: Task,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

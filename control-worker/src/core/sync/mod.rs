@@ -32,7 +32,7 @@ use super::error::{ApiError, ApiResult};
 use super::grants::{self, ClaimAsk};
 use super::input::Fields;
 use super::lease::{acquire_statements, acquired, empty_lease, release_statements, SELECT_LEASE_SQL};
-use super::planning::{claim_tasks_statement, plan_statements};
+use super::planning::{claim_tasks_statements, plan_statements, CLAIM_TASKS_STATEMENTS};
 use super::reap::{reap_statements, reaped, ReapStatements};
 use super::records;
 use super::run_reports::{self as reports, CheckpointOutcome};
@@ -163,7 +163,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         grants::claim_statements(&ask, &core.new_id("claim"), now)
     });
     // The leader's part is its reaping and one claim of queued tasks.
-    let reserved = reap.as_ref().map_or(0, |reap| reap.statements.len() + 1) + grant.as_ref().map_or(0, Vec::len);
+    let reserved = reap.as_ref().map_or(0, |reap| reap.statements.len() + CLAIM_TASKS_STATEMENTS) + grant.as_ref().map_or(0, Vec::len);
 
     let completions = place(&mut batch, &input.completions, reserved, |item| {
         let mut statements = reports::completion_statements(&item.step_id, &item.run_id, &node_id, &item.report, now);
@@ -195,7 +195,9 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             plan_statements(&node_id, term, task_id, plan, plan_id.as_str(), now)
         });
         let reap_at = batch.push(std::mem::take(&mut reap.statements));
-        let claim_at = batch.push([claim_tasks_statement(&node_id, term, CLAIM_TASKS_PER_SYNC, core.config.controller_liveness_sec, now)]);
+        let claim_at = batch.push(claim_tasks_statements(&node_id, term, CLAIM_TASKS_PER_SYNC, core.config.controller_liveness_sec, now))
+            + CLAIM_TASKS_STATEMENTS
+            - 1;
         leader_at = Some((reap, reap_at, claim_at));
     }
     let grant_at = grant.map(|grant| batch.push(grant));
