@@ -25,18 +25,24 @@ pub fn decide(stop: Option<StopRequest>, end: ProcessEnd, timeout_sec: i64) -> O
             StopReason::Canceled => (RunPhase::Canceled, "canceled: the process group was stopped".to_string()),
             StopReason::Lost => (RunPhase::Lost, "the control plane no longer counts this run; its process group was stopped".to_string()),
         };
-        return Outcome { phase, exit_code, message };
+        return Outcome { phase, exit_code, message, needs_human: false };
     }
     match (exit_code, end.wrapper_signal) {
-        (Some(0), _) => Outcome { phase: RunPhase::Succeeded, exit_code: Some(0), message: "exit code 0".into() },
-        (Some(code), _) => Outcome { phase: RunPhase::Failed, exit_code: Some(code), message: format!("exit code {code}") },
-        (None, Some(signal)) => {
-            Outcome { phase: RunPhase::Failed, exit_code: None, message: format!("killed by signal {signal}, not by the runner") }
+        (Some(0), _) => Outcome { phase: RunPhase::Succeeded, exit_code: Some(0), message: "exit code 0".into(), needs_human: false },
+        (Some(code), _) => {
+            Outcome { phase: RunPhase::Failed, exit_code: Some(code), message: format!("exit code {code}"), needs_human: false }
         }
+        (None, Some(signal)) => Outcome {
+            phase: RunPhase::Failed,
+            exit_code: None,
+            message: format!("killed by signal {signal}, not by the runner"),
+            needs_human: false,
+        },
         (None, None) => Outcome {
             phase: RunPhase::Failed,
             exit_code: None,
             message: "the process ended while no agent was watching and left no exit status".into(),
+            needs_human: false,
         },
     }
 }

@@ -17,7 +17,12 @@ use super::{branch, delivery, worktree, RunnerShared};
 const TAIL_BYTES: u64 = 64 * 1024;
 
 fn outcome_of(state: &RunState) -> Outcome {
-    state.outcome.clone().unwrap_or(Outcome { phase: RunPhase::Failed, exit_code: None, message: "no outcome recorded".into() })
+    state.outcome.clone().unwrap_or(Outcome {
+        phase: RunPhase::Failed,
+        exit_code: None,
+        message: "no outcome recorded".into(),
+        needs_human: false,
+    })
 }
 
 fn tail(path: &Path, bytes: u64) -> Vec<u8> {
@@ -30,6 +35,13 @@ pub(super) async fn commit(shared: &RunnerShared, meta: &RunMeta) -> Result<Opti
     let message = branch::commit_message(&meta.task_title, &meta.title, &meta.task_id, &meta.run_id);
     let _git = shared.git_lock.lock().await;
     branch::commit_all(&meta.worktree, &message, &shared.settings.git_author).await.map_err(|error| error.to_string())
+}
+
+/// The paths the step changed since its start commit (untracked files included).
+pub(super) async fn changed_paths(shared: &RunnerShared, meta: &RunMeta) -> Result<Vec<String>, String> {
+    let Some(base_sha) = meta.base_sha.as_deref() else { return Ok(Vec::new()) };
+    let scratch = shared.settings.tmp_dir.join(format!("{}.scope.index", meta.run_id));
+    worktree::diff(&meta.worktree, base_sha, &scratch).await.map(|diff| diff.files).map_err(|error| error.to_string())
 }
 
 /// Writes the run's checkpoints: how many, and how many files the step changed.
@@ -131,7 +143,7 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             error: outcome.message.clone(),
             exit_code: outcome.exit_code,
             blocked: outcome.phase == RunPhase::Blocked,
-            needs_human: false,
+            needs_human: outcome.needs_human,
             timed_out: outcome.phase == RunPhase::TimedOut,
             task_result,
         });

@@ -152,6 +152,10 @@ pub(super) async fn perform(shared: &RunnerShared, run: &mut ActiveRun, now: Now
                 }
                 Err(error) => run.machine.handle_output_unreadable(now, &error.to_string()),
             },
+            RunAction::CheckScope => {
+                let changed = report::changed_paths(shared, run.machine.meta()).await;
+                run.machine.handle_scope_checked(Now::read(), changed);
+            }
             RunAction::Commit => {
                 let committed = report::commit(shared, run.machine.meta()).await;
                 run.machine.handle_committed(Now::read(), committed);

@@ -148,6 +148,9 @@ pub struct RunMeta {
     /// rendered coding-agent template.
     pub shell_command: Option<String>,
     pub prepared_at_ms: i64,
+    /// The task's write scope (SPEC §12): what an agent step may change; empty: anything.
+    #[serde(default)]
+    pub write_scope: Vec<String>,
 }
 
 /// Where a run is. `Prepared → Running → Exited → <terminal>`; terminal once the control
@@ -213,6 +216,9 @@ pub struct Outcome {
     pub exit_code: Option<i64>,
     /// One line for people: the summary of a success, the error of anything else.
     pub message: String,
+    /// A person must look before the task can go on (an agent wrote outside its scope).
+    #[serde(default)]
+    pub needs_human: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -44,6 +44,7 @@ pub fn run_meta(claimed: &ClaimedStep, worker_id: &str, host: &str, worktree: Pa
         deliver_remote: (step.step_kind == StepKind::Deliver).then(|| delivery::remote(task).to_string()),
         shell_command: None,
         prepared_at_ms: now_ms,
+        write_scope: task.write_scope.clone(),
     }
 }
 

@@ -6,16 +6,29 @@ use super::{Awaiting, RunAction, RunMachine};
 use crate::clock::Now;
 use crate::runner::run_dir::{Outcome, RunPhase};
 use serde_json::json;
+use shared::status::StepKind;
 
 impl RunMachine {
     pub(super) fn outcome_or_failed(&self) -> Outcome {
-        self.state.outcome.clone().unwrap_or(Outcome { phase: RunPhase::Failed, exit_code: None, message: "no outcome recorded".into() })
+        self.state.outcome.clone().unwrap_or(Outcome {
+            phase: RunPhase::Failed,
+            exit_code: None,
+            message: "no outcome recorded".into(),
+            needs_human: false,
+        })
     }
 
     /// The next step of the ending, if it can be taken now.
     pub(super) fn finish(&mut self, now: Now) {
         if !self.state.committed {
             let succeeded = self.state.outcome.as_ref().is_some_and(|outcome| outcome.phase == RunPhase::Succeeded);
+            // An agent step's changes are held to the task's write scope before anything of
+            // them is committed.
+            if succeeded && self.meta.step_kind == StepKind::Agent && !self.meta.write_scope.is_empty() && !self.scope_checked {
+                self.awaiting = Some(Awaiting::Scope);
+                self.actions.push_back(RunAction::CheckScope);
+                return;
+            }
             if succeeded && self.meta.step_kind.commits() && self.meta.base_sha.is_some() {
                 self.awaiting = Some(Awaiting::Commit);
                 self.actions.push_back(RunAction::Commit);
@@ -52,6 +65,35 @@ impl RunMachine {
         }
         self.state.status = self.state.outcome.as_ref().map(|outcome| outcome.phase).unwrap_or(RunPhase::Failed);
         self.save_state(now);
+    }
+
+    /// The paths the step changed, asked for by [`RunAction::CheckScope`]. Any outside the
+    /// write scope ends the step `blocked`, needing a person, and nothing is committed; a
+    /// change that cannot be listed cannot be checked, and blocks too.
+    pub fn handle_scope_checked(&mut self, now: Now, changed: Result<Vec<String>, String>) {
+        self.awaiting = None;
+        self.scope_checked = true;
+        let outside: Vec<String> = match &changed {
+            Ok(changed) => shared::scope::outside(&self.meta.write_scope, changed).into_iter().map(str::to_string).collect(),
+            Err(_) => Vec::new(),
+        };
+        let refusal = match changed {
+            Err(error) => Some(format!("the changes could not be checked against the write scope: {error}")),
+            Ok(_) if !outside.is_empty() => Some(format!(
+                "the agent changed files outside the task's write_scope ({}): {}",
+                self.meta.write_scope.join(", "),
+                outside.join(", ")
+            )),
+            Ok(_) => None,
+        };
+        if let (Some(message), Some(outcome)) = (refusal, self.state.outcome.as_mut()) {
+            outcome.phase = RunPhase::Blocked;
+            outcome.needs_human = true;
+            outcome.message = message;
+            self.event(now, "outside_write_scope", json!({"paths": outside, "write_scope": self.meta.write_scope}));
+            self.save_state(now);
+        }
+        self.step(now);
     }
 
     /// The commit asked for by [`RunAction::Commit`]: its id (none when nothing changed), or why it failed. A commit that

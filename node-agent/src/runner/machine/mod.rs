@@ -93,6 +93,8 @@ pub enum RunAction {
     /// Put the batch in flight into the outbox; if its ranges cannot be read,
     /// `handle_output_unreadable`.
     SendOutput,
+    /// List the paths the step changed since its start commit. *Answer*: `handle_scope_checked`.
+    CheckScope,
     /// Commit the step's changes on the task's branch. *Answer*: `handle_committed`.
     Commit,
     /// Write the checkpoints. *Answer*: `handle_checkpoints_written`.
@@ -107,6 +109,7 @@ pub enum RunAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
     Output,
+    Scope,
     Commit,
     Checkpoints,
     Report,
@@ -137,6 +140,7 @@ pub struct RunMachine {
     /// The control plane will never take these logs (the run is not this worker's any more).
     ship_abandoned: bool,
     checkpoints_tried: bool,
+    scope_checked: bool,
     report_queued: bool,
     /// Items of the run the control plane accepted (log batches and checkpoints), and when the
     /// first and last were: the shipping rate, for the log and the benchmarks.
@@ -165,6 +169,7 @@ impl RunMachine {
             logs_in_outbox: false,
             ship_abandoned: false,
             checkpoints_tried: false,
+            scope_checked: false,
             report_queued: false,
             uploads: 0,
             uploads_span: None,

@@ -61,7 +61,7 @@ impl RunMachine {
         self.event(now, "run_not_started", json!({"reason": message}));
         self.state.status = RunPhase::Exited;
         self.state.exited_at_ms = Some(now.wall_ms);
-        self.state.outcome = Some(Outcome { phase, exit_code: None, message });
+        self.state.outcome = Some(Outcome { phase, exit_code: None, message, needs_human: false });
         self.process_gone = true;
         self.save_state(now);
     }

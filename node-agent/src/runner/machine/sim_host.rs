@@ -259,6 +259,7 @@ fn perform(run: &mut SimRun, outbox: &mut Outbox, now: Now) -> bool {
                     .collect();
                 outbox.put_logs(RunLogs { step_id: run.machine.meta().step_id.clone(), run_id: run_id.clone(), chunks });
             }
+            RunAction::CheckScope => run.machine.handle_scope_checked(now, Ok(Vec::new())),
             RunAction::Commit => run.machine.handle_committed(now, Ok(None)),
             RunAction::WriteCheckpoints => run.machine.handle_checkpoints_written(now, Ok((0, 0))),
             RunAction::QueueReport => {
