@@ -12,6 +12,7 @@ use serde_json::json;
 /// outside it too.
 const STAND_IN_AGENT: &str = r#"#!/bin/sh
 goal=$(cat "$1")
+printf '## result\nwrote the note\n\n## risks\nnone\n' > "$2"
 mkdir -p notes
 printf '%s\n' "$goal" > notes/goal.md
 case "$goal" in
@@ -28,8 +29,8 @@ fn an_agent_that_writes_outside_its_write_scope_blocks_its_task_and_commits_noth
     let plane = ControlPlane::start(dir.path());
     let script = dir.path().join("stand-in-agent.sh");
     std::fs::write(&script, STAND_IN_AGENT).unwrap();
-    let mut agent =
-        Agent::new(&plane.base(), "mini-main", dir.path()).env("BAA_AGENT_COMMAND", &format!("sh {} {{goal_file}}", script.display()));
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path())
+        .env("BAA_AGENT_COMMAND", &format!("sh {} {{goal_file}} {{report_file}}", script.display()));
     agent.spawn();
     let card = |key: &str, goal: &str| json!({"repo": repo, "task_type": "codex", "title": key, "goal": goal, "key": key, "write_scope": ["notes/**"]});
     let inside = plane.create_task(card("T-IN", "write the note"));
@@ -37,6 +38,16 @@ fn an_agent_that_writes_outside_its_write_scope_blocks_its_task_and_commits_noth
     let done = plane.wait_task(&inside, &["succeeded", "failed", "blocked"], Duration::from_secs(60));
     assert_eq!(done["status"], "succeeded", "{done:#}\n{}", agent.log_text());
     assert_eq!(git_output(&repo, &["show", "--name-only", "--format=", &format!("baa/{inside}")]).unwrap(), "notes/goal.md");
+    // Its report: the files from the branch, the commands from the steps, the rest from the
+    // agent's report file.
+    let report = http(&plane.base(), "GET", &format!("/v1/tasks/{inside}/report"), ADMIN, None)["data"].clone();
+    assert_eq!(report["report"]["files_changed"], json!(["notes/goal.md"]), "{report:#}");
+    assert_eq!(report["report"]["commands_run"], json!(["coding agent (codex): coding agent"]));
+    assert_eq!((report["report"]["result"].as_str(), report["report"]["risks"].as_str()), (Some("wrote the note"), Some("none")));
+    let markdown = report["markdown"].as_str().unwrap();
+    for heading in ["# T-IN", "## files_changed", "## commands_run", "## result", "## risks", "## next_handoff"] {
+        assert!(markdown.contains(heading), "{markdown}");
+    }
 
     let blocked = plane.wait_task(&outside, &["succeeded", "failed", "blocked"], Duration::from_secs(60));
     assert_eq!(blocked["status"], "blocked", "{blocked:#}");

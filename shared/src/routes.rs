@@ -40,6 +40,7 @@ pub enum Action {
     TasksCancel,
     TasksApprove,
     TasksReject,
+    TasksReport,
     TasksClaim,
     TasksPlan,
     StepsClaim,
@@ -127,6 +128,14 @@ pub const ROUTES: &[Route] = &[
     route(TasksRead, "tasks.read", Get, "/v1/tasks/:task_id", ADMIN_READ, "a task with its steps and runs"),
     route(TasksCancel, "tasks.cancel", Post, "/v1/tasks/:task_id/cancel", ADMIN, "cancel a task; running steps are told to stop"),
     route(TasksApprove, "tasks.approve", Post, "/v1/tasks/:task_id/approve", ADMIN, "approve a task in review: it succeeds"),
+    route(
+        TasksReport,
+        "tasks.report",
+        Get,
+        "/v1/tasks/:task_id/report",
+        ADMIN_READ,
+        "a task's report in the card's sections, and as markdown",
+    ),
     route(TasksReject, "tasks.reject", Post, "/v1/tasks/:task_id/reject", ADMIN, "reject a task in review with a reason: it fails"),
     route(TasksClaim, "tasks.claim", Post, "/v1/tasks/claim", CONTROLLER, "the leader claims queued tasks for planning (fenced by term)"),
     route(

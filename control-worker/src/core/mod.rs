@@ -13,6 +13,7 @@
 //! - [`planning`]: the leader's claim and plan of tasks, fenced by term.
 //! - [`cards`]: a task's card fields (key, dependencies, write scope, review) at creation.
 //! - [`review`]: approve and reject of a task in review, audited.
+//! - [`report`]: a task's report in the card's sections, and as markdown.
 //! - [`sync`]: `agents.sync`, one batch carrying what those handlers do for one agent tick.
 //! - [`run_reports`]: what a runner reports about its runs: validation and statements shared
 //!   by the step routes and `agents.sync`.
@@ -39,6 +40,7 @@ pub mod lease;
 pub mod planning;
 pub mod reap;
 pub mod records;
+pub mod report;
 pub mod retry;
 pub mod review;
 pub mod run_reports;
@@ -271,6 +273,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::TasksCancel => tasks::cancel(self, call).await,
             Action::TasksApprove => review::approve(self, call).await,
             Action::TasksReject => review::reject(self, call).await,
+            Action::TasksReport => report::read(self, call).await,
             Action::TasksClaim => planning::claim(self, call).await,
             Action::TasksPlan => planning::plan(self, call).await,
             Action::TasksLogsRead => tasks::read_logs(self, call).await,

@@ -38,7 +38,7 @@ pub(super) const HEARTBEAT_RUN_SQL: &str = "UPDATE runs SET last_heartbeat_at = 
 // active run), so only an attempt that counts writes the task's result. The base commit is
 // recorded once: every later step and retry builds on the first one.
 pub(super) const RECORD_TASK_RESULT_SQL: &str = "UPDATE tasks SET result_json = COALESCE(?4, result_json), \
-       base_commit = COALESCE(base_commit, ?5) \
+       base_commit = COALESCE(base_commit, ?5), report_json = COALESCE(?6, report_json) \
      WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1 AND current_run_id = ?2 AND worker_id = ?3 \
        AND status IN ('claimed', 'running'))";
 
@@ -131,7 +131,7 @@ pub(super) fn beat_statements(step_id: &str, run_id: &str, worker_id: &str, ttl:
     vec![
         Statement::new(
             RECORD_TASK_RESULT_SQL,
-            vec![step_id.into(), run_id.into(), worker_id.into(), DbValue::Null, beat.base_commit.clone().into()],
+            vec![step_id.into(), run_id.into(), worker_id.into(), DbValue::Null, beat.base_commit.clone().into(), DbValue::Null],
         ),
         Statement::new(HEARTBEAT_STEP_SQL, vec![step_id.into(), run_id.into(), worker_id.into(), now.into(), ttl.into()]),
         Statement::new(HEARTBEAT_RUN_SQL, vec![step_id.into(), run_id.into(), worker_id.into(), now.into(), beat.progress.clone().into()]),
@@ -270,6 +270,8 @@ pub(super) struct Completion {
     pub result: Option<String>,
     pub task_result: Option<String>,
     pub base_commit: Option<String>,
+    /// The agent's report sections as JSON text.
+    pub report: Option<String>,
 }
 
 pub(super) fn completion(fields: &Fields<'_>) -> ApiResult<Completion> {
@@ -280,7 +282,8 @@ pub(super) fn completion(fields: &Fields<'_>) -> ApiResult<Completion> {
         return Err(ApiError::invalid_field(&fields.name("result"), &format!("must serialise to at most {MAX_TEXT_LEN} bytes")));
     }
     let (task_result, base_commit) = task_result(fields)?;
-    Ok(Completion { summary, exit_code, result, task_result, base_commit })
+    let report = super::report::agent_report(fields)?;
+    Ok(Completion { summary, exit_code, result, task_result, base_commit, report })
 }
 
 /// How many statements [`completion_statements`] and [`failure_statements`] make.
@@ -309,6 +312,7 @@ pub(super) fn completion_statements(step_id: &str, run_id: &str, worker_id: &str
                 worker_id.into(),
                 completion.task_result.clone().into(),
                 completion.base_commit.clone().into(),
+                completion.report.clone().into(),
             ],
         ),
         Statement::new(COMPLETE_STEP_SQL, run_args[..6].to_vec()),
@@ -321,9 +325,10 @@ pub(super) fn completion_statements(step_id: &str, run_id: &str, worker_id: &str
 #[cfg(test)]
 #[test]
 fn the_statement_counts_are_right() {
-    let completion = Completion { summary: String::new(), exit_code: 0, result: None, task_result: None, base_commit: None };
+    let completion = Completion { summary: String::new(), exit_code: 0, result: None, task_result: None, base_commit: None, report: None };
     assert_eq!(completion_statements("s", "r", "w", &completion, 0).len(), COMPLETION_STATEMENTS);
-    let report = FailureReport { error: "e".into(), exit_code: None, failure: Failure::Error, task_result: None, base_commit: None };
+    let report =
+        FailureReport { error: "e".into(), exit_code: None, failure: Failure::Error, task_result: None, base_commit: None, report: None };
     assert_eq!(failure_statements("s", "r", "w", &report, "m", 0).len(), FAILURE_STATEMENTS);
 }
 
@@ -341,6 +346,7 @@ pub(super) struct FailureReport {
     pub failure: Failure,
     pub task_result: Option<String>,
     pub base_commit: Option<String>,
+    pub report: Option<String>,
 }
 
 pub(super) fn failure_report(fields: &Fields<'_>) -> ApiResult<FailureReport> {
@@ -356,7 +362,8 @@ pub(super) fn failure_report(fields: &Fields<'_>) -> ApiResult<FailureReport> {
     } else {
         Failure::Error
     };
-    Ok(FailureReport { error, exit_code, failure, task_result, base_commit })
+    let report = super::report::agent_report(fields)?;
+    Ok(FailureReport { error, exit_code, failure, task_result, base_commit, report })
 }
 
 /// The failure's statements, with no read before them: the task's result, the settlement of
@@ -373,7 +380,14 @@ pub(super) fn failure_statements(
     let mut statements = vec![
         Statement::new(
             RECORD_TASK_RESULT_SQL,
-            vec![step_id.into(), run_id.into(), worker_id.into(), report.task_result.clone().into(), report.base_commit.clone().into()],
+            vec![
+                step_id.into(),
+                run_id.into(),
+                worker_id.into(),
+                report.task_result.clone().into(),
+                report.base_commit.clone().into(),
+                report.report.clone().into(),
+            ],
         ),
         settle::mark_attempt(marker, step_id, run_id, worker_id),
     ];

@@ -229,11 +229,14 @@ pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             Statement::new(ASSIGNED_HOST_LAST_SEEN_SQL, vec![task_id.into()]),
         ])
         .await?;
-    let task = records::first(&results[0], records::task)?.ok_or_else(|| task_not_found(task_id))?;
+    let row = results[0].first().ok_or_else(|| task_not_found(task_id))?;
+    let task = records::task(row)?;
     let host_last_seen = results[4].first().map(|row| row.opt_i64("last_heartbeat_at")).transpose()?.flatten();
     let waiting_reason = waiting_for_host(&task, host_last_seen, call.now, &core.config);
     let steps = records::all(&results[1], records::step)?;
+    let report = super::report::task_report(&task, &steps, super::report::stored_agent_report(row)?);
     Reply::ok(&TaskDetail {
+        report,
         current_step_index: current_step_index(&steps),
         steps,
         runs: records::all(&results[2], records::run)?,

@@ -186,3 +186,35 @@ fn a_rejected_task_fails_with_the_reason_and_blocks_its_dependents() {
     let again = t.post(&format!("/v1/tasks/{a}/reject"), BROWSER_ADMIN, json!({"reason": "twice"}));
     err(&again, 409, "invalid_transition");
 }
+
+#[test]
+fn a_task_that_ran_has_a_report_in_the_cards_sections() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let a = ok(&create(&t, json!({"key": "T-R", "title": "the adder"})), 201)["task_id"].as_str().unwrap().to_string();
+    let early = t.get(&format!("/v1/tasks/{a}/report"), READONLY);
+    err(&early, 409, "invalid_transition");
+    assert_eq!(task(&t, &a)["report"], Value::Null);
+    claimed_ids(&t, &leader);
+    ok(&plan(&t, &leader, &a, json!([shell_step("make fix", 1), shell_step("make test", 1)])), 200);
+    for _ in 0..2 {
+        let steps = claim_steps(&t, "mini-main", "mini", 1);
+        let (step_id, run_id) = (steps[0]["step"]["step_id"].as_str().unwrap(), steps[0]["run_id"].as_str().unwrap());
+        let body = json!({"worker_id": "mini-main", "run_id": run_id, "summary": "done", "exit_code": 0,
+            "report": {"result": "the adder adds", "next_handoff": "merge it"}});
+        ok(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, body), 200);
+    }
+    let page = ok(&t.get(&format!("/v1/tasks/{a}/report"), READONLY), 200);
+    assert_eq!(page["key"], "T-R");
+    assert_eq!(page["report"]["commands_run"], json!(["make fix", "make test"]));
+    assert_eq!(page["report"]["result"], "the adder adds");
+    assert_eq!(page["report"]["next_handoff"], "merge it");
+    assert_eq!(page["report"]["risks"], "");
+    let markdown = page["markdown"].as_str().unwrap();
+    assert!(markdown.starts_with("# T-R: the adder\n"), "{markdown}");
+    assert!(markdown.contains("## commands_run\n\n- `make fix`\n- `make test`\n"), "{markdown}");
+    assert!(markdown.contains("## risks\n\n(none)\n"), "{markdown}");
+    assert_eq!(task(&t, &a)["report"], page["report"], "tasks.read carries the same");
+    let bad = json!({"worker_id": "mini-main", "run_id": "x", "summary": "s", "exit_code": 0, "report": {"risks": 3}});
+    assert_eq!(err(&t.post(&format!("/v1/steps/{a}.s0/complete"), SHARED, bad), 400, "invalid_request")["field"], "report.risks");
+}

@@ -181,6 +181,7 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
             Some(json!({"worker_id": "mini-main", "run_id": run, "summary": "ok", "exit_code": 0})),
         );
         call(route, "POST", &format!("/v1/tasks/{reviewed}/{path}"), ADMIN, Some(body));
+        call("tasks.report", "GET", &format!("/v1/tasks/{reviewed}/report"), ADMIN, None);
     }
     call("system.pause", "POST", "/v1/system/pause", ADMIN, None);
     call("system.resume", "POST", "/v1/system/resume", ADMIN, None);

@@ -22,6 +22,8 @@ pub struct TemplateValues<'a> {
     pub step_id: &'a str,
     pub run_id: &'a str,
     pub run_dir: &'a str,
+    /// Where the agent may write its report (the card's headings, SPEC §12).
+    pub report_file: &'a str,
 }
 
 /// `text` as one single-quoted shell word.
@@ -37,6 +39,7 @@ pub fn render_agent_command(template: &str, values: &TemplateValues<'_>) -> Stri
         ("{step_id}", values.step_id),
         ("{run_id}", values.run_id),
         ("{run_dir}", values.run_dir),
+        ("{report_file}", values.report_file),
     ];
     render_template(template, &pairs)
 }
@@ -129,6 +132,7 @@ mod tests {
             step_id: "t.s0",
             run_id: "t.s0.a1",
             run_dir: "/runs/t/r",
+            report_file: "/runs/t/r/agent-report.md",
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use shared::status::{CheckpointFormat, CheckpointType, StepKind};
-use shared::wire::{RunCheckpoint, RunCompletion, RunFailure};
+use shared::wire::{AgentReport, RunCheckpoint, RunCompletion, RunFailure};
 
 use super::checkpoints::{self, SummaryFacts};
 use super::run::file_len;
@@ -122,6 +122,7 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
     let outcome = outcome_of(state);
     let task_result = delivery::task_result(meta, dir, &shared.settings.host, outcome.phase == RunPhase::Succeeded).await;
     let (step_id, run_id) = (meta.step_id.clone(), meta.run_id.clone());
+    let report = std::fs::read_to_string(dir.agent_report()).ok().and_then(|text| agent_report(&text));
     if outcome.phase == RunPhase::Succeeded {
         let summary: Value = std::fs::read(dir.checkpoints().join("0001-summary.json"))
             .ok()
@@ -135,6 +136,7 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             exit_code: 0,
             result: Some(summary),
             task_result,
+            report,
         });
     } else {
         shared.outbox.borrow_mut().put_failure(RunFailure {
@@ -146,6 +148,54 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             needs_human: outcome.needs_human,
             timed_out: outcome.phase == RunPhase::TimedOut,
             task_result,
+            report,
         });
+    }
+}
+
+/// The card's sections a coding agent wrote in its report file: the text under headings
+/// (any level) named `result`, `risks` and `next_handoff` (or `next handoff`), any case;
+/// `None` when it wrote none of them.
+pub fn agent_report(markdown: &str) -> Option<AgentReport> {
+    let mut report = AgentReport::default();
+    let mut current: Option<&str> = None;
+    let mut sections: Vec<(&str, String)> = Vec::new();
+    for line in markdown.lines() {
+        if let Some(heading) = line.trim_start().strip_prefix('#') {
+            let name = heading.trim_start_matches('#').trim().to_ascii_lowercase().replace([' ', '-'], "_");
+            current = ["result", "risks", "next_handoff"].into_iter().find(|known| *known == name);
+            if let Some(name) = current {
+                sections.push((name, String::new()));
+            }
+            continue;
+        }
+        if let (Some(_), Some((_, text))) = (current, sections.last_mut()) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    for (name, text) in sections {
+        let text = Some(text.trim().to_string()).filter(|text| !text.is_empty());
+        match name {
+            "result" => report.result = text,
+            "risks" => report.risks = text,
+            _ => report.next_handoff = text,
+        }
+    }
+    (report != AgentReport::default()).then_some(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_report_is_read_by_its_headings() {
+        let text = "# T-013\n\n## Result\nFixed the adder.\nTests pass.\n\n## Risks\n- none known\n\n### next handoff\nreview it\n## other\nignored\n";
+        let report = agent_report(text).unwrap();
+        assert_eq!(report.result.as_deref(), Some("Fixed the adder.\nTests pass."));
+        assert_eq!(report.risks.as_deref(), Some("- none known"));
+        assert_eq!(report.next_handoff.as_deref(), Some("review it"));
+        assert_eq!(agent_report("just some words\n"), None);
     }
 }

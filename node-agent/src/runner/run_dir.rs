@@ -76,6 +76,11 @@ impl RunDir {
     pub fn exit_status(&self) -> PathBuf {
         self.root.join("exit_status")
     }
+    /// Where a coding agent may write its report under the card's headings (`{report_file}`).
+    pub fn agent_report(&self) -> PathBuf {
+        self.root.join("agent-report.md")
+    }
+
     pub fn goal(&self) -> PathBuf {
         self.root.join("goal.md")
     }

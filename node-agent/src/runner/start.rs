@@ -95,6 +95,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         }
     }
     if failure.is_none() {
+        let report_file = dir.agent_report().to_string_lossy().into_owned();
         let (goal_file, worktree_text, run_dir_text) = (
             dir.goal().to_string_lossy().into_owned(),
             worktree_path.to_string_lossy().into_owned(),
@@ -107,6 +108,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             step_id: &step.step_id,
             run_id: &claimed.run_id,
             run_dir: &run_dir_text,
+            report_file: &report_file,
         };
         let command = match step.step_kind {
             StepKind::Deliver => match delivery::command(task, &meta, &dir, settings.options.pr_command.as_deref()).await {
@@ -155,6 +157,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
     ];
     if meta.step_kind == StepKind::Agent {
         env.push(("BAA_GOAL_FILE", dir.goal().to_string_lossy().into_owned()));
+        env.push(("BAA_REPORT_FILE", dir.agent_report().to_string_lossy().into_owned()));
     }
     let (stdout, stderr, exit_status) = (dir.stdout_log(), dir.stderr_log(), dir.exit_status());
     let shell_command = meta.shell_command.clone().unwrap_or_default();

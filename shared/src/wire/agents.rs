@@ -45,6 +45,9 @@ pub struct RunCompletion {
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_result: Option<TaskResult>,
+    /// What the coding agent wrote in its report file (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<AgentReport>,
 }
 
 /// A finished run that failed: what `steps.fail` carries, with its step.
@@ -64,6 +67,9 @@ pub struct RunFailure {
     pub timed_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_result: Option<TaskResult>,
+    /// What the coding agent wrote in its report file (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<AgentReport>,
 }
 
 /// Log chunks of one run: what `steps.logs` carries.

@@ -185,6 +185,9 @@ pub struct StepCompleteRequest {
     /// The task's branch after this step; merged into the task's `result`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_result: Option<TaskResult>,
+    /// What the coding agent wrote in its report file (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<AgentReport>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -205,6 +208,9 @@ pub struct StepFailRequest {
     /// The task's branch after this attempt; merged into the task's `result`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_result: Option<TaskResult>,
+    /// What the coding agent wrote in its report file (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<AgentReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -105,6 +105,30 @@ pub struct Task {
     pub review: bool,
 }
 
+/// What a coding agent wrote in its `{report_file}` under the card's headings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(default)]
+pub struct AgentReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risks: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_handoff: Option<String>,
+}
+
+/// `tasks.report`: the report and the same as markdown in the card's section format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TaskReportPage {
+    pub task_id: String,
+    pub key: Option<String>,
+    pub status: TaskStatus,
+    pub report: TaskReport,
+    pub markdown: String,
+}
+
 /// A task's report, in the card's sections (SPEC §12).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
@@ -191,6 +215,9 @@ pub struct TaskDetail {
     pub history: Vec<TaskEvent>,
     #[serde(default)]
     pub waiting_reason: Option<WaitingReason>,
+    /// The card's report sections, once a step has run.
+    #[serde(default)]
+    pub report: Option<TaskReport>,
 }
 
 /// Why, and on whose behalf, an administrator changes something: the optional body of

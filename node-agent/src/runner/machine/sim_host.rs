@@ -267,7 +267,15 @@ fn perform(run: &mut SimRun, outbox: &mut Outbox, now: Now) -> bool {
                 let (step_id, run_id) = (meta.step_id.clone(), meta.run_id.clone());
                 if outcome.phase == RunPhase::Succeeded {
                     let summary = outcome.message.clone();
-                    outbox.put_completion(RunCompletion { step_id, run_id, summary, exit_code: 0, result: None, task_result: None });
+                    outbox.put_completion(RunCompletion {
+                        step_id,
+                        run_id,
+                        summary,
+                        exit_code: 0,
+                        result: None,
+                        task_result: None,
+                        report: None,
+                    });
                 } else {
                     outbox.put_failure(RunFailure {
                         step_id,
