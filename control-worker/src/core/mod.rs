@@ -16,7 +16,7 @@
 //! - [`report`]: a task's report in the card's sections, and as markdown.
 //! - [`sync`]: `agents.sync`, one batch carrying what those handlers do for one agent tick.
 //! - [`run_reports`]: what a runner reports about its runs: validation and statements shared
-//!   by the step routes and `agents.sync`.
+//!   by the step routes and `agents.sync`; [`run_uploads`]: its checkpoints and log chunks.
 //! - [`grants`]: a host's claim of ready steps (`steps.claim`, and the grant of a sync).
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
 //! - [`settle`]: the statements that settle failed and lost attempts by that policy, in one batch.
@@ -44,6 +44,7 @@ pub mod report;
 pub mod retry;
 pub mod review;
 pub mod run_reports;
+pub mod run_uploads;
 pub mod settle;
 pub mod steps;
 pub mod sync;
