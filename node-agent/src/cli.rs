@@ -13,13 +13,14 @@ use clap::{CommandFactory, Parser};
 #[command(
     name = "node-agent",
     about = "baa-conductor node agent: registers this host, competes for the leader lease, schedules while leading",
-    disable_version_flag = true,
+    version,
     disable_help_subcommand = true,
     allow_negative_numbers = true
 )]
 pub struct RawArgs {
     /// What to do: start (run the agent), config (print the resolved configuration),
-    /// checklist (print the startup checklist), help.
+    /// checklist (print the startup checklist), help; `node-agent tasks …` talks to the control
+    /// plane for people (see `node-agent tasks --help`).
     #[arg(value_parser = ["start", "config", "checklist", "help"])]
     pub command: Option<String>,
 
@@ -51,7 +52,7 @@ pub struct RawArgs {
     #[arg(long, env = "BAA_CONDUCTOR_PRIORITY")]
     pub priority: Option<String>,
     /// Version string this agent reports
-    #[arg(long = "version", env = "BAA_CONDUCTOR_VERSION")]
+    #[arg(long = "agent-version", env = "BAA_CONDUCTOR_VERSION")]
     pub agent_version: Option<String>,
     /// Ask for the lease back from a standby (BAA_CONDUCTOR_PREFERRED=true|false) [default: true for a primary]
     #[arg(long, overrides_with = "no_preferred")]

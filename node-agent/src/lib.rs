@@ -19,6 +19,7 @@
 //! - [`embedded`]: `start --embedded`: the control plane in this process, its tokens.
 //! - [`status`]: the local status server (`/healthz`, `/v1/status`, the page, `/metrics`).
 //! - [`log`]: timestamped log lines on stderr.
+//! - [`tasks_cli`]: `node-agent tasks …`: the control plane for people; task cards imported.
 //! - [`units`]: durations and sizes as people write them (`7d`, `5GB`).
 //! - [`platform`]: what differs between Linux and macOS (zombies, process start, group CPU, free disk).
 
@@ -36,4 +37,5 @@ pub mod platform;
 pub mod runner;
 pub mod shutdown;
 pub mod status;
+pub mod tasks_cli;
 pub mod units;

@@ -1,4 +1,5 @@
-//! `node-agent [start|config|checklist|help] [options]`: one binary per host. The agent itself
+//! `node-agent [start|config|checklist|help] [options]`, `node-agent tasks <verb>`,
+//! `node-agent --version`: one binary per host. The agent itself
 //! is the `node_agent` library ([`node_agent::agent::run`]); `main` parses the arguments, turns
 //! SIGINT/SIGTERM into the shutdown signal, and alone maps errors to exit codes: 2 for a bad
 //! option, 1 for a failure at run time.
@@ -11,6 +12,10 @@ use node_agent::config::AgentConfig;
 use node_agent::{agent, checklist, shutdown};
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tasks") {
+        return node_agent::tasks_cli::main(args.into_iter().skip(1));
+    }
     let raw = RawArgs::parse();
     match raw.command.as_deref() {
         Some("help") => {

@@ -60,3 +60,76 @@ fn an_agent_that_writes_outside_its_write_scope_blocks_its_task_and_commits_noth
     assert!(events.contains("outside_write_scope"), "{events}");
     agent.terminate();
 }
+
+fn tasks_cli(plane: &ControlPlane, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .arg("tasks")
+        .args(args)
+        .env_clear()
+        .env("BAA_CONTROL_API_BASE", plane.base())
+        .env("BAA_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn cards_are_imported_in_order_once_and_the_cli_follows_logs_and_prints_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git_repo(dir.path());
+    let repo_text = repo.display().to_string();
+    let plane = ControlPlane::start(dir.path());
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cards");
+    let files: Vec<String> = ["T-015.md", "T-013.md", "T-014.md"].iter().map(|name| fixtures.join(name).display().to_string()).collect();
+    let mut args = vec!["import", "--repo", repo_text.as_str()];
+    args.extend(files.iter().map(String::as_str));
+    let first = stdout(&tasks_cli(&plane, &args));
+    let order: Vec<&str> = first.lines().map(|line| line.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(order, ["T-013", "T-014", "T-015"], "dependencies first:\n{first}");
+    assert!(first.lines().all(|line| line.starts_with("created")), "{first}");
+    let again = stdout(&tasks_cli(&plane, &args));
+    assert!(again.lines().all(|line| line.starts_with("exists")), "importing again creates nothing:\n{again}");
+    let tasks = http(&plane.base(), "GET", "/v1/tasks?limit=200", ADMIN, None)["data"]["tasks"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 3);
+    let by_key = |key: &str| tasks.iter().find(|task| task["key"] == key).unwrap().clone();
+    let (t13, t14, t15) = (by_key("T-013"), by_key("T-014"), by_key("T-015"));
+    assert_eq!(t13["title"], "运行器：写入范围");
+    assert_eq!(t13["write_scope"], json!(["notes/runner/**"]));
+    assert_eq!(t13["branch_name"], "feat/t-013-write-scope");
+    assert_eq!(t14["depends_on"], json!([t13["task_id"]]));
+    assert_eq!(t14["write_scope"], json!(["notes/control/**", "notes/api.md"]));
+    assert_eq!(t15["depends_on"], json!([t13["task_id"], t14["task_id"]]));
+    assert_eq!(t15["review"], true);
+    assert_eq!(t14["acceptance"], json!(["test -d notes"]));
+    let listed = stdout(&tasks_cli(&plane, &["list"]));
+    assert!(listed.contains("T-015") && listed.contains(&format!("{}-", chrono_year())), "local date-times:\n{listed}");
+
+    // A running task's lines, followed until it ends; its report in the card's sections.
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path());
+    agent.spawn();
+    let goal = "for i in 1 2 3 4 5; do echo line $i; sleep 0.4; done";
+    let created = stdout(&tasks_cli(
+        &plane,
+        &["create", "--repo", &repo_text, "--type", "shell", "--title", "count", "--goal", goal, "--key", "C-1"],
+    ));
+    assert!(created.starts_with("C-1 task_"), "{created}");
+    let followed = stdout(&tasks_cli(&plane, &["logs", "C-1", "--follow"]));
+    assert_eq!(followed.lines().collect::<Vec<_>>(), ["line 1", "line 2", "line 3", "line 4", "line 5"], "{followed}");
+    let report = stdout(&tasks_cli(&plane, &["report", "C-1"]));
+    for section in ["# C-1: count", "## files_changed", "## commands_run", goal, "## result", "## risks", "## next_handoff"] {
+        assert!(report.contains(section), "{section}:\n{report}");
+    }
+    agent.terminate();
+    let version = std::process::Command::new(env!("CARGO_BIN_EXE_node-agent")).arg("--version").output().unwrap();
+    assert_eq!(stdout(&version).trim(), format!("node-agent {}", env!("CARGO_PKG_VERSION")));
+}
+
+/// This year, as the local date-times the CLI prints start with it.
+fn chrono_year() -> String {
+    let output = std::process::Command::new("date").arg("+%Y").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}

@@ -1,0 +1,88 @@
+//! The admin calls of `node-agent tasks`: JSON over HTTP with a bearer token; an error answer
+//! becomes its message (the token is never shown).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Result<Api, String> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|error| error.to_string())?;
+        Ok(Api { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })
+    }
+
+    async fn answer(response: Result<reqwest::Response, reqwest::Error>) -> Result<(Value, bool), String> {
+        let response = response.map_err(|error| format!("the control plane did not answer: {}", error.without_url()))?;
+        let replayed = response.headers().get("idempotent-replayed").is_some_and(|value| value == "true");
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|error| format!("the answer broke off ({status}): {}", error.without_url()))?;
+        let envelope: Value = serde_json::from_slice(&bytes).map_err(|error| format!("an answer that is not JSON ({status}): {error}"))?;
+        if envelope["ok"] == Value::Bool(true) {
+            return Ok((envelope["data"].clone(), replayed));
+        }
+        Err(format!(
+            "{} ({}): {}",
+            envelope["error"].as_str().unwrap_or("error"),
+            status.as_u16(),
+            envelope["message"].as_str().unwrap_or("")
+        ))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, String> {
+        Ok(Self::answer(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await).await?.0)
+    }
+
+    async fn send(&self, path: &str, body: &Value) -> Result<(Value, bool), String> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(without_nulls(body).to_string());
+        Self::answer(request.send().await).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        Ok(self.send(path, body).await?.0)
+    }
+
+    /// Creates a task; whether it existed already (the same key).
+    pub async fn create(&self, body: &Value) -> Result<(Value, bool), String> {
+        self.send("/v1/tasks", body).await
+    }
+
+    /// A task id as given, or the task of a key (searched among the newest 1,000 tasks).
+    pub async fn task_id(&self, task: &str) -> Result<String, String> {
+        if task.starts_with("task_") {
+            return Ok(task.to_string());
+        }
+        let mut cursor = String::new();
+        for _ in 0..5 {
+            let page = self.get(&format!("/v1/tasks?limit=200{cursor}")).await?;
+            if let Some(found) = page["tasks"].as_array().into_iter().flatten().find(|candidate| candidate["key"] == task) {
+                return Ok(found["task_id"].as_str().unwrap_or_default().to_string());
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        Err(format!("no task with id or key {task}"))
+    }
+}
+
+/// `body` without its null fields: an option not given is left out, not sent as null.
+fn without_nulls(body: &Value) -> Value {
+    match body {
+        Value::Object(map) => {
+            Value::Object(map.iter().filter(|(_, value)| !value.is_null()).map(|(key, value)| (key.clone(), value.clone())).collect())
+        }
+        other => other.clone(),
+    }
+}
