@@ -1,8 +1,8 @@
 //! A task's report in the card's sections (SPEC §12): `files_changed` from its branch,
 //! `commands_run` from its steps, and `result`, `risks`, `next_handoff` from what its coding
 //! agent wrote in its report file (kept in `report_json` when a run reports), else the result
-//! is the last agent step's summary. `tasks.read` carries it; `tasks.report` answers it with
-//! the same as markdown.
+//! is the last agent step's summary (or the last step's, without an agent step). `tasks.read`
+//! carries it; `tasks.report` answers it with the same as markdown.
 
 use serde_json::Value;
 use shared::status::{StepKind, StepStatus};
@@ -51,9 +51,11 @@ pub fn task_report(task: &Task, steps: &[Step], agent: Option<AgentReport>) -> O
         .collect();
     let agent = agent.unwrap_or_default();
     let last_agent_summary = ran.iter().rev().find(|step| step.step_kind == StepKind::Agent).and_then(|step| step.summary.clone());
+    let last_summary = ran.iter().rev().find_map(|step| step.summary.clone().or_else(|| step.error.clone()));
     let result = agent
         .result
         .or(last_agent_summary)
+        .or(last_summary)
         .or_else(|| task.status_reason.clone())
         .unwrap_or_else(|| format!("the task is {}", task.status));
     Some(TaskReport {

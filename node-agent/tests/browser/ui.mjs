@@ -131,6 +131,25 @@ try {
   await expectText(page, "#result-commits", "1");
   await page.screenshot({ path: path.join(shots, "console-task-succeeded.png"), fullPage: true });
 
+  // A task created for review waits for a person: its report is shown, and approving it
+  // makes it succeed.
+  await page.fill("#new-title", "to be reviewed");
+  await page.fill("#new-goal", "echo reviewed > reviewed.txt");
+  await page.fill("#new-acceptance", "");
+  await page.check("#new-review");
+  await page.click("#create");
+  await expectText(page, "#detail-status", "review");
+  await expectText(page, "#report", "## files_changed");
+  await expectText(page, "#report", "reviewed.txt");
+  await expectText(page, "#report", "## next_handoff");
+  await page.screenshot({ path: path.join(shots, "console-task-review.png"), fullPage: true });
+  await page.fill("#reason", "looks right");
+  await page.click("#approve-task");
+  await expectText(page, "#detail-status", "succeeded");
+  assert.ok(await page.isHidden("#approve-task"), "approved: the buttons go");
+  await page.uncheck("#new-review");
+  await page.fill("#reason", "");
+
   // Cancel a task that would run for a long time.
   await page.fill("#new-title", "to be canceled");
   await page.fill("#new-goal", "sleep 300");

@@ -103,6 +103,12 @@ async function refreshDetail() {
   $("detail-goal").textContent = detail.title + ": " + detail.goal;
   $("detail-reason").textContent = (detail.waiting_reason ? detail.waiting_reason.message + " " : "") + (detail.status_reason || "");
   $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.status);
+  $("approve-task").hidden = $("reject-task").hidden = detail.status !== "review";
+  $("detail-report").hidden = !detail.report;
+  if (detail.report) {
+    const report = await api("GET", "/v1/tasks/" + encodeURIComponent(detail.task_id) + "/report");
+    $("report").textContent = report.markdown;
+  }
   const result = detail.result;
   $("detail-result").hidden = !result;
   if (result) {
@@ -210,6 +216,18 @@ $("cancel-task").addEventListener("click", async () => {
     showError(error.message);
   }
 });
+for (const [button, verb] of [["approve-task", "approve"], ["reject-task", "reject"]]) {
+  $(button).addEventListener("click", async () => {
+    try {
+      const reason = $("reason").value.trim();
+      const body = verb === "approve" ? (reason ? { comment: reason } : {}) : { reason: reason || "rejected in the console" };
+      await api("POST", "/v1/tasks/" + encodeURIComponent(state.selected) + "/" + verb, body);
+      await refresh();
+    } catch (error) {
+      showError(error.message);
+    }
+  });
+}
 $("create-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const body = { repo: $("new-repo").value.trim(), task_type: $("new-type").value, title: $("new-title").value.trim(), goal: $("new-goal").value };
@@ -217,6 +235,7 @@ $("create-form").addEventListener("submit", async (event) => {
   if (acceptance.length) body.acceptance = acceptance;
   if ($("new-priority").value) body.priority = Number($("new-priority").value);
   if ($("new-host").value.trim()) body.constraints = { target_host: $("new-host").value.trim() };
+  if ($("new-review").checked) body.review = true;
   body.metadata = { requested_by: "console" };
   try {
     const created = await api("POST", "/v1/tasks", body);
