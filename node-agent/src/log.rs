@@ -1,10 +1,10 @@
-//! One line per event on stderr, prefixed with the wall-clock time in unix seconds. Nothing
-//! that is logged ever contains a token.
+//! One line per event on stderr, prefixed with the local date and time (RFC 3339, to the
+//! millisecond, with the offset: readable, and sortable and parseable by tools). Nothing that
+//! is logged ever contains a token.
 
 macro_rules! log {
     ($($arg:tt)*) => {{
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        eprintln!("{}.{:03} {}", now.as_secs(), now.subsec_millis(), format_args!($($arg)*));
+        eprintln!("{} {}", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z"), format_args!($($arg)*));
     }};
 }
 

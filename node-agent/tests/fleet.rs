@@ -81,8 +81,8 @@ impl Agent {
         kills.sort();
         for line in self.log_text().lines() {
             let Some((stamp, message)) = line.split_once(' ') else { continue };
-            let Ok(seconds) = stamp.parse::<f64>() else { continue };
-            let at = (seconds * 1000.0).round() as u64;
+            let Ok(stamp) = chrono::DateTime::parse_from_rfc3339(stamp) else { continue };
+            let at = stamp.timestamp_millis() as u64;
             if let Some((term, start)) = open {
                 if let Some(kill) = kills.iter().find(|kill| **kill >= start && **kill <= at) {
                     intervals.push((term, start, *kill));
