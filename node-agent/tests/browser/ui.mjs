@@ -7,7 +7,6 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
@@ -17,17 +16,6 @@ const agentBin = process.env.BAA_NODE_AGENT_BIN || "target/debug/node-agent";
 const shots = process.env.BAA_SCREENSHOTS_DIR || "target/browser-screenshots";
 const chromiumPath = process.env.BAA_CHROMIUM || "/usr/bin/chromium";
 const WAIT_MS = 30_000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
 
 async function waitFor(what, check, limitMs = WAIT_MS) {
   const started = Date.now();
@@ -57,19 +45,26 @@ git("add", "README.md");
 git("-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m", "initial");
 fs.mkdirSync(shots, { recursive: true });
 
-const control = `127.0.0.1:${await freePort()}`;
-const status = `127.0.0.1:${await freePort()}`;
 const root = path.join(dir, "root");
-const agentLog = fs.openSync(path.join(dir, "agent.log"), "a");
+const agentLogPath = path.join(dir, "agent.log");
+const agentLog = fs.openSync(agentLogPath, "a");
+// Both servers listen on port 0; the agent logs the addresses it bound.
 const agent = spawn(
   agentBin,
-  ["start", "--embedded", "--control-listen", control, "--local-api", status, "--host", "mini", "--runtime-root", root,
+  ["start", "--embedded", "--control-listen", "127.0.0.1:0", "--local-api", "127.0.0.1:0", "--host", "mini", "--runtime-root", root,
    "--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500"],
   { env: { HOME: dir, PATH: process.env.PATH }, stdio: ["ignore", agentLog, agentLog] },
 );
 const failures = [];
 let browser;
+const logged = (marker) =>
+  waitFor("the agent to log " + marker, () => {
+    const line = fs.readFileSync(agentLogPath, "utf8").split("\n").find((text) => text.includes(marker));
+    return line && line.split(marker)[1].split(/[\s/]/)[0];
+  });
 try {
+  const control = await logged("embedded control plane on http://");
+  const status = await logged("status server on http://");
   const tokensFile = path.join(root, "state", "embedded-tokens.env");
   const tokens = await waitFor("the tokens file", () => fs.existsSync(tokensFile) && fs.readFileSync(tokensFile, "utf8"));
   const admin = tokens.split("\n").find((line) => line.startsWith("CONTROL_API_BROWSER_ADMIN_TOKEN=")).split("=")[1].trim();
