@@ -29,11 +29,6 @@ impl Now {
         Now { at: now(), wall_ms: wall_ms() }
     }
 
-    /// The same two clocks `elapsed` later (for tests and simulations that move time).
-    pub fn after(self, elapsed: Duration) -> Now {
-        Now { at: self.at + elapsed, wall_ms: self.wall_ms + elapsed.as_millis() as i64 }
-    }
-
     /// The instant at which the wall clock will read `wall_ms` (now, if that is past).
     pub fn instant_at(self, wall_ms: i64) -> Instant {
         self.at + Duration::from_millis((wall_ms - self.wall_ms).max(0) as u64)

@@ -4,7 +4,6 @@
 //! is the last agent step's summary (or the last step's, without an agent step). `tasks.read`
 //! carries it; `tasks.report` answers it with the same as markdown.
 
-use serde_json::Value;
 use shared::status::{StepKind, StepStatus};
 use shared::wire::{AgentReport, Step, Task, TaskReport, TaskReportPage};
 
@@ -31,7 +30,7 @@ pub(super) fn agent_report(fields: &Fields<'_>) -> ApiResult<Option<String>> {
 /// The agent's sections kept with the task.
 pub(super) fn stored_agent_report(row: &Row) -> ApiResult<Option<AgentReport>> {
     let Some(text) = row.opt_text("report_json")? else { return Ok(None) };
-    Ok(serde_json::from_str::<Value>(&text).ok().and_then(|value| serde_json::from_value(value).ok()))
+    Ok(serde_json::from_str(&text).ok())
 }
 
 /// The report, once a step of the task has run.

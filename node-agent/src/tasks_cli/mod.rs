@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+use shared::status::TaskStatus;
 
 use api::Api;
 
@@ -148,12 +149,13 @@ fn print_task(task: &Value) {
 
 async fn follow_logs(api: &Api, task_id: &str, follow: bool, events: bool) -> Result<(), String> {
     let mut after = 0;
-    let shown = |chunk: &Value| events || chunk["stream"] != "worker";
+    // Set once the task has ended: one more look takes the output stored just before the end.
+    let mut ended: Option<String> = None;
     loop {
         let page = api.get(&format!("/v1/tasks/{task_id}/logs?after={after}&limit=1000")).await?;
         let chunks = page["chunks"].as_array().cloned().unwrap_or_default();
         for chunk in &chunks {
-            if shown(chunk) {
+            if events || chunk["stream"] != "worker" {
                 print!("{}", text(&chunk["text"]));
             }
             after = chunk["cursor"].as_i64().unwrap_or(after);
@@ -161,20 +163,18 @@ async fn follow_logs(api: &Api, task_id: &str, follow: bool, events: bool) -> Re
         if !chunks.is_empty() {
             continue;
         }
-        if !follow {
-            return Ok(());
-        }
-        let status = api.get(&format!("/v1/tasks/{task_id}")).await?["status"].as_str().unwrap_or("").to_string();
-        if matches!(status.as_str(), "succeeded" | "failed" | "blocked" | "canceled" | "review") {
-            // One last look: output stored just before the end.
-            let page = api.get(&format!("/v1/tasks/{task_id}/logs?after={after}&limit=1000")).await?;
-            for chunk in page["chunks"].as_array().into_iter().flatten().filter(|chunk| shown(chunk)) {
-                print!("{}", text(&chunk["text"]));
-            }
+        if let Some(status) = ended {
             eprintln!("task {task_id} is {status}");
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !follow {
+            return Ok(());
+        }
+        let status = api.get(&format!("/v1/tasks/{task_id}")).await?["status"].as_str().and_then(TaskStatus::parse);
+        match status {
+            Some(status) if status.is_terminal() || status == TaskStatus::Review => ended = Some(status.to_string()),
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
     }
 }
 

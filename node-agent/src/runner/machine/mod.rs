@@ -35,7 +35,7 @@ use shared::wire::RunBeat;
 
 use super::ladder::Signal;
 use super::run_dir::{RunMeta, RunPhase, RunState};
-use super::shipper::{ChunkRange, ShipCursor};
+use super::shipper::ShipCursor;
 use super::RunView;
 use crate::clock::Now;
 
@@ -398,12 +398,5 @@ impl RunMachine {
             outcome: self.state.outcome.as_ref().map(|outcome| outcome.message.clone()),
             finished_at_ms: self.state.status.is_terminal().then_some(self.state.updated_at_ms),
         }
-    }
-
-    /// The batch planned by [`RunAction::TakeOutput`] (empty when there was nothing to take).
-    pub fn handle_output_taken(&mut self, now: Now, batch: Vec<ChunkRange>, limited: bool) {
-        self.awaiting = None;
-        self.take_output(now, batch, limited);
-        self.step(now);
     }
 }

@@ -45,7 +45,14 @@ impl RunMachine {
         self.actions.push_back(RunAction::TakeOutput { flush, allowance });
     }
 
-    pub(super) fn take_output(&mut self, now: Now, batch: Vec<ChunkRange>, limited: bool) {
+    /// The batch planned by [`RunAction::TakeOutput`] (empty when there was nothing to take).
+    pub fn handle_output_taken(&mut self, now: Now, batch: Vec<ChunkRange>, limited: bool) {
+        self.awaiting = None;
+        self.take_output(now, batch, limited);
+        self.step(now);
+    }
+
+    fn take_output(&mut self, now: Now, batch: Vec<ChunkRange>, limited: bool) {
         if batch.is_empty() {
             return;
         }
