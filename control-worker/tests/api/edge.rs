@@ -37,7 +37,7 @@ fn wrangler_and_the_native_runner_create_the_same_schema() {
     let dir = tempfile::tempdir().unwrap();
     // worker-dev applies the migrations with `wrangler d1 migrations apply --local` first.
     let worker = WorkerProcess::start(&test_env(), dir.path());
-    let databases: Vec<Vec<SchemaRow>> = sqlite_files(dir.path())
+    let databases: Vec<Vec<SchemaRow>> = sqlite_files(&worker.state_dir)
         .iter()
         .map(|path| schema_of(&Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()))
         .filter(|schema| schema.iter().any(|(_, name, _, _)| name == "tasks"))

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub struct WorkerProcess {
     pub base: String,
+    /// The local D1 and wrangler's other state of this Worker (and of no earlier attempt).
+    pub state_dir: std::path::PathBuf,
     child: Child,
     log: std::path::PathBuf,
 }
@@ -31,7 +33,8 @@ fn free_port() -> u16 {
 }
 
 impl WorkerProcess {
-    /// Starts a Worker, retrying on another port if the chosen one was taken meanwhile.
+    /// Starts a Worker, retrying on another port (and a fresh state directory: the failed
+    /// attempt's, with its migrated database, is removed) if the chosen one was taken meanwhile.
     pub fn start(env: &HashMap<String, String>, dir: &Path) -> WorkerProcess {
         for _ in 0..3 {
             match Self::try_start(env, dir) {
@@ -47,6 +50,7 @@ impl WorkerProcess {
         let port = free_port();
         let log = dir.join("worker-dev.log");
         let log_file = std::fs::File::create(&log).unwrap();
+        let state_dir = dir.join(format!("state-{port}"));
         let mut command = Command::new(repo_root().join("scripts/worker-dev"));
         command.arg(port.to_string());
         for (name, _) in std::env::vars() {
@@ -57,7 +61,7 @@ impl WorkerProcess {
         command
             .envs(env)
             .env("CONTROL_API_TEST_ONLY_MANUAL_CLOCK", "true")
-            .env("BAA_WORKER_STATE_DIR", dir.join(format!("state-{port}")))
+            .env("BAA_WORKER_STATE_DIR", &state_dir)
             .env("BAA_WORKER_PREBUILT", "1")
             .env("BAA_WORKER_LOG_LEVEL", "warn")
             .stdin(Stdio::null())
@@ -65,10 +69,11 @@ impl WorkerProcess {
             .stderr(log_file)
             .process_group(0);
         let child = command.spawn().expect("scripts/worker-dev starts");
-        let mut worker = WorkerProcess { base: format!("http://127.0.0.1:{port}"), child, log };
+        let mut worker = WorkerProcess { base: format!("http://127.0.0.1:{port}"), state_dir, child, log };
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if let Ok(Some(status)) = worker.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&worker.state_dir);
                 return Err(format!("({status})\n{}", worker.log_text()));
             }
             if let Ok(mut connection) = crate::client::Connection::open(&worker.base) {
