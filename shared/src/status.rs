@@ -109,8 +109,9 @@ wire_enum!(ControllerRole { Primary => "primary", Standby => "standby" });
 
 wire_enum!(
     /// What a step does: run the coding agent, run a shell command, run an acceptance test,
-    /// deliver the branch (push, open a pull request) after every acceptance step passed.
-    StepKind { Agent => "agent", Shell => "shell", Test => "test", Deliver => "deliver" }
+    /// merge the dependencies' branches (an `integrate` task), deliver the branch (push, open a
+    /// pull request) after every acceptance step passed.
+    StepKind { Agent => "agent", Shell => "shell", Test => "test", Merge => "merge", Deliver => "deliver" }
 );
 
 impl StepKind {
@@ -126,8 +127,9 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// Task types the built-in planner knows; any other is refused at creation.
-    TaskType { Shell => "shell", Codex => "codex" }
+    /// Task types the built-in planner knows; any other is refused at creation. `integrate`
+    /// merges the branches of its `depends_on` (a wave) into its own branch (SPEC §12).
+    TaskType { Shell => "shell", Codex => "codex", Integrate => "integrate" }
 );
 
 wire_enum!(

@@ -72,6 +72,9 @@ const START_PLANNED_TASK_SQL: &str = concat!(
 );
 
 // Inserts every planned step in one statement, only if this request's plan id was just set.
+// A merge step's `metadata.merge` lists the branches it merges: the task's dependencies as they
+// ended (they all succeeded before the task could be claimed, so their results are final), in
+// `depends_on` order.
 const INSERT_STEPS_SQL: &str = "INSERT INTO steps (step_id, task_id, step_index, step_kind, worker_kind, title, command, prompt, \
        timeout_sec, status, attempt, max_attempts, target_host, task_priority, created_at, ready_at, metadata_json) \
      SELECT json_extract(s.value, '$.step_id'), t.task_id, json_extract(s.value, '$.step_index'), \
@@ -79,7 +82,13 @@ const INSERT_STEPS_SQL: &str = "INSERT INTO steps (step_id, task_id, step_index,
        json_extract(s.value, '$.command'), json_extract(s.value, '$.prompt'), json_extract(s.value, '$.timeout_sec'), \
        CASE WHEN json_extract(s.value, '$.step_index') = 0 THEN 'ready' ELSE 'pending' END, 0, \
        json_extract(s.value, '$.max_attempts'), t.target_host, t.priority, ?3, \
-       CASE WHEN json_extract(s.value, '$.step_index') = 0 THEN ?3 END, json_extract(s.value, '$.metadata_json') \
+       CASE WHEN json_extract(s.value, '$.step_index') = 0 THEN ?3 END, \
+       CASE WHEN json_extract(s.value, '$.step_kind') = 'merge' THEN json_set(json_extract(s.value, '$.metadata_json'), '$.merge', \
+         (SELECT json_group_array(json_object('task_id', p.task_id, 'key', p.task_key, 'branch', p.branch_name, \
+             'head_commit', json_extract(p.result_json, '$.head_commit'), 'host', p.assigned_host, \
+             'pushed_to', json_extract(p.result_json, '$.pushed_to')) ORDER BY d.position) \
+          FROM task_dependencies d JOIN tasks p ON p.task_id = d.depends_on WHERE d.task_id = t.task_id)) \
+       ELSE json_extract(s.value, '$.metadata_json') END \
      FROM tasks t, json_each(?2) s WHERE t.task_id = ?1 AND t.plan_id = ?4";
 
 pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {

@@ -98,6 +98,9 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     let target_host = constraint_fields.opt_str("target_host", 255)?;
     let base_ref = constraint_fields.opt_str("base_ref", 255)?.unwrap_or_else(|| DEFAULT_BASE_REF.into());
     let card = cards::read(&fields)?;
+    if task_type == TaskType::Integrate && card.depends_on.is_empty() {
+        return Err(ApiError::invalid_field("depends_on", "is required for integrate tasks: the tasks whose branches it merges"));
+    }
     // Read by the planner as each step's timeout; checked here so a bad value fails at once.
     constraint_fields.opt_i64("timeout_sec", 1, MAX_STEP_TIMEOUT_SEC)?;
     // Read by the planner (a final deliver step) and by the runner (the remote).

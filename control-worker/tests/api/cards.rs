@@ -218,3 +218,58 @@ fn a_task_that_ran_has_a_report_in_the_cards_sections() {
     let bad = json!({"worker_id": "mini-main", "run_id": "x", "summary": "s", "exit_code": 0, "report": {"risks": 3}});
     assert_eq!(err(&t.post(&format!("/v1/steps/{a}.s0/complete"), SHARED, bad), 400, "invalid_request")["field"], "report.risks");
 }
+
+/// Completes the claimed step of `task_id` on `host` with the branch's head as the result.
+fn complete_with_head(t: &Target, host: &str, task_id: &str, branch: &str, head: &str, pushed_to: Option<&str>) {
+    let worker = format!("{host}-main");
+    let steps = claim_steps(t, &worker, host, 1);
+    assert_eq!(steps[0]["task"]["task_id"], task_id, "{steps:?}");
+    let (step_id, run_id) = (steps[0]["step"]["step_id"].as_str().unwrap(), steps[0]["run_id"].as_str().unwrap());
+    let mut result = json!({"base_commit": "0".repeat(40), "head_commit": head, "branch": branch, "commits": 1,
+        "files_changed": ["a.txt"], "insertions": 1, "deletions": 0, "host": host, "repo": "/srv/repo"});
+    if let Some(pushed_to) = pushed_to {
+        result["pushed_to"] = json!(pushed_to);
+    }
+    let body = json!({"worker_id": worker, "run_id": run_id, "summary": "done", "exit_code": 0, "task_result": result});
+    ok(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, body), 200);
+}
+
+#[test]
+fn an_integrate_task_merges_its_dependencies_branches_in_order() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let refused = create(&t, json!({"task_type": "integrate", "key": "W-1"}));
+    assert_eq!(err(&refused, 400, "invalid_request")["field"], "depends_on");
+    let a = ok(&create(&t, json!({"key": "T-A", "branch": "cards/a"})), 201)["task_id"].as_str().unwrap().to_string();
+    let b = ok(&create(&t, json!({"key": "T-B", "branch": "cards/b"})), 201)["task_id"].as_str().unwrap().to_string();
+    let wave = create(&t, json!({"task_type": "integrate", "key": "W-1", "depends_on": ["T-B", "T-A"], "branch": "integration/w1"}));
+    let wave = ok(&wave, 201)["task_id"].as_str().unwrap().to_string();
+    let mut claimed = claimed_ids(&t, &leader);
+    claimed.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(claimed, expected, "the wave waits for its tasks");
+    for (task_id, host, branch, head, pushed) in
+        [(&a, "mini", "cards/a", "a".repeat(40), None), (&b, "mac", "cards/b", "b".repeat(40), Some("file:///srv/origin.git"))]
+    {
+        let step = json!([{"step_kind": "agent", "worker_kind": "codex", "title": "agent", "prompt": "do it", "timeout_sec": 60}]);
+        ok(&plan(&t, &leader, task_id, step), 200);
+        complete_with_head(&t, host, task_id, branch, &head, pushed);
+    }
+    assert_eq!(claimed_ids(&t, &leader), [wave.as_str()]);
+    let merge = json!([{"step_kind": "merge", "worker_kind": "shell", "title": "merge 2 branches", "timeout_sec": 60},
+        shell_step("make test", 1)]);
+    let planned = ok(&plan(&t, &leader, &wave, merge), 200);
+    let sources = &planned["steps"][0]["metadata"]["merge"];
+    assert_eq!(
+        *sources,
+        json!([
+            {"task_id": b, "key": "T-B", "branch": "cards/b", "head_commit": "b".repeat(40), "host": "mac", "pushed_to": "file:///srv/origin.git"},
+            {"task_id": a, "key": "T-A", "branch": "cards/a", "head_commit": "a".repeat(40), "host": "mini", "pushed_to": null},
+        ]),
+        "in depends_on order, as each ended"
+    );
+    assert_eq!(planned["steps"][1]["metadata"], json!({}), "only the merge step lists them");
+    let claimed = claim_steps(&t, "mini-main", "mini", 1);
+    assert_eq!(claimed[0]["step"]["metadata"]["merge"], *sources, "the host gets them with the step");
+}

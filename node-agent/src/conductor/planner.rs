@@ -2,6 +2,8 @@
 //!
 //! - `shell`: one step runs the goal as a shell command (`sh -c`) in the worktree.
 //! - `codex`: one step runs the host's coding-agent command with the goal handed over.
+//! - `integrate`: one merge step merges the dependencies' branches, in `depends_on` order
+//!   (the control plane lists them in the step's `metadata.merge`).
 //! - then each `acceptance` entry becomes a test step (a shell command whose output is kept);
 //! - then, with `constraints.deliver` `push` or `pr`, a deliver step.
 
@@ -13,6 +15,7 @@ pub const SHELL_TIMEOUT_SEC: i64 = 1_800;
 pub const AGENT_TIMEOUT_SEC: i64 = 3_600;
 pub const TEST_TIMEOUT_SEC: i64 = 900;
 pub const DELIVER_TIMEOUT_SEC: i64 = 600;
+pub const MERGE_TIMEOUT_SEC: i64 = 600;
 
 pub fn plan(task: &Task) -> TaskPlan {
     // `constraints.timeout_sec`, checked by the control plane at creation, overrides the
@@ -38,6 +41,16 @@ pub fn plan(task: &Task) -> TaskPlan {
             command: None,
             prompt: Some(task.goal.clone()),
             timeout_sec: timeout(AGENT_TIMEOUT_SEC),
+            max_attempts: Some(1),
+            metadata: None,
+        },
+        TaskType::Integrate => PlannedStep {
+            step_kind: StepKind::Merge,
+            worker_kind: "shell".into(),
+            title: format!("merge {} branches", task.depends_on.len()),
+            command: None,
+            prompt: None,
+            timeout_sec: timeout(MERGE_TIMEOUT_SEC),
             max_attempts: Some(1),
             metadata: None,
         },

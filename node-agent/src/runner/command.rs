@@ -11,6 +11,8 @@ pub enum CommandError {
     EmptyCommand(String),
     #[error("no coding-agent command is configured on this host (set BAA_AGENT_COMMAND or --agent-command)")]
     NoAgentTemplate,
+    #[error("the merge step lists no branches to merge (its metadata.merge is missing or empty)")]
+    NoMergeSources,
     #[error("constraints.deliver is pr but no pull-request command is configured on this host (set BAA_PR_COMMAND or --pr-command)")]
     NoPrTemplate,
 }
@@ -74,7 +76,7 @@ pub fn shell_command(
 ) -> Result<String, CommandError> {
     match step_kind {
         StepKind::Agent => agent_template.map(|template| render_agent_command(template, values)).ok_or(CommandError::NoAgentTemplate),
-        StepKind::Shell | StepKind::Test | StepKind::Deliver => command
+        StepKind::Shell | StepKind::Test | StepKind::Merge | StepKind::Deliver => command
             .filter(|command| !command.trim().is_empty())
             .map(str::to_string)
             .ok_or_else(|| CommandError::EmptyCommand(step_id.to_string())),

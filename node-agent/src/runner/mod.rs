@@ -8,6 +8,7 @@
 //! - [`worktree`]: the task's git worktree, reset to its branch, and a diff against a commit.
 //! - [`branch`]: a commit per step on the task's branch; the task's result from the branch.
 //! - [`delivery`]: a deliver step's command and report; a run's reading of the task's result.
+//! - [`merge`]: an `integrate` task's merge step as one shell command. Pure.
 //! - [`housekeeping`]: worktree and run-directory retention, the free-disk guard. Pure rules.
 //! - [`command`]: what a step runs (goal, acceptance command, coding-agent template). Pure.
 //! - [`process`]: the step's process group, signals, liveness.
@@ -32,6 +33,7 @@ pub mod delivery;
 pub mod housekeeping;
 pub mod ladder;
 pub mod machine;
+pub mod merge;
 pub mod mirror;
 pub mod outbox;
 pub mod outcome;

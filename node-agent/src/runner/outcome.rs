@@ -4,7 +4,7 @@
 use super::run_dir::{Outcome, RunPhase, StopReason, StopRequest};
 
 /// What is known of the process's end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessEnd {
     /// The step command's exit code as its wrapper recorded it.
     pub recorded_exit: Option<i64>,
@@ -12,9 +12,11 @@ pub struct ProcessEnd {
     pub wrapper_exit: Option<i64>,
     /// The signal that ended the wrapper, when this agent was its parent.
     pub wrapper_signal: Option<i32>,
+    /// The step's own line on why it failed (`$BAA_FAILURE_FILE`), if it wrote one.
+    pub reason: Option<String>,
 }
 
-pub fn decide(stop: Option<StopRequest>, end: ProcessEnd, timeout_sec: i64) -> Outcome {
+pub fn decide(stop: Option<StopRequest>, end: &ProcessEnd, timeout_sec: i64) -> Outcome {
     let exit_code = end.recorded_exit.or(end.wrapper_exit);
     if let Some(stop) = stop {
         let (phase, message) = match stop.reason {
@@ -29,9 +31,15 @@ pub fn decide(stop: Option<StopRequest>, end: ProcessEnd, timeout_sec: i64) -> O
     }
     match (exit_code, end.wrapper_signal) {
         (Some(0), _) => Outcome { phase: RunPhase::Succeeded, exit_code: Some(0), message: "exit code 0".into(), needs_human: false },
-        (Some(code), _) => {
-            Outcome { phase: RunPhase::Failed, exit_code: Some(code), message: format!("exit code {code}"), needs_human: false }
-        }
+        (Some(code), _) => Outcome {
+            phase: RunPhase::Failed,
+            exit_code: Some(code),
+            message: match &end.reason {
+                Some(reason) => format!("exit code {code}: {reason}"),
+                None => format!("exit code {code}"),
+            },
+            needs_human: false,
+        },
         (None, Some(signal)) => Outcome {
             phase: RunPhase::Failed,
             exit_code: None,
@@ -52,23 +60,25 @@ mod tests {
     use super::*;
 
     fn end(recorded_exit: Option<i64>, wrapper_exit: Option<i64>, wrapper_signal: Option<i32>) -> ProcessEnd {
-        ProcessEnd { recorded_exit, wrapper_exit, wrapper_signal }
+        ProcessEnd { recorded_exit, wrapper_exit, wrapper_signal, reason: None }
     }
 
     #[test]
     fn the_exit_code_decides_when_the_runner_stopped_nothing() {
-        assert_eq!(decide(None, end(Some(0), Some(0), None), 5).phase, RunPhase::Succeeded);
-        let failed = decide(None, end(Some(3), Some(3), None), 5);
+        assert_eq!(decide(None, &end(Some(0), Some(0), None), 5).phase, RunPhase::Succeeded);
+        let failed = decide(None, &end(Some(3), Some(3), None), 5);
         assert_eq!((failed.phase, failed.exit_code), (RunPhase::Failed, Some(3)));
-        assert_eq!(decide(None, end(None, None, Some(9)), 5).message, "killed by signal 9, not by the runner");
-        assert_eq!(decide(None, end(None, None, None), 5).phase, RunPhase::Failed);
+        assert_eq!(decide(None, &end(None, None, Some(9)), 5).message, "killed by signal 9, not by the runner");
+        assert_eq!(decide(None, &end(None, None, None), 5).phase, RunPhase::Failed);
+        let explained = ProcessEnd { reason: Some("merging baa/e (T-E) conflicts in: a.txt".into()), ..end(Some(3), Some(3), None) };
+        assert_eq!(decide(None, &explained, 5).message, "exit code 3: merging baa/e (T-E) conflicts in: a.txt");
     }
 
     #[test]
     fn a_stop_request_explains_a_signalled_group() {
         let stop = |reason| Some(StopRequest { reason, requested_at_ms: 0, terminate_sent_at_ms: Some(0), kill_sent_at_ms: None });
-        assert_eq!(decide(stop(StopReason::Timeout), end(None, None, Some(15)), 5).phase, RunPhase::TimedOut);
-        assert_eq!(decide(stop(StopReason::Canceled), end(None, None, Some(15)), 5).phase, RunPhase::Canceled);
-        assert_eq!(decide(stop(StopReason::Lost), end(Some(0), None, None), 5).phase, RunPhase::Lost);
+        assert_eq!(decide(stop(StopReason::Timeout), &end(None, None, Some(15)), 5).phase, RunPhase::TimedOut);
+        assert_eq!(decide(stop(StopReason::Canceled), &end(None, None, Some(15)), 5).phase, RunPhase::Canceled);
+        assert_eq!(decide(stop(StopReason::Lost), &end(Some(0), None, None), 5).phase, RunPhase::Lost);
     }
 }

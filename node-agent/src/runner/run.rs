@@ -204,6 +204,7 @@ fn poll_end(run: &mut ActiveRun) -> Option<ProcessEnd> {
                     recorded_exit: run.dir.recorded_exit_status(),
                     wrapper_exit: status.code().map(i64::from),
                     wrapper_signal: status.signal(),
+                    reason: run.dir.read_failure_reason(),
                 })
             }
             Ok(None) => return None,
@@ -212,5 +213,9 @@ fn poll_end(run: &mut ActiveRun) -> Option<ProcessEnd> {
     }
     let pid = run.machine.state().pid.unwrap_or(0);
     let ended = run.machine.process_gone() || !process::is_alive(pid) || run.dir.exit_status().exists();
-    ended.then(|| ProcessEnd { recorded_exit: run.dir.recorded_exit_status(), wrapper_exit: None, wrapper_signal: None })
+    ended.then(|| ProcessEnd {
+        recorded_exit: run.dir.recorded_exit_status(),
+        reason: run.dir.read_failure_reason(),
+        ..ProcessEnd::default()
+    })
 }

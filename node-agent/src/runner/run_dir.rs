@@ -81,6 +81,17 @@ impl RunDir {
         self.root.join("agent-report.md")
     }
 
+    /// Where a step may explain its failure in a line (`$BAA_FAILURE_FILE`): the step's error.
+    pub fn failure_reason(&self) -> PathBuf {
+        self.root.join("failure-reason.txt")
+    }
+    /// The step's own explanation of its failure, if it wrote one (its first 500 characters).
+    pub fn read_failure_reason(&self) -> Option<String> {
+        let text = fs::read_to_string(self.failure_reason()).ok()?;
+        let line = text.trim();
+        (!line.is_empty()).then(|| line.chars().take(500).collect())
+    }
+
     pub fn goal(&self) -> PathBuf {
         self.root.join("goal.md")
     }

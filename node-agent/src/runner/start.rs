@@ -118,13 +118,28 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
                     None
                 }
             },
+            StepKind::Merge => match super::merge::sources(&step.metadata) {
+                Ok(sources) => Some(super::merge::merge_command(&sources, &settings.git_author)),
+                Err(error) => {
+                    failure = Some((RunPhase::Blocked, error.to_string()));
+                    None
+                }
+            },
             _ => step.command.clone(),
         };
-        match command::shell_command(step.step_kind, &step.step_id, command.as_deref(), settings.options.agent_command.as_deref(), &values)
-        {
-            Ok(shell_command) => meta.shell_command = Some(shell_command),
-            Err(error @ CommandError::NoAgentTemplate) => failure = Some((RunPhase::Blocked, error.to_string())),
-            Err(error) => failure = Some((RunPhase::Failed, error.to_string())),
+        // A deliver or merge step refused above keeps its reason.
+        if failure.is_none() {
+            match command::shell_command(
+                step.step_kind,
+                &step.step_id,
+                command.as_deref(),
+                settings.options.agent_command.as_deref(),
+                &values,
+            ) {
+                Ok(shell_command) => meta.shell_command = Some(shell_command),
+                Err(error @ CommandError::NoAgentTemplate) => failure = Some((RunPhase::Blocked, error.to_string())),
+                Err(error) => failure = Some((RunPhase::Failed, error.to_string())),
+            }
         }
         if step.step_kind == StepKind::Agent {
             let goal = step.prompt.clone().unwrap_or_else(|| task.goal.clone());
@@ -154,6 +169,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         ("BAA_WORKTREE", meta.worktree.to_string_lossy().into_owned()),
         ("BAA_RUN_DIR", dir.root.to_string_lossy().into_owned()),
         ("BAA_ARTIFACTS_DIR", dir.artifacts().to_string_lossy().into_owned()),
+        ("BAA_FAILURE_FILE", dir.failure_reason().to_string_lossy().into_owned()),
     ];
     if meta.step_kind == StepKind::Agent {
         env.push(("BAA_GOAL_FILE", dir.goal().to_string_lossy().into_owned()));

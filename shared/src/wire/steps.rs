@@ -34,6 +34,34 @@ pub struct Step {
     pub metadata: Map<String, Value>,
 }
 
+/// One branch a merge step merges: a dependency of its `integrate` task as it ended, in
+/// `depends_on` order, set by the control plane when the task is planned (the step's
+/// `metadata.merge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct MergeSource {
+    pub task_id: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub branch: String,
+    /// The dependency's `result.head_commit`: what is merged.
+    #[serde(default)]
+    pub head_commit: Option<String>,
+    /// The host whose copy of the repository holds the branch.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Where the dependency's delivery pushed the branch, if it did: how another host gets it.
+    #[serde(default)]
+    pub pushed_to: Option<String>,
+}
+
+impl MergeSource {
+    /// How people know the dependency: its key, else its id.
+    pub fn label(&self) -> &str {
+        self.key.as_deref().unwrap_or(&self.task_id)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Run {

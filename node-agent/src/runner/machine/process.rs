@@ -21,7 +21,7 @@ impl RunMachine {
         self.process_gone = true;
         // The last output goes now, not at the quiet pace.
         self.next_ship = now.at;
-        let decided = outcome::decide(self.state.stop, end, self.meta.timeout_sec);
+        let decided = outcome::decide(self.state.stop, &end, self.meta.timeout_sec);
         let detail = json!({
             "exit_code": end.recorded_exit.or(end.wrapper_exit),
             "signal": end.wrapper_signal,

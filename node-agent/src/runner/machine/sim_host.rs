@@ -80,9 +80,9 @@ impl SimRun {
             self.files[0].extend_from_slice(self.script.prints[self.printed].1.as_bytes());
             self.printed += 1;
         }
-        if let (None, Some((at, code))) = (self.ended, self.script.exits) {
+        if let (true, Some((at, code))) = (self.ended.is_none(), self.script.exits) {
             if at <= elapsed {
-                self.ended = Some(ProcessEnd { recorded_exit: Some(code), wrapper_exit: None, wrapper_signal: None });
+                self.ended = Some(ProcessEnd { recorded_exit: Some(code), ..ProcessEnd::default() });
             }
         }
     }
@@ -174,7 +174,7 @@ impl SimHost {
             let run = &mut self.runs[index];
             run.advance_process();
             run.machine.handle_sizes(now, run.sizes());
-            if let (Some(end), true) = (run.ended, run.machine.watching_process()) {
+            if let (Some(end), true) = (run.ended.clone(), run.machine.watching_process()) {
                 run.machine.handle_exit(now, end);
             }
             run.machine.handle_news(now, news);
@@ -226,7 +226,7 @@ fn perform(run: &mut SimRun, outbox: &mut Outbox, now: Now) -> bool {
                 run.signals.push((Instant::now() - run.started, signal));
                 if run.ended.is_none() && (signal == Signal::Kill || !run.script.ignores_sigterm) {
                     let number = if signal == Signal::Kill { 9 } else { 15 };
-                    run.ended = Some(ProcessEnd { recorded_exit: None, wrapper_exit: None, wrapper_signal: Some(number) });
+                    run.ended = Some(ProcessEnd { wrapper_signal: Some(number), ..ProcessEnd::default() });
                 }
             }
             RunAction::Beat(beat) => outbox.put_beat(beat),
