@@ -149,6 +149,14 @@ mod tests {
         assert_eq!(git(&repo, &["status", "--porcelain"]), "", "the merge was aborted");
         assert_eq!(git(&repo, &["rev-parse", "HEAD~1"]), head, "T-D's merge stays, T-E's is gone");
 
+        // A branch made on another host is fetched from where its delivery pushed it.
+        let elsewhere = dir.path().join("elsewhere");
+        git(dir.path(), &["clone", "-q", "--branch", "main", repo.to_str().unwrap(), elsewhere.to_str().unwrap()]);
+        let g = branch_with(&elsewhere, "baa/g", "g.txt", "g\n");
+        let pushed = MergeSource { pushed_to: Some(elsewhere.display().to_string()), ..source("T-G", "baa/g", &g) };
+        assert_eq!(run(&repo, &merge_command(&[pushed], &author), &failure).0, 0);
+        assert!(repo.join("g.txt").exists());
+
         let missing = source("T-X", "baa/x", "0123456789012345678901234567890123456789");
         let (code, reason) = run(&repo, &merge_command(&[missing], &author), &failure);
         assert_eq!(code, MISSING_EXIT);

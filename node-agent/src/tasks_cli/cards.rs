@@ -1,6 +1,7 @@
 //! Task cards in the seed's format (SPEC §12), read for `node-agent tasks import`: YAML front
 //! matter between `---` lines (`task_id, title, status, branch, repo, base_ref, depends_on,
-//! write_scope, updated_at`, and optionally `task_type`, `review`), then the goal as markdown;
+//! write_scope, updated_at`, and optionally `task_type`, `review`, `deliver`, `target_host`),
+//! then the goal as markdown;
 //! an `## acceptance` section's list items are the acceptance commands. Report sections
 //! (`## files_changed` …) are the output of a run and are not part of the goal.
 //!
@@ -25,6 +26,9 @@ pub struct Card {
     pub acceptance: Vec<String>,
     pub task_type: Option<String>,
     pub review: bool,
+    /// `constraints.deliver` (`none`, `push`, `pr`).
+    pub deliver: Option<String>,
+    pub target_host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +140,8 @@ pub fn parse(text: &str, file: &str) -> Result<Card, String> {
         acceptance,
         task_type: text_of("task_type"),
         review: text_of("review").is_some_and(|text| text == "true"),
+        deliver: text_of("deliver"),
+        target_host: text_of("target_host"),
         key,
     })
 }
@@ -148,8 +154,8 @@ fn base_ref_of(base_ref: &str) -> String {
     }
 }
 
-/// The `tasks.create` body of a card; `repo` when the card names none.
-pub fn create_body(card: &Card, repo: Option<&str>) -> Result<Value, String> {
+/// The `tasks.create` body of a card; `repo` and `deliver` when the card names none.
+pub fn create_body(card: &Card, repo: Option<&str>, deliver: Option<&str>) -> Result<Value, String> {
     let repo = card.repo.as_deref().or(repo).ok_or_else(|| format!("{}: no repo (give --repo or a repo: line)", card.key))?;
     let mut body = json!({
         "repo": repo,
@@ -165,8 +171,18 @@ pub fn create_body(card: &Card, repo: Option<&str>) -> Result<Value, String> {
     if let Some(branch) = &card.branch {
         body["branch"] = branch.clone().into();
     }
+    let mut constraints = serde_json::Map::new();
     if let Some(base_ref) = &card.base_ref {
-        body["constraints"] = json!({"base_ref": base_ref_of(base_ref)});
+        constraints.insert("base_ref".into(), base_ref_of(base_ref).into());
+    }
+    if let Some(deliver) = card.deliver.as_deref().or(deliver) {
+        constraints.insert("deliver".into(), deliver.into());
+    }
+    if let Some(host) = &card.target_host {
+        constraints.insert("target_host".into(), host.clone().into());
+    }
+    if !constraints.is_empty() {
+        body["constraints"] = Value::Object(constraints);
     }
     Ok(body)
 }
@@ -202,10 +218,20 @@ mod tests {
         assert_eq!(card.write_scope, ["control-worker/src/**", "docs/api.md"]);
         assert_eq!(card.acceptance, ["cargo test -p control-worker", "sh check.sh"]);
         assert_eq!(card.goal, "## 目标\n\n让任务可以依赖其他任务。", "report sections are not the goal");
-        let body = create_body(&card, None).unwrap();
-        assert_eq!(body["constraints"]["base_ref"], "c5e007b");
+        let body = create_body(&card, None, None).unwrap();
+        assert_eq!(body["constraints"], json!({"base_ref": "c5e007b"}));
         assert_eq!(body["branch"], "feat/t-014");
         assert_eq!(body["task_type"], "codex");
+        let delivered = create_body(&card, None, Some("push")).unwrap();
+        assert_eq!(delivered["constraints"]["deliver"], "push", "--deliver for cards that do not say");
+        let wave = parse(
+            "---\ntask_id: W-3\ntask_type: integrate\ndepends_on: [T-013, T-014]\ndeliver: none\ntarget_host: mini\n---\nmerge\n",
+            "w.md",
+        )
+        .unwrap();
+        let body = create_body(&wave, Some("/srv/repo"), Some("push")).unwrap();
+        assert_eq!(body["task_type"], "integrate");
+        assert_eq!(body["constraints"], json!({"deliver": "none", "target_host": "mini"}), "the card's own word wins");
     }
 
     #[test]

@@ -48,11 +48,17 @@ pub enum Verb {
         title: String,
         #[arg(long)]
         goal: String,
-        /// shell or codex
+        /// shell, codex, or integrate (merges the branches of its --depends-on)
         #[arg(long = "type", default_value = "codex")]
         task_type: String,
         #[arg(long)]
         key: Option<String>,
+        /// The task's branch (default baa/<task id>)
+        #[arg(long)]
+        branch: Option<String>,
+        /// none, push, or pr
+        #[arg(long)]
+        deliver: Option<String>,
         #[arg(long = "depends-on")]
         depends_on: Vec<String>,
         #[arg(long = "write-scope")]
@@ -100,6 +106,9 @@ pub enum Verb {
         /// For cards without a repo: line
         #[arg(long)]
         repo: Option<String>,
+        /// For cards without a deliver: line: none, push (needed when a wave spreads over hosts), pr
+        #[arg(long)]
+        deliver: Option<String>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -178,7 +187,7 @@ async fn follow_logs(api: &Api, task_id: &str, follow: bool, events: bool) -> Re
     }
 }
 
-async fn import(api: &Api, repo: Option<&str>, files: &[PathBuf], json_out: bool) -> Result<(), String> {
+async fn import(api: &Api, repo: Option<&str>, deliver: Option<&str>, files: &[PathBuf], json_out: bool) -> Result<(), String> {
     let mut read = Vec::new();
     for file in files {
         let name = file.display().to_string();
@@ -187,7 +196,7 @@ async fn import(api: &Api, repo: Option<&str>, files: &[PathBuf], json_out: bool
     }
     let ordered = cards::in_dependency_order(read)?;
     // Every card is checked before any is created.
-    let bodies = ordered.iter().map(|card| cards::create_body(card, repo)).collect::<Result<Vec<_>, _>>()?;
+    let bodies = ordered.iter().map(|card| cards::create_body(card, repo, deliver)).collect::<Result<Vec<_>, _>>()?;
     for (card, body) in ordered.iter().zip(bodies) {
         let (created, replayed) = api.create(&body).await?;
         if json_out {
@@ -216,9 +225,12 @@ async fn run(args: TasksArgs) -> Result<(), String> {
     let api = Api::new(&base, &token)?;
     let show = |value: &Value| println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
     match args.verb {
-        Verb::Create { repo, title, goal, task_type, key, depends_on, write_scope, acceptance, review } => {
-            let body = json!({"repo": repo, "title": title, "goal": goal, "task_type": task_type, "key": key,
-                "depends_on": depends_on, "write_scope": write_scope, "acceptance": acceptance, "review": review});
+        Verb::Create { repo, title, goal, task_type, key, branch, deliver, depends_on, write_scope, acceptance, review } => {
+            let mut body = json!({"repo": repo, "title": title, "goal": goal, "task_type": task_type, "key": key,
+                "branch": branch, "depends_on": depends_on, "write_scope": write_scope, "acceptance": acceptance, "review": review});
+            if let Some(deliver) = deliver {
+                body["constraints"] = json!({"deliver": deliver});
+            }
             let (created, _) = api.create(&body).await?;
             if args.json {
                 show(&created)
@@ -255,7 +267,7 @@ async fn run(args: TasksArgs) -> Result<(), String> {
                 print!("{}", text(&page["markdown"]))
             }
         }
-        Verb::Import { repo, files } => import(&api, repo.as_deref(), &files, args.json).await?,
+        Verb::Import { repo, deliver, files } => import(&api, repo.as_deref(), deliver.as_deref(), &files, args.json).await?,
     }
     Ok(())
 }
