@@ -20,6 +20,8 @@
 //! - [`grants`]: a host's claim of ready steps (`steps.claim`, and the grant of a sync).
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
 //! - [`settle`]: the statements that settle failed and lost attempts by that policy, in one batch.
+//! - [`rounds`]: agent rounds: the next round's steps after a failed acceptance step or a
+//!   reviewer's reject with retry.
 //! - [`console`]: the admin console page and script, served at `/`.
 //!
 //! The core knows neither `worker` nor `rusqlite`, reads no clock and does no I/O except
@@ -43,6 +45,7 @@ pub mod records;
 pub mod report;
 pub mod retry;
 pub mod review;
+pub mod rounds;
 pub mod run_reports;
 pub mod run_uploads;
 pub mod settle;

@@ -20,7 +20,7 @@ macro_rules! step_columns {
     () => {
         "step_id, task_id, step_index, step_kind, worker_kind, title, command, prompt, timeout_sec, \
          status, attempt, max_attempts, target_host, worker_id, current_run_id, heartbeat_deadline_at, \
-         created_at, started_at, finished_at, exit_code, summary, error, metadata_json"
+         created_at, started_at, finished_at, exit_code, summary, error, metadata_json, round"
     };
 }
 
@@ -185,6 +185,7 @@ pub fn step(row: &Row) -> Result<Step, DbError> {
         summary: row.opt_text("summary")?,
         error: row.opt_text("error")?,
         metadata: json_object(row, "metadata_json")?,
+        round: row.i64("round")?,
     })
 }
 

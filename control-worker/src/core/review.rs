@@ -3,8 +3,9 @@
 //! reason (`failed`: its dependents are blocked). Each decision is recorded in the task's
 //! history with who made it and the request's id, in the same batch as the change.
 //!
-//! `retry: true` on a reject is to start another agent round with the reason as feedback
-//! (SPEC §13); until agent rounds exist the task fails either way, and the answer says so.
+//! `retry: true` on a reject starts another agent round of a `codex` task with the reason as
+//! feedback (SPEC §13), while its rounds last; otherwise the task fails, and the answer says
+//! which (`retried`).
 
 use shared::status::TaskStatus;
 use shared::wire::TaskReviewed;
@@ -14,6 +15,7 @@ use super::db::{Db, Statement};
 use super::error::{ApiError, ApiResult};
 use super::input::{Fields, MAX_TEXT_LEN};
 use super::records;
+use super::rounds;
 use super::tasks::{task_not_found, SELECT_TASK_SQL};
 use super::{Call, Core, Reply};
 
@@ -23,30 +25,38 @@ const RECORD_DECISION_SQL: &str = "INSERT INTO task_events (task_id, kind, messa
 // ?1 task, ?2 now, ?3 status, ?4 status reason.
 const DECIDE_SQL: &str = "UPDATE tasks SET status = ?3, finished_at = ?2, updated_at = ?2, status_reason = ?4 \
      WHERE task_id = ?1 AND status = 'review' RETURNING task_id";
+// ?1 task, ?2 now, ?3 status reason. A reviewed task whose next round was just made runs again.
+const RESUME_WITH_ROUND_SQL: &str = "UPDATE tasks SET status = 'running', finished_at = NULL, updated_at = ?2, status_reason = ?3 \
+     WHERE task_id = ?1 AND status = 'review' \
+       AND EXISTS (SELECT 1 FROM steps n WHERE n.task_id = ?1 AND n.status = 'ready' AND n.created_at = ?2) RETURNING task_id";
 
+/// A decision on a task in review: recorded, then `round` (statements that may start the next
+/// round and resume the task) tried, then `status` if the task is still in review. The task as
+/// it stands after, and whether it runs another round.
 async fn decide<D: Db, C: Clock, R: Random>(
     core: &Core<D, C, R>,
     call: &Call<'_>,
     status: TaskStatus,
     kind: &str,
     message: String,
-) -> ApiResult<shared::wire::Task> {
+    round: Vec<Statement>,
+) -> ApiResult<(shared::wire::Task, bool)> {
     let task_id = call.param("task_id");
     let audited = format!("{message} (request {})", call.request_id);
-    let results = core
-        .db
-        .batch(vec![
-            Statement::new(RECORD_DECISION_SQL, vec![task_id.into(), kind.into(), audited.into(), call.now.into()]),
-            Statement::new(DECIDE_SQL, vec![task_id.into(), call.now.into(), status.as_str().into(), message.into()]),
-            Statement::new(SELECT_TASK_SQL, vec![task_id.into()]),
-        ])
-        .await?;
-    let task = records::first(&results[2], records::task)?.ok_or_else(|| task_not_found(task_id))?;
-    if results[1].is_empty() {
+    let round_statements = round.len();
+    let mut statements = vec![Statement::new(RECORD_DECISION_SQL, vec![task_id.into(), kind.into(), audited.into(), call.now.into()])];
+    statements.extend(round);
+    statements.push(Statement::new(DECIDE_SQL, vec![task_id.into(), call.now.into(), status.as_str().into(), message.into()]));
+    statements.push(Statement::new(SELECT_TASK_SQL, vec![task_id.into()]));
+    let results = core.db.batch(statements).await?;
+    let resumed = round_statements > 0 && !results[round_statements].is_empty();
+    let decided = !results[round_statements + 1].is_empty();
+    let task = records::first(&results[round_statements + 2], records::task)?.ok_or_else(|| task_not_found(task_id))?;
+    if !decided && !resumed {
         return Err(ApiError::invalid_transition(format!("task {task_id} is {}; only a task in review can be {kind}", task.status))
             .with_detail("status", task.status.as_str()));
     }
-    Ok(task)
+    Ok((task, resumed))
 }
 
 pub async fn approve<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
@@ -58,7 +68,7 @@ pub async fn approve<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Ca
         Some(comment) => format!("approved by {by}: {comment}"),
         None => format!("approved by {by}"),
     };
-    let task = decide(core, call, TaskStatus::Succeeded, "approved", message).await?;
+    let (task, _) = decide(core, call, TaskStatus::Succeeded, "approved", message, Vec::new()).await?;
     Reply::ok(&TaskReviewed { decision: "approved".into(), reason: comment, retried: false, task })
 }
 
@@ -66,9 +76,18 @@ pub async fn reject<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let reason = fields.str("reason", MAX_TEXT_LEN)?;
-    // Read so a bad value is refused; another round needs agent rounds (SPEC §13).
-    fields.bool_or_false("retry")?;
+    let retry = fields.bool_or_false("retry")?;
     let by = call.principal.label.to_string();
-    let task = decide(core, call, TaskStatus::Failed, "rejected", format!("rejected by {by}: {reason}")).await?;
-    Reply::ok(&TaskReviewed { decision: "rejected".into(), reason: Some(reason), retried: false, task })
+    let message = format!("rejected by {by}: {reason}");
+    let round = if retry {
+        let task_id = call.param("task_id");
+        vec![
+            rounds::grow_after_reject(task_id, call.now, &by, &reason),
+            Statement::new(RESUME_WITH_ROUND_SQL, vec![task_id.into(), call.now.into(), format!("{message}; another round").into()]),
+        ]
+    } else {
+        Vec::new()
+    };
+    let (task, retried) = decide(core, call, TaskStatus::Failed, "rejected", message, round).await?;
+    Reply::ok(&TaskReviewed { decision: "rejected".into(), reason: Some(reason), retried, task })
 }

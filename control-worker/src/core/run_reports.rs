@@ -58,12 +58,14 @@ pub(super) const READY_NEXT_STEP_SQL: &str = "UPDATE steps SET status = 'ready',
        AND step_index = (SELECT step_index + 1 FROM steps WHERE step_id = ?1) \
        AND status = 'pending' AND (SELECT status FROM steps WHERE step_id = ?1) = 'succeeded' \
        AND (SELECT t.status FROM tasks t JOIN steps s ON s.task_id = t.task_id WHERE s.step_id = ?1) = 'running'";
-// A task created with `review` waits in `review` for a person instead (SPEC §12).
+// Its last round's steps all succeeded (earlier rounds failed, SPEC §13). A task created with
+// `review` waits in `review` for a person instead (SPEC §12).
 pub(super) const FINISH_SUCCEEDED_TASK_SQL: &str = "UPDATE tasks SET \
        status = CASE WHEN review = 1 THEN 'review' ELSE 'succeeded' END, \
        finished_at = CASE WHEN review = 1 THEN NULL ELSE ?2 END, updated_at = ?2 \
      WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1) AND status = 'running' \
-       AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = tasks.task_id AND s.status <> 'succeeded')";
+       AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = tasks.task_id AND s.status <> 'succeeded' \
+         AND s.round = (SELECT MAX(r.round) FROM steps r WHERE r.task_id = tasks.task_id))";
 
 // A run of a canceled step reports in: recorded as canceled, the step stays canceled.
 // ?1 run, ?2 step, ?3 now, ?4 exit code, ?5 error, ?6 worker.
@@ -148,7 +150,7 @@ pub(super) fn completion(fields: &Fields<'_>) -> ApiResult<Completion> {
 
 /// How many statements [`completion_statements`] and [`failure_statements`] make.
 pub(super) const COMPLETION_STATEMENTS: usize = 5;
-pub(super) const FAILURE_STATEMENTS: usize = 7;
+pub(super) const FAILURE_STATEMENTS: usize = 9;
 
 /// The completion's statements: the task's result, the step and run succeeded (or the run
 /// canceled, for a canceled step), the next step ready, the task succeeded after its last.

@@ -13,6 +13,7 @@
 use super::db::{Statement, Value};
 use super::records::fence;
 use super::retry::{outcomes, Failure};
+use super::rounds;
 
 // ?1 marker, ?2 step, ?3 run, ?4 worker: this worker's current, active attempt.
 const MARK_ATTEMPT_SQL: &str = "UPDATE steps SET claim_token = ?1 \
@@ -69,11 +70,13 @@ const SETTLE_MARKED_STEPS_SQL: &str = concat!(
 );
 
 // ?1 marker, ?2 now, ?3 task status after the last attempt. A marked step that was not put back
-// to `ready` ends its task, saying which step and why.
+// to `ready` ends its task, saying which step and why — unless the task goes on with a ready
+// step (the next agent round).
 const END_TASKS_OF_MARKED_SQL: &str = "UPDATE tasks SET status = ?3, finished_at = ?2, updated_at = ?2, \
        status_reason = (SELECT 'step ' || s.step_index || ' ' || s.status || ': ' || s.error FROM steps s \
          WHERE s.task_id = tasks.task_id AND s.claim_token = ?1) \
-     WHERE status = 'running' AND task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1 AND status <> 'ready')";
+     WHERE status = 'running' AND task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1 AND status <> 'ready') \
+       AND NOT EXISTS (SELECT 1 FROM steps n WHERE n.task_id = tasks.task_id AND n.status = 'ready')";
 
 // ?1 marker, ?2 now.
 const CANCEL_PENDING_OF_MARKED_SQL: &str = "UPDATE steps SET status = 'canceled', finished_at = ?2 \
@@ -108,7 +111,7 @@ pub fn settle_marked(end: &AttemptEnd<'_>) -> Vec<Statement> {
     let (remaining, last) = (outcomes.while_attempts_remain, outcomes.last_attempt);
     let marker: Value = end.marker.into();
     let error: Value = end.error.into();
-    vec![
+    let mut statements = vec![
         Statement::new(
             SETTLE_MARKED_RUNS_SQL,
             vec![marker.clone(), end.now.into(), last.run_status.as_str().into(), end.exit_code.into(), error.clone()],
@@ -124,12 +127,14 @@ pub fn settle_marked(end: &AttemptEnd<'_>) -> Vec<Statement> {
                 error,
             ],
         ),
-        Statement::new(
-            END_TASKS_OF_MARKED_SQL,
-            vec![marker.clone(), end.now.into(), last.task_status.map(|status| status.as_str()).into()],
-        ),
-        Statement::new(CANCEL_PENDING_OF_MARKED_SQL, vec![marker, end.now.into()]),
-    ]
+    ];
+    // The failed attempt's round is over: its pending steps are canceled, then the next round
+    // may grow (after them, so it is not canceled with them), then the tasks that did not go on end.
+    statements.push(Statement::new(CANCEL_PENDING_OF_MARKED_SQL, vec![marker.clone(), end.now.into()]));
+    statements.extend(rounds::grow_after_failure(end.marker, end.now));
+    statements
+        .push(Statement::new(END_TASKS_OF_MARKED_SQL, vec![marker, end.now.into(), last.task_status.map(|status| status.as_str()).into()]));
+    statements
 }
 
 /// Index, within [`settle_marked`]'s statements, of the one returning the settled steps.

@@ -15,6 +15,7 @@ use super::db::{Db, Statement, MAX_SAFE_INTEGER};
 use super::error::{ApiError, ApiResult};
 use super::input::{parse_query, query_enum, query_i64, query_param, Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
 use super::records::{self, log_chunk_columns, run_columns, step_columns, task_columns, task_event_columns};
+use super::rounds;
 use super::{Call, Core, Reply};
 
 pub const DEFAULT_PRIORITY: i64 = 50;
@@ -106,6 +107,12 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     // Read by the planner (a final deliver step) and by the runner (the remote).
     constraint_fields.opt_enumerated("deliver", DeliveryMode::parse, &DeliveryMode::choices())?;
     constraint_fields.opt_str("remote", MAX_SHORT_TEXT_LEN)?;
+    // Read by the runner: an agent step that changed nothing and wrote no report succeeds.
+    constraint_fields.bool_or_false("allow_no_change")?;
+    // Read by the runner: a step without progress for this long is stopped as stalled.
+    constraint_fields.opt_i64("stall_after_sec", 1, MAX_STEP_TIMEOUT_SEC)?;
+    // Read by the settlement of a failed acceptance step: rounds of a codex task, the first included.
+    constraint_fields.opt_i64("max_rounds", 1, rounds::MAX_ROUNDS)?;
     let acceptance = fields.opt_string_list("acceptance", 50, MAX_TEXT_LEN)?.unwrap_or_default();
     let metadata = fields.opt_object("metadata")?.unwrap_or_default();
     Fields::nested(&metadata, "metadata".into()).opt_str("requested_by", 256)?;
@@ -169,7 +176,16 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     created_reply(records::task(row)?, replayed)
 }
 
+/// Warned at creation: a coding-agent task without acceptance is judged by the agent's exit
+/// code alone.
+pub const NO_ACCEPTANCE_WARNING: &str =
+    "no acceptance: only the coding agent's exit code will judge this task (give acceptance commands to check its work)";
+
 fn created_reply(task: Task, replayed: bool) -> ApiResult<Reply> {
+    let mut warnings = Vec::new();
+    if task.task_type == TaskType::Codex && task.acceptance.is_empty() {
+        warnings.push(NO_ACCEPTANCE_WARNING.to_string());
+    }
     let mut reply = Reply::with_status(
         201,
         &TaskCreated {
@@ -178,6 +194,7 @@ fn created_reply(task: Task, replayed: bool) -> ApiResult<Reply> {
             base_ref: task.base_ref.clone(),
             branch_name: task.branch_name.clone(),
             task,
+            warnings,
         },
     )?;
     if replayed {

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_deliverable.sql", include_str!("../../../migrations/0002_deliverable.sql")),
     ("0003_controllers_by_host.sql", include_str!("../../../migrations/0003_controllers_by_host.sql")),
     ("0004_task_cards.sql", include_str!("../../../migrations/0004_task_cards.sql")),
+    ("0005_agent_rounds.sql", include_str!("../../../migrations/0005_agent_rounds.sql")),
 ];
 
 /// wrangler's ledger table, created with wrangler's very text (the name quoted), so that the

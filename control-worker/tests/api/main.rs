@@ -17,6 +17,7 @@
 //! - `round_trips`: database round trips per route (hot routes: exactly one).
 //! - `sync`: SPEC §14: `agents.sync`, one batch per agent tick: fencing, stale runs, the budget.
 //! - `tidy`: invariants of the source tree (no BEGIN/COMMIT, core free of I/O, migrations).
+//! - `unattended`: SPEC §13: unattended waves: creation warnings, `allow_no_change`.
 
 mod client;
 mod support;
@@ -36,3 +37,4 @@ mod races;
 mod round_trips;
 mod sync;
 mod tidy;
+mod unattended;

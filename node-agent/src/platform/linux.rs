@@ -23,7 +23,8 @@ pub fn group_has_live_process(pgid: i32) -> bool {
     })
 }
 
-/// Sums utime + stime over every process whose group is `pgid`; `None` when there is none.
+/// Sums utime + stime over every process whose group is `pgid`, with the cutime + cstime of
+/// the children each has waited for (a shell loop's short commands); `None` when there is none.
 pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
@@ -34,13 +35,12 @@ pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
         let name = entry.file_name();
         let Some(pid) = name.to_str().filter(|name| name.bytes().all(|b| b.is_ascii_digit())) else { continue };
         let Some(fields) = stat_fields(pid) else { continue };
-        // After the name: state(0) ppid(1) pgrp(2) … utime(11) stime(12).
+        // After the name: state(0) ppid(1) pgrp(2) … utime(11) stime(12) cutime(13) cstime(14).
         if fields.get(2).map(String::as_str) != Some(group.as_str()) {
             continue;
         }
         found = true;
-        ticks += fields.get(11).and_then(|utime| utime.parse::<u64>().ok()).unwrap_or(0);
-        ticks += fields.get(12).and_then(|stime| stime.parse::<u64>().ok()).unwrap_or(0);
+        ticks += fields.iter().skip(11).take(4).filter_map(|time| time.parse::<u64>().ok()).sum::<u64>();
     }
     found.then(|| ticks * 1_000 / ticks_per_second)
 }

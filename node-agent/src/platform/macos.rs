@@ -25,9 +25,10 @@ pub fn group_has_live_process(pgid: i32) -> bool {
     })
 }
 
-/// Sums `ps`'s CPU time over every process whose group is `pgid`; `None` when there is none.
+/// Sums `ps`'s CPU time over every process whose group is `pgid`, exited and waited-for
+/// children included (`-S`); `None` when there is none.
 pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
-    let listing = ps(&["-A", "-o", "pgid=,time="])?;
+    let listing = ps(&["-A", "-S", "-o", "pgid=,time="])?;
     let group = pgid.to_string();
     let times: Vec<u64> = listing
         .lines()

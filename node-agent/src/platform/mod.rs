@@ -5,7 +5,8 @@
 //! - [`is_zombie`]: a process that has exited but not been reaped (it still answers signal 0).
 //! - [`process_start`]: how the system describes a process's start, to tell it from a later
 //!   process that reuses its pid (`ps -o lstart=` on both).
-//! - [`group_cpu_ms`]: the CPU time (user + system) of every live process of a process group.
+//! - [`group_cpu_ms`]: the CPU time (user + system, waited children included) of every live
+//!   process of a process group.
 //! - [`group_has_live_process`]: whether a process group still has a running (not zombie)
 //!   process: zombies linger where PID 1 reaps orphans late (some containers).
 //! - [`free_disk_bytes`]: bytes available to this user on the file system holding a path

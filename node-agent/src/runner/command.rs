@@ -26,6 +26,8 @@ pub struct TemplateValues<'a> {
     pub run_dir: &'a str,
     /// Where the agent may write its report (the card's headings, SPEC §12).
     pub report_file: &'a str,
+    /// What the last round's failure (or a reviewer) said (SPEC §13); empty in the first round.
+    pub feedback_file: &'a str,
 }
 
 /// `text` as one single-quoted shell word.
@@ -42,6 +44,7 @@ pub fn render_agent_command(template: &str, values: &TemplateValues<'_>) -> Stri
         ("{run_id}", values.run_id),
         ("{run_dir}", values.run_dir),
         ("{report_file}", values.report_file),
+        ("{feedback_file}", values.feedback_file),
     ];
     render_template(template, &pairs)
 }
@@ -135,6 +138,7 @@ mod tests {
             run_id: "t.s0.a1",
             run_dir: "/runs/t/r",
             report_file: "/runs/t/r/agent-report.md",
+            feedback_file: "/runs/t/r/feedback.md",
         }
     }
 

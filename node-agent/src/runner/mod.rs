@@ -11,9 +11,11 @@
 //! - [`merge`]: an `integrate` task's merge step as one shell command. Pure.
 //! - [`housekeeping`]: worktree and run-directory retention, the free-disk guard. Pure rules.
 //! - [`command`]: what a step runs (goal, acceptance command, coding-agent template). Pure.
+//! - [`feedback`]: what a coding agent's next round is told of the last one. Pure.
 //! - [`process`]: the step's process group, signals, liveness.
 //! - [`ladder`]: timeout and cancellation as SIGTERM, grace, SIGKILL. Pure.
 //! - [`outcome`]: how a run ended. Pure.
+//! - [`stall`]: a step's progress (output, worktree, CPU time) and when it counts as stalled. Pure.
 //! - [`shipper`]: log files → ordered, idempotent chunks. Pure planning.
 //! - [`checkpoints`]: summary, git diff, log tail, test output.
 //! - [`outbox`]: what the runs tell the control plane, waiting for the next sync, and the
@@ -30,6 +32,7 @@ pub mod branch;
 pub mod checkpoints;
 pub mod command;
 pub mod delivery;
+pub mod feedback;
 pub mod housekeeping;
 pub mod ladder;
 pub mod machine;
@@ -43,6 +46,7 @@ pub mod run;
 pub mod run_dir;
 pub mod settings;
 pub mod shipper;
+pub mod stall;
 pub mod start;
 pub mod worktree;
 

@@ -16,13 +16,28 @@ pub struct ProcessEnd {
     pub reason: Option<String>,
 }
 
-pub fn decide(stop: Option<StopRequest>, end: &ProcessEnd, timeout_sec: i64) -> Outcome {
+/// The limits a run was held to: `timeout_sec` and, if any, `stall_after_sec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout_sec: i64,
+    pub stall_after_sec: Option<i64>,
+}
+
+pub fn decide(stop: Option<StopRequest>, end: &ProcessEnd, limits: Limits) -> Outcome {
     let exit_code = end.recorded_exit.or(end.wrapper_exit);
+    let timeout_sec = limits.timeout_sec;
     if let Some(stop) = stop {
         let (phase, message) = match stop.reason {
             StopReason::Timeout => (
                 RunPhase::TimedOut,
                 format!("timed out after {timeout_sec} s: the process group was stopped (SIGTERM, then SIGKILL after the grace period)"),
+            ),
+            StopReason::Stalled => (
+                RunPhase::TimedOut,
+                format!(
+                    "stalled: no output, no change in the worktree and no CPU time for {} s (stall_after_sec): the process group was stopped",
+                    limits.stall_after_sec.unwrap_or(0)
+                ),
             ),
             StopReason::Canceled => (RunPhase::Canceled, "canceled: the process group was stopped".to_string()),
             StopReason::Lost => (RunPhase::Lost, "the control plane no longer counts this run; its process group was stopped".to_string()),
@@ -59,26 +74,31 @@ pub fn decide(stop: Option<StopRequest>, end: &ProcessEnd, timeout_sec: i64) -> 
 mod tests {
     use super::*;
 
+    const LIMITS: Limits = Limits { timeout_sec: 5, stall_after_sec: Some(3) };
+
     fn end(recorded_exit: Option<i64>, wrapper_exit: Option<i64>, wrapper_signal: Option<i32>) -> ProcessEnd {
         ProcessEnd { recorded_exit, wrapper_exit, wrapper_signal, reason: None }
     }
 
     #[test]
     fn the_exit_code_decides_when_the_runner_stopped_nothing() {
-        assert_eq!(decide(None, &end(Some(0), Some(0), None), 5).phase, RunPhase::Succeeded);
-        let failed = decide(None, &end(Some(3), Some(3), None), 5);
+        assert_eq!(decide(None, &end(Some(0), Some(0), None), LIMITS).phase, RunPhase::Succeeded);
+        let failed = decide(None, &end(Some(3), Some(3), None), LIMITS);
         assert_eq!((failed.phase, failed.exit_code), (RunPhase::Failed, Some(3)));
-        assert_eq!(decide(None, &end(None, None, Some(9)), 5).message, "killed by signal 9, not by the runner");
-        assert_eq!(decide(None, &end(None, None, None), 5).phase, RunPhase::Failed);
+        assert_eq!(decide(None, &end(None, None, Some(9)), LIMITS).message, "killed by signal 9, not by the runner");
+        assert_eq!(decide(None, &end(None, None, None), LIMITS).phase, RunPhase::Failed);
         let explained = ProcessEnd { reason: Some("merging baa/e (T-E) conflicts in: a.txt".into()), ..end(Some(3), Some(3), None) };
-        assert_eq!(decide(None, &explained, 5).message, "exit code 3: merging baa/e (T-E) conflicts in: a.txt");
+        assert_eq!(decide(None, &explained, LIMITS).message, "exit code 3: merging baa/e (T-E) conflicts in: a.txt");
     }
 
     #[test]
     fn a_stop_request_explains_a_signalled_group() {
         let stop = |reason| Some(StopRequest { reason, requested_at_ms: 0, terminate_sent_at_ms: Some(0), kill_sent_at_ms: None });
-        assert_eq!(decide(stop(StopReason::Timeout), &end(None, None, Some(15)), 5).phase, RunPhase::TimedOut);
-        assert_eq!(decide(stop(StopReason::Canceled), &end(None, None, Some(15)), 5).phase, RunPhase::Canceled);
-        assert_eq!(decide(stop(StopReason::Lost), &end(Some(0), None, None), 5).phase, RunPhase::Lost);
+        assert_eq!(decide(stop(StopReason::Timeout), &end(None, None, Some(15)), LIMITS).phase, RunPhase::TimedOut);
+        assert_eq!(decide(stop(StopReason::Canceled), &end(None, None, Some(15)), LIMITS).phase, RunPhase::Canceled);
+        assert_eq!(decide(stop(StopReason::Lost), &end(Some(0), None, None), LIMITS).phase, RunPhase::Lost);
+        let stalled = decide(stop(StopReason::Stalled), &end(None, None, Some(15)), LIMITS);
+        assert_eq!(stalled.phase, RunPhase::TimedOut);
+        assert!(stalled.message.starts_with("stalled: ") && stalled.message.contains(" 3 s "), "{}", stalled.message);
     }
 }

@@ -10,7 +10,7 @@ use shared::wire::{AgentReport, RunCheckpoint, RunCompletion, RunFailure};
 
 use super::checkpoints::{self, SummaryFacts};
 use super::run::file_len;
-use super::run_dir::{Outcome, RunDir, RunMeta, RunPhase, RunState};
+use super::run_dir::{Outcome, RunDir, RunMeta, RunPhase, RunState, StopReason};
 use super::shipper;
 use super::{branch, delivery, worktree, RunnerShared};
 
@@ -122,7 +122,7 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
     let outcome = outcome_of(state);
     let task_result = delivery::task_result(meta, dir, &shared.settings.host, outcome.phase == RunPhase::Succeeded).await;
     let (step_id, run_id) = (meta.step_id.clone(), meta.run_id.clone());
-    let report = std::fs::read_to_string(dir.agent_report()).ok().and_then(|text| agent_report(&text));
+    let report = dir.read_agent_report_text().and_then(|text| agent_report(&text));
     if outcome.phase == RunPhase::Succeeded {
         let summary: Value = std::fs::read(dir.checkpoints().join("0001-summary.json"))
             .ok()
@@ -139,10 +139,16 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             report,
         });
     } else {
+        let mut error = outcome.message.clone();
+        if state.stop.is_some_and(|stop| stop.reason == StopReason::Stalled) {
+            // What the step said last is the best clue to what it was waiting for.
+            let last = last_line(&tail(&dir.stdout_log(), 4_096)).or_else(|| last_line(&tail(&dir.stderr_log(), 4_096)));
+            error.push_str(&format!("; last output: {}", last.unwrap_or_else(|| "(none)".into())));
+        }
         shared.outbox.borrow_mut().put_failure(RunFailure {
             step_id,
             run_id,
-            error: outcome.message.clone(),
+            error,
             exit_code: outcome.exit_code,
             blocked: outcome.phase == RunPhase::Blocked,
             needs_human: outcome.needs_human,
@@ -151,6 +157,12 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             report,
         });
     }
+}
+
+/// The last line of `bytes` with something on it, at most 200 characters.
+fn last_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines().rev().map(str::trim).find(|line| !line.is_empty()).map(|line| line.chars().take(200).collect())
 }
 
 /// The card's sections a coding agent wrote in its report file: the text under headings

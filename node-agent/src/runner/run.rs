@@ -17,7 +17,8 @@ use super::machine::{LogSizes, RunAction, RunMachine};
 use super::outcome::ProcessEnd;
 use super::run_dir::{write_json_atomic, RunDir};
 use super::shipper::{self, plan_batch, StreamInput, MAX_BATCH_TEXT_BYTES};
-use super::{process, report, RunnerShared};
+use super::stall::Activity;
+use super::{process, report, worktree, RunnerShared};
 use crate::clock::Now;
 use crate::log::log;
 
@@ -156,9 +157,15 @@ pub(super) async fn perform(shared: &RunnerShared, run: &mut ActiveRun, now: Now
                 let changed = report::changed_paths(shared, run.machine.meta()).await;
                 run.machine.handle_scope_checked(Now::read(), changed);
             }
+            RunAction::SampleActivity => {
+                let cpu_ms = run.machine.state().pid.and_then(crate::platform::group_cpu_ms);
+                let worktree_stamp = worktree::activity_stamp(&run.machine.meta().worktree).await;
+                run.machine.handle_activity(Now::read(), Activity { cpu_ms, worktree_stamp });
+            }
             RunAction::Commit => {
                 let committed = report::commit(shared, run.machine.meta()).await;
-                run.machine.handle_committed(Now::read(), committed);
+                let reported = run.dir.read_agent_report_text().is_some();
+                run.machine.handle_committed(Now::read(), committed, reported);
             }
             RunAction::WriteCheckpoints => {
                 let written = report::write_checkpoints(shared, &run.dir, run.machine.meta(), run.machine.state()).await;

@@ -81,6 +81,10 @@ impl RunDir {
         self.root.join("agent-report.md")
     }
 
+    /// What a coding agent's round is told of the last one (`{feedback_file}`).
+    pub fn feedback(&self) -> PathBuf {
+        self.root.join("feedback.md")
+    }
     /// Where a step may explain its failure in a line (`$BAA_FAILURE_FILE`): the step's error.
     pub fn failure_reason(&self) -> PathBuf {
         self.root.join("failure-reason.txt")
@@ -90,6 +94,11 @@ impl RunDir {
         let text = fs::read_to_string(self.failure_reason()).ok()?;
         let line = text.trim();
         (!line.is_empty()).then(|| line.chars().take(500).collect())
+    }
+
+    /// What the coding agent wrote in its report file, if it wrote anything.
+    pub fn read_agent_report_text(&self) -> Option<String> {
+        fs::read_to_string(self.agent_report()).ok().filter(|text| !text.trim().is_empty())
     }
 
     pub fn goal(&self) -> PathBuf {
@@ -167,6 +176,14 @@ pub struct RunMeta {
     /// The task's write scope (SPEC §12): what an agent step may change; empty: anything.
     #[serde(default)]
     pub write_scope: Vec<String>,
+    /// `constraints.allow_no_change`: an agent step that changed nothing and wrote no report
+    /// succeeds instead of failing with `no_change` (SPEC §13).
+    #[serde(default)]
+    pub allow_no_change: bool,
+    /// Stop the step as `stalled` after this long without progress (SPEC §13): the task's
+    /// `constraints.stall_after_sec`, else 600 for agent steps; `None`: never.
+    #[serde(default)]
+    pub stall_after_sec: Option<i64>,
 }
 
 /// Where a run is. `Prepared → Running → Exited → <terminal>`; terminal once the control
@@ -214,6 +231,8 @@ pub enum StopReason {
     Canceled,
     /// The control plane no longer counts this run (reaped or superseded).
     Lost,
+    /// No output, no change in the worktree and no CPU time for `stall_after_sec`.
+    Stalled,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use shared::status::StepKind;
+use shared::status::{CheckpointType, StepKind};
 use shared::wire::{ClaimedStep, RunFailure};
 
 use super::command::{self, CommandError, TemplateValues};
@@ -13,10 +13,13 @@ use super::process::{self, StepCommand};
 use super::run::{log_sizes, ActiveRun};
 use super::run_dir::{read_json, write_json_atomic, RunDir, RunMeta, RunPhase, RunState};
 use super::shipper::ShipCursor;
-use super::{delivery, worktree};
+use super::{checkpoints, delivery, feedback, worktree};
 use super::{wall_ms, RunnerShared};
 use crate::clock::Now;
 use crate::log::log;
+
+/// An agent step that shows no progress for this long is stopped as stalled (SPEC §13).
+pub const DEFAULT_AGENT_STALL_AFTER_SEC: i64 = 600;
 
 /// What `meta.json` says of a claimed step before its worktree is prepared.
 pub fn run_meta(claimed: &ClaimedStep, worker_id: &str, host: &str, worktree: PathBuf, now_ms: i64) -> RunMeta {
@@ -45,6 +48,12 @@ pub fn run_meta(claimed: &ClaimedStep, worker_id: &str, host: &str, worktree: Pa
         shell_command: None,
         prepared_at_ms: now_ms,
         write_scope: task.write_scope.clone(),
+        allow_no_change: task.constraints.get("allow_no_change").and_then(|value| value.as_bool()).unwrap_or(false),
+        stall_after_sec: task
+            .constraints
+            .get("stall_after_sec")
+            .and_then(|value| value.as_i64())
+            .or((step.step_kind == StepKind::Agent).then_some(DEFAULT_AGENT_STALL_AFTER_SEC)),
     }
 }
 
@@ -95,7 +104,8 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         }
     }
     if failure.is_none() {
-        let report_file = dir.agent_report().to_string_lossy().into_owned();
+        let (report_file, feedback_file) =
+            (dir.agent_report().to_string_lossy().into_owned(), dir.feedback().to_string_lossy().into_owned());
         let (goal_file, worktree_text, run_dir_text) = (
             dir.goal().to_string_lossy().into_owned(),
             worktree_path.to_string_lossy().into_owned(),
@@ -109,6 +119,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             run_id: &claimed.run_id,
             run_dir: &run_dir_text,
             report_file: &report_file,
+            feedback_file: &feedback_file,
         };
         let command = match step.step_kind {
             StepKind::Deliver => match delivery::command(task, &meta, &dir, settings.options.pr_command.as_deref()).await {
@@ -146,6 +157,17 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             if let Err(error) = super::run_dir::write_atomic(&dir.goal(), goal.as_bytes()) {
                 failure = Some((RunPhase::Failed, format!("writing the goal file: {error}")));
             }
+            let feedback = step.metadata.get("feedback");
+            let output = feedback.and_then(|feedback| feedback["run_id"].as_str()).and_then(|run_id| {
+                let failed = RunDir::new(&settings.runs_dir, &task.task_id, run_id);
+                checkpoints::list(&failed.checkpoints())
+                    .into_iter()
+                    .find(|file| file.checkpoint_type == CheckpointType::TestOutput)
+                    .and_then(|file| std::fs::read_to_string(file.path).ok())
+            });
+            if let Err(error) = super::run_dir::write_atomic(&dir.feedback(), feedback::text(feedback, output.as_deref()).as_bytes()) {
+                failure = Some((RunPhase::Failed, format!("writing the feedback file: {error}")));
+            }
         }
     }
     if let Err(error) = write_json_atomic(&dir.meta(), &meta) {
@@ -174,6 +196,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
     if meta.step_kind == StepKind::Agent {
         env.push(("BAA_GOAL_FILE", dir.goal().to_string_lossy().into_owned()));
         env.push(("BAA_REPORT_FILE", dir.agent_report().to_string_lossy().into_owned()));
+        env.push(("BAA_FEEDBACK_FILE", dir.feedback().to_string_lossy().into_owned()));
     }
     let (stdout, stderr, exit_status) = (dir.stdout_log(), dir.stderr_log(), dir.exit_status());
     let shell_command = meta.shell_command.clone().unwrap_or_default();

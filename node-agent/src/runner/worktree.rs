@@ -183,3 +183,21 @@ pub async fn diff(worktree: &Path, base_sha: &str, scratch_index: &Path) -> Resu
     let _ = std::fs::remove_file(scratch_index);
     result
 }
+
+/// A fingerprint of the worktree's state beside its commit: the changed and untracked files
+/// (`git status`) with each one's size and modification time. It changes when the step writes a
+/// file. Taken without git's optional locks, so it never gets in the way of the step's own git.
+pub async fn activity_stamp(worktree: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let args = ["status", "--porcelain=v1", "-z", "--untracked-files=all"];
+    let listing = git_with_env(worktree, &args, None, &[("GIT_OPTIONAL_LOCKS", "0")]).await.ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    listing.hash(&mut hasher);
+    for entry in listing.split('\0').filter(|entry| entry.len() > 3) {
+        if let Ok(metadata) = std::fs::symlink_metadata(worktree.join(&entry[3..])) {
+            metadata.len().hash(&mut hasher);
+            metadata.modified().ok().hash(&mut hasher);
+        }
+    }
+    Some(hasher.finish())
+}

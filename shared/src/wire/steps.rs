@@ -32,6 +32,14 @@ pub struct Step {
     pub summary: Option<String>,
     pub error: Option<String>,
     pub metadata: Map<String, Value>,
+    /// The agent round the step belongs to (SPEC §13): 1 for the plan's steps; a failed
+    /// acceptance step of a `codex` task with rounds left adds the next round's.
+    #[serde(default = "first_round")]
+    pub round: i64,
+}
+
+fn first_round() -> i64 {
+    1
 }
 
 /// One branch a merge step merges: a dependency of its `integrate` task as it ended, in

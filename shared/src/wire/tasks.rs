@@ -190,6 +190,10 @@ pub struct TaskCreated {
     pub base_ref: String,
     pub branch_name: String,
     pub task: Task,
+    /// What the task as created will not do that its creator may expect (e.g. a `codex` task
+    /// without acceptance: only the agent's exit code judges it).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

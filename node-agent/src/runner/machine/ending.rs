@@ -8,6 +8,10 @@ use crate::runner::run_dir::{Outcome, RunPhase};
 use serde_json::json;
 use shared::status::StepKind;
 
+/// The error of an agent step that exited 0 but did nothing (SPEC §13).
+pub const NO_CHANGE_MESSAGE: &str =
+    "no_change: the coding agent exited 0 but changed nothing in the worktree and wrote no report (constraints.allow_no_change: true accepts that)";
+
 impl RunMachine {
     pub(super) fn outcome_or_failed(&self) -> Outcome {
         self.state.outcome.clone().unwrap_or(Outcome {
@@ -96,11 +100,21 @@ impl RunMachine {
         self.step(now);
     }
 
-    /// The commit asked for by [`RunAction::Commit`]: its id (none when nothing changed), or why it failed. A commit that
-    /// fails turns the success into a failure: the branch must hold what the task reports.
-    pub fn handle_committed(&mut self, now: Now, commit: Result<Option<String>, String>) {
+    /// The commit asked for by [`RunAction::Commit`]: its id (none when nothing changed), or
+    /// why it failed, and whether the coding agent wrote a report. A commit that fails turns
+    /// the success into a failure: the branch must hold what the task reports. A coding agent
+    /// that exited 0 having changed nothing and written no report did nothing: `no_change`,
+    /// unless the task allows it.
+    pub fn handle_committed(&mut self, now: Now, commit: Result<Option<String>, String>, agent_reported: bool) {
         self.awaiting = None;
         match commit {
+            Ok(None) if self.meta.step_kind == StepKind::Agent && !self.meta.allow_no_change && !agent_reported => {
+                if let Some(outcome) = self.state.outcome.as_mut() {
+                    outcome.phase = RunPhase::Failed;
+                    outcome.message = NO_CHANGE_MESSAGE.into();
+                }
+                self.event(now, "no_change", json!({"branch": self.meta.branch_name}));
+            }
             Ok(commit) => self.event(now, "committed", json!({"commit": commit, "branch": self.meta.branch_name})),
             Err(error) => {
                 if let Some(outcome) = self.state.outcome.as_mut() {

@@ -36,6 +36,7 @@ use shared::wire::RunBeat;
 use super::ladder::Signal;
 use super::run_dir::{RunMeta, RunPhase, RunState};
 use super::shipper::ShipCursor;
+use super::stall::StallWatch;
 use super::RunView;
 use crate::clock::Now;
 
@@ -95,6 +96,8 @@ pub enum RunAction {
     SendOutput,
     /// List the paths the step changed since its start commit. *Answer*: `handle_scope_checked`.
     CheckScope,
+    /// Look at the step's CPU time and worktree. *Answer*: `handle_activity`.
+    SampleActivity,
     /// Commit the step's changes on the task's branch. *Answer*: `handle_committed`.
     Commit,
     /// Write the checkpoints. *Answer*: `handle_checkpoints_written`.
@@ -131,6 +134,10 @@ pub struct RunMachine {
     /// The recorded pid belongs to another process now (or there never was one).
     process_gone: bool,
     last_output_at_ms: i64,
+    /// Progress of a step held to `stall_after_sec`, and when its activity is next looked at.
+    stall: StallWatch,
+    next_sample_ms: i64,
+    sampling: bool,
     next_heartbeat: Instant,
     next_ship: Instant,
     ladder_wake_ms: Option<i64>,
@@ -152,6 +159,10 @@ impl RunMachine {
     fn new(meta: RunMeta, state: RunState, cursor: ShipCursor, timing: RunTiming, now: Now, sizes: LogSizes) -> RunMachine {
         RunMachine {
             last_output_at_ms: state.started_at_ms.unwrap_or(state.updated_at_ms),
+            // After a restart the watch starts afresh: a stall is never called early.
+            stall: StallWatch::new(now.wall_ms),
+            next_sample_ms: now.wall_ms,
+            sampling: false,
             meta,
             state,
             cursor,
@@ -292,6 +303,9 @@ impl RunMachine {
         if let (Some(at_ms), RunPhase::Running) = (self.ladder_wake_ms, self.state.status) {
             consider(self.last.instant_at(at_ms));
         }
+        if let Some(at_ms) = self.stall_wake_ms() {
+            consider(self.last.instant_at(at_ms));
+        }
         if self.worker_size_stale && self.state.status == RunPhase::Exited {
             // The ending waits on the length of `worker.log`, which an event just changed.
             consider(self.last.at);
@@ -303,6 +317,7 @@ impl RunMachine {
     pub fn handle_sizes(&mut self, now: Now, sizes: LogSizes) {
         if self.state.status == RunPhase::Running && (sizes.stdout, sizes.stderr) != (self.sizes.stdout, self.sizes.stderr) {
             self.last_output_at_ms = now.wall_ms;
+            self.stall.output(now.wall_ms);
         }
         self.sizes = sizes;
         self.worker_size_stale = false;
@@ -320,6 +335,7 @@ impl RunMachine {
     fn step(&mut self, now: Now) {
         self.last = now;
         if self.state.status == RunPhase::Running {
+            self.watch_for_stall(now);
             self.climb_ladder(now);
         }
         if self.reporting_done() {

@@ -1,4 +1,5 @@
-//! The step's process: its end, and the stop ladder (timeout, cancel, lost) that ends it.
+//! The step's process: its end, the stop ladder (timeout, cancel, lost, stalled) that ends
+//! it, and the watch for a stall.
 
 use serde_json::json;
 
@@ -6,7 +7,8 @@ use super::{RunAction, RunMachine};
 use crate::clock::Now;
 use crate::runner::ladder;
 use crate::runner::outcome::{self, ProcessEnd};
-use crate::runner::run_dir::{Outcome, RunPhase};
+use crate::runner::run_dir::{Outcome, RunPhase, StopReason};
+use crate::runner::stall::{self, Activity};
 
 impl RunMachine {
     /// The step's process has ended.
@@ -21,7 +23,11 @@ impl RunMachine {
         self.process_gone = true;
         // The last output goes now, not at the quiet pace.
         self.next_ship = now.at;
-        let decided = outcome::decide(self.state.stop, &end, self.meta.timeout_sec);
+        let decided = outcome::decide(
+            self.state.stop,
+            &end,
+            outcome::Limits { timeout_sec: self.meta.timeout_sec, stall_after_sec: self.meta.stall_after_sec },
+        );
         let detail = json!({
             "exit_code": end.recorded_exit.or(end.wrapper_exit),
             "signal": end.wrapper_signal,
@@ -38,6 +44,44 @@ impl RunMachine {
         // The host has room again, and the last output and the outcome should go soon.
         self.actions.push_back(RunAction::Wake);
         self.step(now);
+    }
+
+    /// The step's CPU time and worktree as the driver saw them ([`RunAction::SampleActivity`]).
+    pub fn handle_activity(&mut self, now: Now, activity: Activity) {
+        self.sampling = false;
+        self.stall.sample(now.wall_ms, activity);
+        if let Some(after) = self.meta.stall_after_sec {
+            self.next_sample_ms = now.wall_ms + stall::sample_interval_ms(after);
+        }
+        self.step(now);
+    }
+
+    /// When the stall watch next has something to do: a look at the activity, or the stall.
+    pub(super) fn stall_wake_ms(&self) -> Option<i64> {
+        let after = self.meta.stall_after_sec?;
+        if self.state.status != RunPhase::Running || self.state.stop.is_some() || self.process_gone {
+            return None;
+        }
+        let stall_at = self.stall.stalls_at_ms(after);
+        Some(if self.sampling { stall_at } else { stall_at.min(self.next_sample_ms) })
+    }
+
+    /// A step held to `stall_after_sec` that showed no progress for that long is stopped with
+    /// the ladder, as `stalled`; until then its activity is looked at a few times per window.
+    pub(super) fn watch_for_stall(&mut self, now: Now) {
+        let Some(after) = self.meta.stall_after_sec else { return };
+        if self.state.stop.is_some() || self.process_gone {
+            return;
+        }
+        if now.wall_ms >= self.stall.stalls_at_ms(after) {
+            self.state.stop = Some(ladder::request_stop(None, StopReason::Stalled, now.wall_ms));
+            let quiet_ms = now.wall_ms - self.stall.last_progress_ms;
+            self.event(now, "stop_requested", json!({"reason": StopReason::Stalled, "quiet_ms": quiet_ms}));
+            self.save_state(now);
+        } else if !self.sampling && now.wall_ms >= self.next_sample_ms {
+            self.sampling = true;
+            self.actions.push_back(RunAction::SampleActivity);
+        }
     }
 
     pub(super) fn climb_ladder(&mut self, now: Now) {

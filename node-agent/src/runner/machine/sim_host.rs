@@ -260,7 +260,8 @@ fn perform(run: &mut SimRun, outbox: &mut Outbox, now: Now) -> bool {
                 outbox.put_logs(RunLogs { step_id: run.machine.meta().step_id.clone(), run_id: run_id.clone(), chunks });
             }
             RunAction::CheckScope => run.machine.handle_scope_checked(now, Ok(Vec::new())),
-            RunAction::Commit => run.machine.handle_committed(now, Ok(None)),
+            RunAction::Commit => run.machine.handle_committed(now, Ok(None), false),
+            RunAction::SampleActivity => run.machine.handle_activity(now, Default::default()),
             RunAction::WriteCheckpoints => run.machine.handle_checkpoints_written(now, Ok((0, 0))),
             RunAction::QueueReport => {
                 let (meta, outcome) = (run.machine.meta(), run.machine.state().outcome.clone().expect("an outcome"));

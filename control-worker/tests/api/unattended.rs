@@ -1,0 +1,165 @@
+//! SPEC §13: unattended waves, as the control plane answers them.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn create(t: &Target, extra: Value) -> Value {
+    let mut body = json!({"repo": "/srv/repo", "task_type": "codex", "title": "an agent's task", "goal": "fix it"});
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    ok(&t.post("/v1/tasks", BROWSER_ADMIN, body), 201)
+}
+
+#[test]
+fn a_codex_task_without_acceptance_is_created_with_a_warning() {
+    let t = Target::new();
+    let warned = create(&t, json!({}));
+    let warnings = warned["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warned}");
+    assert!(warnings[0].as_str().unwrap().starts_with("no acceptance:"), "{warned}");
+    assert_eq!(create(&t, json!({"acceptance": ["make test"]}))["warnings"], json!([]));
+    assert_eq!(create(&t, json!({"task_type": "shell", "goal": "true"}))["warnings"], json!([]));
+    let bad = t.post(
+        "/v1/tasks",
+        BROWSER_ADMIN,
+        json!({"repo": "/srv/repo", "task_type": "codex", "title": "t", "goal": "g",
+        "constraints": {"allow_no_change": "yes"}}),
+    );
+    assert_eq!(err(&bad, 400, "invalid_request")["field"], "constraints.allow_no_change");
+    assert!(create(&t, json!({"constraints": {"allow_no_change": true}}))["task"]["constraints"]["allow_no_change"] == true);
+}
+
+fn agent_step() -> Value {
+    json!({"step_kind": "agent", "worker_kind": "codex", "title": "coding agent", "prompt": "fix it", "timeout_sec": 60})
+}
+
+/// Claims the task's next step on `mini` and completes it, or fails it with exit code 3.
+fn run_next(t: &Target, task_id: &str, succeed: bool) -> Value {
+    let steps = claim_steps(t, "mini-main", "mini", 1);
+    assert_eq!(steps.len(), 1, "one step ready: {steps:?}");
+    assert_eq!(steps[0]["task"]["task_id"], task_id);
+    let (step_id, run_id) = (steps[0]["step"]["step_id"].as_str().unwrap(), steps[0]["run_id"].as_str().unwrap());
+    if succeed {
+        ok(&complete(t, "mini-main", step_id, run_id), 200);
+    } else {
+        ok(&fail(t, "mini-main", step_id, run_id, json!({})), 200);
+    }
+    steps[0]["step"].clone()
+}
+
+fn planned_codex_task(t: &Target, leader: &Leader, extra: Value) -> String {
+    let mut body = json!({"acceptance": ["make test"]});
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    let task_id = create(t, body)["task_id"].as_str().unwrap().to_string();
+    ok(&claim_tasks(t, leader, 5), 200);
+    let test_step =
+        json!({"step_kind": "test", "worker_kind": "shell", "title": "acceptance 1", "command": "make test", "timeout_sec": 60});
+    let deliver_step = json!({"step_kind": "deliver", "worker_kind": "shell", "title": "deliver", "timeout_sec": 60});
+    ok(&plan(t, leader, &task_id, json!([agent_step(), test_step, deliver_step])), 200);
+    task_id
+}
+
+fn rounds_of(detail: &Value) -> Vec<(i64, String, String)> {
+    detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| (step["round"].as_i64().unwrap(), step["step_kind"].as_str().unwrap().into(), step["status"].as_str().unwrap().into()))
+        .collect()
+}
+
+#[test]
+fn a_failed_acceptance_step_of_a_codex_task_starts_another_agent_round_with_feedback() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let task_id = planned_codex_task(&t, &leader, json!({}));
+    run_next(&t, &task_id, true);
+    let failed = run_next(&t, &task_id, false);
+    let detail = task(&t, &task_id);
+    assert_eq!(detail["status"], "running", "the task goes on: {detail:#}");
+    let s = |round: i64, kind: &str, status: &str| (round, kind.to_string(), status.to_string());
+    assert_eq!(
+        rounds_of(&detail),
+        [
+            s(1, "agent", "succeeded"),
+            s(1, "test", "failed"),
+            s(1, "deliver", "canceled"),
+            s(2, "agent", "ready"),
+            s(2, "test", "pending"),
+            s(2, "deliver", "pending")
+        ]
+    );
+    let feedback = &detail["steps"][3]["metadata"]["feedback"];
+    assert_eq!(feedback["command"], "make test");
+    assert_eq!((feedback["round"].as_i64(), feedback["exit_code"].as_i64()), (Some(1), Some(3)));
+    assert_eq!(feedback["run_id"], failed["current_run_id"]);
+    assert_eq!(detail["steps"][3]["step_id"], format!("{task_id}.s3"));
+    let history = detail["history"].as_array().unwrap();
+    assert!(
+        history.iter().any(|event| event["kind"] == "round_started" && event["message"].as_str().unwrap().starts_with("round 2 started")),
+        "{history:?}"
+    );
+    for _ in 0..3 {
+        run_next(&t, &task_id, true);
+    }
+    let done = task(&t, &task_id);
+    assert_eq!(done["status"], "succeeded", "the last round passed: {done:#}");
+}
+
+#[test]
+fn rounds_end_at_max_rounds_and_one_round_turns_them_off() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let once = planned_codex_task(&t, &leader, json!({"constraints": {"max_rounds": 1}}));
+    run_next(&t, &once, true);
+    run_next(&t, &once, false);
+    let failed = task(&t, &once);
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(failed["steps"].as_array().unwrap().len(), 3);
+
+    let thrice = planned_codex_task(&t, &leader, json!({}));
+    for _ in 0..3 {
+        run_next(&t, &thrice, true);
+        run_next(&t, &thrice, false);
+    }
+    let failed = task(&t, &thrice);
+    assert_eq!(failed["status"], "failed", "the third round was the last: {failed:#}");
+    assert!(failed["status_reason"].as_str().unwrap().starts_with("step 7 failed"), "{failed:#}");
+    assert_eq!(failed["steps"].as_array().unwrap().last().unwrap()["round"], 3);
+    let bad = t.post(
+        "/v1/tasks",
+        BROWSER_ADMIN,
+        json!({"repo": "/srv/repo", "task_type": "codex", "title": "t", "goal": "g",
+        "constraints": {"max_rounds": 0}}),
+    );
+    assert_eq!(err(&bad, 400, "invalid_request")["field"], "constraints.max_rounds");
+}
+
+#[test]
+fn a_reject_with_retry_starts_another_round_with_the_reviewers_reason() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let task_id = planned_codex_task(&t, &leader, json!({"review": true, "constraints": {"max_rounds": 2}}));
+    for _ in 0..3 {
+        run_next(&t, &task_id, true);
+    }
+    assert_eq!(task(&t, &task_id)["status"], "review");
+    let reject = |retry: bool| t.post(&format!("/v1/tasks/{task_id}/reject"), BROWSER_ADMIN, json!({"reason": "too slow", "retry": retry}));
+    let answer = ok(&reject(true), 200);
+    assert_eq!(answer["retried"], true, "{answer}");
+    assert_eq!(answer["task"]["status"], "running");
+    let detail = task(&t, &task_id);
+    let feedback = &detail["steps"][3]["metadata"]["feedback"];
+    assert_eq!((feedback["kind"].as_str(), feedback["reason"].as_str()), (Some("review"), Some("too slow")), "{detail:#}");
+    assert_eq!(detail["steps"][3]["round"], 2);
+    for _ in 0..3 {
+        run_next(&t, &task_id, true);
+    }
+    assert_eq!(task(&t, &task_id)["status"], "review", "round 2 passed: in review again");
+    let last = ok(&reject(true), 200);
+    assert_eq!((last["retried"].as_bool(), last["task"]["status"].as_str()), (Some(false), Some("failed")), "no rounds left: {last}");
+}
