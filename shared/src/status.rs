@@ -108,6 +108,32 @@ wire_enum!(
 wire_enum!(ControllerRole { Primary => "primary", Standby => "standby" });
 
 wire_enum!(
+    /// Why a queued task, or a ready step, is not moving (SPEC §13 `waiting_reason.code`).
+    WaitingCode {
+        /// The fleet is paused.
+        Paused => "paused",
+        /// The fleet is draining: started tasks go on, new ones wait.
+        Draining => "draining",
+        /// A dependency has not succeeded yet.
+        Dependency => "dependency",
+        /// A task whose write scope may overlap is running or ahead in the queue.
+        Scope => "scope",
+        /// A dependency waits for a person's approval.
+        Review => "review",
+        /// No live host offers the worker kind (or no host leads the fleet).
+        NoHost => "no_host",
+        /// The hosts that may run it have no room.
+        HostBusy => "host_busy",
+        /// Its host is not heard from.
+        HostLost => "host_lost",
+        /// Its coding agent's account is parked until a usage limit resets.
+        Quota => "quota",
+        /// The hosts that may run it are below their minimum free disk.
+        Disk => "disk",
+    }
+);
+
+wire_enum!(
     /// What a step does: run the coding agent, run a shell command, run an acceptance test,
     /// merge the dependencies' branches (an `integrate` task), deliver the branch (push, open a
     /// pull request) after every acceptance step passed.

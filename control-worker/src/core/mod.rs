@@ -20,6 +20,7 @@
 //! - [`grants`]: a host's claim of ready steps (`steps.claim`, and the grant of a sync).
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
 //! - [`settle`]: the statements that settle failed and lost attempts by that policy, in one batch.
+//! - [`waiting`]: why a queued task or a ready step is not moving, from the scheduler's facts.
 //! - [`rounds`]: agent rounds: the next round's steps after a failed acceptance step or a
 //!   reviewer's reject with retry.
 //! - [`console`]: the admin console page and script, served at `/`.
@@ -53,6 +54,7 @@ pub mod steps;
 pub mod sync;
 pub mod system;
 pub mod tasks;
+pub mod waiting;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -241,7 +241,6 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         steps,
         runs: Vec::new(),
         history: Vec::new(),
-        waiting_reason: None,
         // Just planned: no step has run.
         report: None,
         task,

@@ -148,6 +148,7 @@ pub fn task(row: &Row) -> Result<Task, DbError> {
         depends_on: string_list(row, "depends_on_json")?,
         write_scope: string_list(row, "write_scope_json")?,
         review: row.i64("review")? != 0,
+        waiting_reason: None,
     })
 }
 
@@ -186,6 +187,7 @@ pub fn step(row: &Row) -> Result<Step, DbError> {
         error: row.opt_text("error")?,
         metadata: json_object(row, "metadata_json")?,
         round: row.i64("round")?,
+        waiting_reason: None,
     })
 }
 

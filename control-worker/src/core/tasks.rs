@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::ids::{branch_name_for, repo_location};
 use shared::status::{DeliveryMode, LogStream, StepStatus, TaskStatus, TaskType};
-use shared::wire::{LogPage, Step, Task, TaskCanceled, TaskCreated, TaskDetail, TaskPage, WaitingReason};
+use shared::wire::{LogPage, Step, Task, TaskCanceled, TaskCreated, TaskDetail, TaskPage};
 use shared::ErrorCode;
 
 use super::auth::encode_hex;
@@ -16,6 +16,7 @@ use super::error::{ApiError, ApiResult};
 use super::input::{parse_query, query_enum, query_i64, query_param, Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
 use super::records::{self, log_chunk_columns, run_columns, step_columns, task_columns, task_event_columns};
 use super::rounds;
+use super::waiting;
 use super::{Call, Core, Reply};
 
 pub const DEFAULT_PRIORITY: i64 = 50;
@@ -46,8 +47,6 @@ pub(super) const SELECT_TASK_STEPS_SQL: &str = concat!("SELECT ", step_columns!(
 const SELECT_TASK_RUNS_SQL: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE task_id = ?1 ORDER BY claimed_at, run_id");
 const SELECT_TASK_EVENTS_SQL: &str = concat!("SELECT ", task_event_columns!(), " FROM task_events WHERE task_id = ?1 ORDER BY event_id");
 // When the task's assigned host was last heard from (any controller on it).
-const ASSIGNED_HOST_LAST_SEEN_SQL: &str = "SELECT MAX(c.last_heartbeat_at) AS last_heartbeat_at FROM controllers c \
-     WHERE c.host = (SELECT assigned_host FROM tasks WHERE task_id = ?1)";
 
 // ?1 status or NULL, ?2 cursor created_at or NULL, ?3 cursor task_id, ?4 limit. Newest first.
 const LIST_TASKS_SQL: &str = concat!(
@@ -234,26 +233,62 @@ pub async fn list<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     } else {
         None
     };
+    explain_waiting(core, &mut tasks, call.now).await?;
     Reply::ok(&TaskPage { tasks, next_cursor })
+}
+
+// ?1 JSON array of task ids: their ready steps.
+const READY_STEPS_SQL: &str =
+    concat!("SELECT ", step_columns!(), " FROM steps WHERE task_id IN (SELECT value FROM json_each(?1)) AND status = 'ready'");
+
+/// Sets the `waiting_reason` of the queued and running tasks of a page, from one more batch
+/// (none when the page has no such task).
+async fn explain_waiting<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, tasks: &mut [Task], now: i64) -> ApiResult<()> {
+    let waiting: Vec<&str> = tasks
+        .iter()
+        .filter(|task| matches!(task.status, TaskStatus::Queued | TaskStatus::Running))
+        .map(|task| task.task_id.as_str())
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let mut statements = waiting::facts_statements(&waiting);
+    statements.push(Statement::new(READY_STEPS_SQL, vec![json!(waiting).to_string().into()]));
+    let results = core.db.batch(statements).await?;
+    let facts = waiting::read_facts(&results, 0, now, &core.config)?;
+    let ready = records::all(&results[waiting::FACTS_STATEMENTS], records::step)?;
+    for task in tasks.iter_mut() {
+        let step = ready.iter().find(|step| step.task_id == task.task_id);
+        task.waiting_reason = waiting::waiting_reason(&facts.of(task, step), &facts.fleet);
+    }
+    Ok(())
 }
 
 pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
     let task_id = call.param("task_id");
     let results = core
         .db
-        .batch(vec![
-            Statement::new(SELECT_TASK_SQL, vec![task_id.into()]),
-            Statement::new(SELECT_TASK_STEPS_SQL, vec![task_id.into()]),
-            Statement::new(SELECT_TASK_RUNS_SQL, vec![task_id.into()]),
-            Statement::new(SELECT_TASK_EVENTS_SQL, vec![task_id.into()]),
-            Statement::new(ASSIGNED_HOST_LAST_SEEN_SQL, vec![task_id.into()]),
-        ])
+        .batch(
+            [
+                Statement::new(SELECT_TASK_SQL, vec![task_id.into()]),
+                Statement::new(SELECT_TASK_STEPS_SQL, vec![task_id.into()]),
+                Statement::new(SELECT_TASK_RUNS_SQL, vec![task_id.into()]),
+                Statement::new(SELECT_TASK_EVENTS_SQL, vec![task_id.into()]),
+            ]
+            .into_iter()
+            .chain(waiting::facts_statements(&[task_id]))
+            .collect(),
+        )
         .await?;
     let row = results[0].first().ok_or_else(|| task_not_found(task_id))?;
-    let task = records::task(row)?;
-    let host_last_seen = results[4].first().map(|row| row.opt_i64("last_heartbeat_at")).transpose()?.flatten();
-    let waiting_reason = waiting_for_host(&task, host_last_seen, call.now, &core.config);
-    let steps = records::all(&results[1], records::step)?;
+    let mut task = records::task(row)?;
+    let mut steps = records::all(&results[1], records::step)?;
+    let facts = waiting::read_facts(&results, 4, call.now, &core.config)?;
+    let ready = steps.iter().position(|step| step.status == StepStatus::Ready);
+    task.waiting_reason = waiting::waiting_reason(&facts.of(&task, ready.map(|index| &steps[index])), &facts.fleet);
+    if let Some(index) = ready.filter(|_| task.status == TaskStatus::Running) {
+        steps[index].waiting_reason = task.waiting_reason.clone();
+    }
     let report = super::report::task_report(&task, &steps, super::report::stored_agent_report(row)?);
     Reply::ok(&TaskDetail {
         report,
@@ -261,7 +296,6 @@ pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         steps,
         runs: records::all(&results[2], records::run)?,
         history: records::all(&results[3], records::task_event)?,
-        waiting_reason,
         task,
     })
 }
@@ -271,25 +305,6 @@ pub fn current_step_index(steps: &[Step]) -> Option<i64> {
     let active = steps.iter().find(|step| matches!(step.status, StepStatus::Ready | StepStatus::Claimed | StepStatus::Running));
     let last_ran = || steps.iter().rev().find(|step| step.attempt > 0);
     active.or_else(last_ran).or(steps.first()).map(|step| step.step_index)
-}
-
-/// A task not finished whose assigned host has gone quiet waits for it (with `target_host`)
-/// or for the host-lost rule to start it over elsewhere.
-fn waiting_for_host(task: &Task, host_last_seen: Option<i64>, now: i64, config: &super::config::Config) -> Option<WaitingReason> {
-    let host = task.assigned_host.as_deref().filter(|_| !task.status.is_terminal())?;
-    let since = host_last_seen.unwrap_or(task.created_at);
-    if host_last_seen.is_some_and(|seen| now - seen <= config.controller_liveness_sec) {
-        return None;
-    }
-    let message = if task.target_host.is_some() {
-        format!("waiting for host {host} (constraints.target_host), not heard from since {since}")
-    } else {
-        format!(
-            "host {host} not heard from since {since}; after {} s without it the task starts over on another host",
-            config.host_lost_after_sec
-        )
-    };
-    Some(WaitingReason { code: "host_lost".into(), message, since })
 }
 
 pub async fn cancel<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {

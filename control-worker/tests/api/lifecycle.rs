@@ -5,11 +5,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn sha256_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 fn only_step(t: &Target, worker: &str, host: &str) -> (String, String) {
     let claimed = claim_steps(t, worker, host, 1);
     assert_eq!(claimed.len(), 1, "one step claimed: {claimed:?}");

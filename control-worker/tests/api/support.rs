@@ -256,6 +256,11 @@ pub fn claim_tasks(t: &Target, leader: &Leader, limit: i64) -> Response {
     t.post("/v1/tasks/claim", SHARED, json!({"controller_id": leader.id, "host": leader.host, "term": leader.term, "limit": limit}))
 }
 
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 pub fn shell_step(command: &str, max_attempts: i64) -> Value {
     json!({"step_kind": "shell", "worker_kind": "shell", "title": command, "command": command, "timeout_sec": 60, "max_attempts": max_attempts})
 }

@@ -42,6 +42,19 @@ fn run_of(granted: &Value) -> (String, String) {
     (granted["step"]["step_id"].as_str().unwrap().to_string(), granted["run_id"].as_str().unwrap().to_string())
 }
 
+/// `mini-main` leads, with a task of [`two_steps`] claimed, planned, and its first step
+/// granted to it: the term, the task, the step and its run.
+fn leading_with_a_granted_step(t: &Target, max_attempts: i64) -> (i64, String, String, String) {
+    let term = sync(t, "mini-main", "mini", None, 0, json!({}))["lease"]["term"].as_i64().unwrap();
+    let task_id = create_task(t, json!({}));
+    sync(t, "mini-main", "mini", Some(term), 0, json!({}));
+    let mut plan = two_steps(max_attempts);
+    plan["task_id"] = task_id.clone().into();
+    let planned = sync(t, "mini-main", "mini", Some(term), 1, json!({"plans": [plan]}));
+    let (step0, run0) = run_of(&planned["granted"][0]);
+    (term, task_id, step0, run0)
+}
+
 #[test]
 fn a_task_runs_from_queue_to_succeeded_through_syncs_alone() {
     let t = Target::new();
@@ -125,13 +138,7 @@ fn a_task_runs_from_queue_to_succeeded_through_syncs_alone() {
 #[test]
 fn a_failed_attempt_with_attempts_left_is_granted_again_in_the_same_batch() {
     let t = Target::new();
-    let term = sync(&t, "mini-main", "mini", None, 0, json!({}))["lease"]["term"].as_i64().unwrap();
-    let task_id = create_task(&t, json!({}));
-    sync(&t, "mini-main", "mini", Some(term), 0, json!({}));
-    let mut plan = two_steps(3);
-    plan["task_id"] = task_id.clone().into();
-    let planned = sync(&t, "mini-main", "mini", Some(term), 1, json!({"plans": [plan]}));
-    let (step0, run0) = run_of(&planned["granted"][0]);
+    let (term, task_id, step0, run0) = leading_with_a_granted_step(&t, 3);
     let failed = sync(&t, "mini-main", "mini", Some(term), 1, json!({"failures": [{"step_id": step0, "run_id": run0, "error": "flaky"}]}));
     assert_eq!(failed["failures"][0]["step_status"], "ready", "{failed}");
     let (again, run_again) = run_of(&failed["granted"][0]);
@@ -271,15 +278,43 @@ fn a_sync_never_exceeds_fifty_statements_and_defers_what_does_not_fit() {
 }
 
 #[test]
+fn an_outcome_goes_only_with_all_its_runs_checkpoints() {
+    let t = Target::new();
+    let (term, task_id, step0, run0) = leading_with_a_granted_step(&t, 1);
+    let checkpoints: Vec<Value> = (1..=30)
+        .map(|seq| {
+            let content = format!("checkpoint {seq}");
+            json!({"step_id": step0, "run_id": run0, "seq": seq, "checkpoint_type": "summary", "format": "text",
+                   "content": content, "size": content.len(), "sha256": sha256_hex(&content)})
+        })
+        .collect();
+    let completion = json!([{"step_id": step0, "run_id": run0, "summary": "built", "exit_code": 0}]);
+    let full = sync(&t, "mini-main", "mini", Some(term), 0, json!({"checkpoints": checkpoints, "completions": completion}));
+    let placed = verdicts(&full, "checkpoints").iter().filter(|verdict| *verdict == "accepted").count();
+    assert!(placed > 0 && placed < 30, "the batch had room for some: {placed}");
+    assert_eq!(verdicts(&full, "completions"), ["deferred"], "not without all its checkpoints: {full}");
+    assert_eq!(task(&t, &task_id)["steps"][0]["status"], "claimed", "not settled");
+    // As the runner does: what was deferred goes again, with the outcome, until all is in.
+    let mut sent = placed;
+    for _ in 0..5 {
+        let rest = sync(&t, "mini-main", "mini", Some(term), 0, json!({"checkpoints": checkpoints[sent..], "completions": completion}));
+        let accepted = verdicts(&rest, "checkpoints").iter().filter(|verdict| *verdict == "accepted").count();
+        sent += accepted;
+        let outcome = verdicts(&rest, "completions");
+        if sent < 30 {
+            assert_eq!(outcome, ["deferred"], "{sent} of 30 checkpoints in: {rest}");
+        }
+        if outcome == ["accepted"] {
+            break;
+        }
+    }
+    assert_eq!(task(&t, &task_id)["steps"][0]["status"], "succeeded");
+}
+
+#[test]
 fn a_bad_item_refuses_the_whole_sync_naming_the_field_and_writes_nothing() {
     let t = Target::new();
-    let term = sync(&t, "mini-main", "mini", None, 0, json!({}))["lease"]["term"].as_i64().unwrap();
-    let task_id = create_task(&t, json!({}));
-    sync(&t, "mini-main", "mini", Some(term), 0, json!({}));
-    let mut plan = two_steps(1);
-    plan["task_id"] = task_id.clone().into();
-    let planned = sync(&t, "mini-main", "mini", Some(term), 1, json!({"plans": [plan]}));
-    let (step0, run0) = run_of(&planned["granted"][0]);
+    let (term, task_id, step0, run0) = leading_with_a_granted_step(&t, 1);
     let good = json!({"step_id": step0, "run_id": run0, "summary": "ok", "exit_code": 0});
     let bad = json!({"step_id": step0, "run_id": run0, "exit_code": 1});
     let post = |extra: Value| t.post("/v1/agents/sync", SHARED, sync_body("mini-main", "mini", Some(term), 0, extra));

@@ -163,3 +163,78 @@ fn a_reject_with_retry_starts_another_round_with_the_reviewers_reason() {
     let last = ok(&reject(true), 200);
     assert_eq!((last["retried"].as_bool(), last["task"]["status"].as_str()), (Some(false), Some("failed")), "no rounds left: {last}");
 }
+
+/// One sync of host `mini` saying what room it has, leaving the lease alone.
+fn host_says(t: &Target, capacity: i64, disk_low: bool) -> Value {
+    let body = json!({"node_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok",
+        "lease": {"wish": "keep", "ttl_sec": 30}, "capacity": capacity, "worker_kinds": ["shell", "codex"], "disk_low": disk_low});
+    ok(&t.post("/v1/agents/sync", SHARED, body), 200)
+}
+
+fn waiting(t: &Target, task_id: &str) -> (String, String) {
+    let detail = task(t, task_id);
+    let reason = &detail["waiting_reason"];
+    (reason["code"].as_str().unwrap_or("none").to_string(), reason["message"].as_str().unwrap_or("").to_string())
+}
+
+fn system(t: &Target, action: &str) {
+    ok(&t.post(&format!("/v1/system/{action}"), BROWSER_ADMIN, json!({})), 200);
+}
+
+#[test]
+fn a_waiting_task_says_why_from_the_schedulers_own_facts() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let key = |response: Value| response["task_id"].as_str().unwrap().to_string();
+    let a = key(create(&t, json!({"key": "T-A", "write_scope": ["src/**"], "acceptance": ["make test"]})));
+    t.advance(1);
+    let b = key(create(&t, json!({"key": "T-B", "depends_on": ["T-A"]})));
+    let c = key(create(&t, json!({"key": "T-C", "write_scope": ["src/a.rs"]})));
+    let claimed = ok(&claim_tasks(&t, &leader, 5), 200);
+    assert_eq!(claimed["tasks"].as_array().unwrap().len(), 1, "only A starts: {claimed}");
+    let (code, message) = waiting(&t, &b);
+    assert_eq!(code, "dependency");
+    assert!(message.contains("T-A") && message.contains("planning"), "{message}");
+    let (code, message) = waiting(&t, &c);
+    assert_eq!(code, "scope");
+    assert!(message.contains("T-A"), "{message}");
+    let listed = ok(&t.get("/v1/tasks?status=queued", READONLY), 200);
+    let codes: Vec<&str> =
+        listed["tasks"].as_array().unwrap().iter().map(|task| task["waiting_reason"]["code"].as_str().unwrap()).collect();
+    assert_eq!(codes.len(), 2);
+    assert!(codes.contains(&"dependency") && codes.contains(&"scope"), "tasks.list says it too: {codes:?}");
+
+    ok(&plan(&t, &leader, &a, json!([agent_step()])), 200);
+    // The leader's host, quiet for longer than the liveness window, is no host to run it.
+    t.advance(120);
+    assert_eq!(waiting(&t, &a).0, "no_host", "no live host runs codex");
+    host_says(&t, 0, false);
+    let (code, message) = waiting(&t, &a);
+    assert_eq!(code, "host_busy", "{message}");
+    let detail = task(&t, &a);
+    assert_eq!(detail["steps"][0]["waiting_reason"]["code"], "host_busy", "the ready step says it too");
+    host_says(&t, 0, true);
+    assert_eq!(waiting(&t, &a).0, "disk");
+    system(&t, "pause");
+    assert_eq!(waiting(&t, &a).0, "paused");
+    assert_eq!(waiting(&t, &b).0, "paused");
+    system(&t, "drain");
+    assert_eq!(waiting(&t, &b).0, "draining");
+    system(&t, "resume");
+    let granted = host_says(&t, 1, false);
+    assert_eq!(granted["granted"].as_array().unwrap().len(), 1, "the host with room gets the step: {granted}");
+    assert_eq!(waiting(&t, &a).0, "none", "claimed: not waiting");
+
+    let r = key(create(&t, json!({"key": "T-R", "task_type": "shell", "goal": "true", "review": true})));
+    let e = key(create(&t, json!({"key": "T-E", "task_type": "shell", "goal": "true", "depends_on": ["T-R"]})));
+    // The lease lapsed while the clock moved on: lead again.
+    let leader = crate::support::leader(&t);
+    ok(&claim_tasks(&t, &leader, 5), 200);
+    ok(&plan(&t, &leader, &r, json!([shell_step("true", 1)])), 200);
+    let steps = claim_steps(&t, "mini-main", "mini", 1);
+    let (step_id, run_id) = (steps[0]["step"]["step_id"].as_str().unwrap(), steps[0]["run_id"].as_str().unwrap());
+    ok(&complete(&t, "mini-main", step_id, run_id), 200);
+    let (code, message) = waiting(&t, &e);
+    assert_eq!(code, "review");
+    assert!(message.contains("T-R") && message.contains("approved"), "{message}");
+}

@@ -128,10 +128,12 @@ fn text(value: &Value) -> &str {
 
 fn print_task_line(task: &Value) {
     let name = task["key"].as_str().map(|key| format!("{key} ")).unwrap_or_default();
+    // Why it is not moving, beside the status: `queued (scope)`.
+    let waiting = task["waiting_reason"]["code"].as_str().map(|code| format!(" ({code})")).unwrap_or_default();
     println!(
         "{name}{}  {:<9}  {}  {}",
         text(&task["task_id"]),
-        text(&task["status"]),
+        format!("{}{waiting}", text(&task["status"])),
         local_time(task["created_at"].as_i64().unwrap_or(0)),
         text(&task["title"])
     );
@@ -144,6 +146,10 @@ fn print_task(task: &Value) {
             println!("  {label:<8} {value}");
         }
     }
+    if let Some(message) = task["waiting_reason"]["message"].as_str() {
+        let since = task["waiting_reason"]["since"].as_i64().map(local_time).unwrap_or_default();
+        println!("  {:<8} {message} (since {since})", "waiting");
+    }
     if let Some(depends_on) = task["depends_on"].as_array().filter(|list| !list.is_empty()) {
         println!("  {:<8} {}", "needs", depends_on.iter().map(text).collect::<Vec<_>>().join(", "));
     }
@@ -152,7 +158,8 @@ fn print_task(task: &Value) {
     }
     for step in task["steps"].as_array().into_iter().flatten() {
         let when = step["started_at"].as_i64().map(local_time).unwrap_or_default();
-        println!("  step {} {:<9} {}  {}", step["step_index"], text(&step["status"]), when, text(&step["title"]));
+        let round = step["round"].as_i64().filter(|round| *round > 1).map(|round| format!(" (round {round})")).unwrap_or_default();
+        println!("  step {} {:<9} {}  {}{round}", step["step_index"], text(&step["status"]), when, text(&step["title"]));
     }
 }
 

@@ -98,8 +98,17 @@ try {
   await expectText(page, "#mode", "paused");
   await expectText(page, "#last-change", "browser test");
   await page.screenshot({ path: path.join(shots, "console-paused.png"), fullPage: true });
+  // A task created while paused says why it waits, in the list and in its detail.
+  await page.fill("#new-repo", repo);
+  await page.fill("#new-title", "waits while paused");
+  await page.fill("#new-goal", "echo after-the-pause");
+  await page.click("#create");
+  await expectText(page, "#tasks", "paused: the fleet is paused");
+  await expectText(page, "#detail-reason", "waiting (paused");
+  await page.screenshot({ path: path.join(shots, "console-waiting-reason.png"), fullPage: true });
   await page.click("#resume");
   await expectText(page, "#mode", "running");
+  await expectText(page, "#detail-status", "succeeded");
   await page.click("#drain");
   await expectText(page, "#mode", "draining");
   await page.click("#resume");

@@ -36,6 +36,9 @@ pub struct Step {
     /// acceptance step of a `codex` task with rounds left adds the next round's.
     #[serde(default = "first_round")]
     pub round: i64,
+    /// Why a ready step is not running yet (in `tasks.read`); `None` otherwise.
+    #[serde(default)]
+    pub waiting_reason: Option<WaitingReason>,
 }
 
 fn first_round() -> i64 {

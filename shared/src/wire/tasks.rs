@@ -103,6 +103,10 @@ pub struct Task {
     /// The task ends in `review` and waits for approve or reject.
     #[serde(default)]
     pub review: bool,
+    /// Why a queued task (or a running task's ready step) is not moving; `None` when nothing
+    /// holds it back. Computed when read, never stored.
+    #[serde(default)]
+    pub waiting_reason: Option<WaitingReason>,
 }
 
 /// What a coding agent wrote in its `{report_file}` under the card's headings.
@@ -173,12 +177,13 @@ pub struct TaskEvent {
     pub created_at: i64,
 }
 
-/// Why a task that is not finished is not moving.
+/// Why a queued task, or a ready step, is not moving (SPEC §13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct WaitingReason {
-    pub code: String,
+    pub code: WaitingCode,
     pub message: String,
+    /// Since when (unix seconds), as far as the control plane knows.
     pub since: i64,
 }
 
@@ -217,8 +222,6 @@ pub struct TaskDetail {
     pub runs: Vec<Run>,
     #[serde(default)]
     pub history: Vec<TaskEvent>,
-    #[serde(default)]
-    pub waiting_reason: Option<WaitingReason>,
     /// The card's report sections, once a step has run.
     #[serde(default)]
     pub report: Option<TaskReport>,

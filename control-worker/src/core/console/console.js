@@ -84,6 +84,7 @@ async function refreshTasks() {
     (task) => task.title,
     (task) => task.task_type,
     (task) => [task.status, "status-" + task.status],
+    (task) => (task.waiting_reason ? task.waiting_reason.code + ": " + task.waiting_reason.message : ""),
     (task) => task.priority,
     (task) => when(task.created_at),
   ], (row, task) => {
@@ -101,7 +102,8 @@ async function refreshDetail() {
   $("detail-status").textContent = detail.status;
   $("detail-status").className = "status-" + detail.status;
   $("detail-goal").textContent = detail.title + ": " + detail.goal;
-  $("detail-reason").textContent = (detail.waiting_reason ? detail.waiting_reason.message + " " : "") + (detail.status_reason || "");
+  const waiting = detail.waiting_reason;
+  $("detail-reason").textContent = (waiting ? "waiting (" + waiting.code + ", since " + when(waiting.since) + "): " + waiting.message + " " : "") + (detail.status_reason || "");
   $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.status);
   $("approve-task").hidden = $("reject-task").hidden = detail.status !== "review";
   $("detail-report").hidden = !detail.report;
@@ -124,6 +126,7 @@ async function refreshDetail() {
   }
   fill("steps", detail.steps, [
     (step) => step.step_index,
+    (step) => step.round,
     (step) => step.step_kind,
     (step) => step.title,
     (step) => [step.status, "status-" + step.status],

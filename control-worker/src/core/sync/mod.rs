@@ -8,8 +8,9 @@
 //!
 //! The batch, in order: the heartbeat (written only when a fact changed or the row is getting
 //! old), the lease (acquire or renew, release, or a look), the mode; then what the host reports
-//! about its runs — completions and failures first (they free the host and ready the next
-//! steps), heartbeats of the runs it holds, checkpoints, logs; then, when the caller sent the
+//! about its runs — the checkpoints of runs that end in this sync, then completions and
+//! failures (they free the host and ready the next steps; each only with all its run's
+//! checkpoints), heartbeats of the runs it holds, other checkpoints, logs; then, when the caller sent the
 //! term it believes it leads in, the leader's writes — plans of tasks it claimed, reaping,
 //! claiming queued tasks — each fenced in SQL by that term *as renewed a few statements
 //! earlier in the same batch*; last, the steps granted to this host, which can include a step
@@ -71,13 +72,27 @@ type Placed = Option<usize>;
 
 /// Places each item of a list while it fits, leaving `reserved` statements for what follows.
 fn place<T>(batch: &mut Batch, items: &[T], reserved: usize, statements: impl Fn(&T) -> Vec<Statement>) -> Vec<Placed> {
-    items
-        .iter()
-        .map(|item| {
+    place_where(batch, items, reserved, |_| true, statements, Vec::new())
+}
+
+/// Places the items that `chosen` picks while they fit, into `placed` (aligned with `items`;
+/// empty: none placed yet), leaving the others as they were.
+fn place_where<T>(
+    batch: &mut Batch,
+    items: &[T],
+    reserved: usize,
+    chosen: impl Fn(&T) -> bool,
+    statements: impl Fn(&T) -> Vec<Statement>,
+    mut placed: Vec<Placed>,
+) -> Vec<Placed> {
+    placed.resize(items.len(), None);
+    for (item, at) in items.iter().zip(placed.iter_mut()) {
+        if at.is_none() && chosen(item) {
             let item_statements = statements(item);
-            (item_statements.len() <= batch.room(reserved)).then(|| batch.push(item_statements))
-        })
-        .collect()
+            *at = (item_statements.len() <= batch.room(reserved)).then(|| batch.push(item_statements));
+        }
+    }
+    placed
 }
 
 fn deferred(id: &str) -> ItemVerdict {
@@ -165,24 +180,60 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     // The leader's part is its reaping and one claim of queued tasks.
     let reserved = reap.as_ref().map_or(0, |reap| reap.statements.len() + CLAIM_TASKS_STATEMENTS) + grant.as_ref().map_or(0, Vec::len);
 
-    let completions = place(&mut batch, &input.completions, reserved, |item| {
-        let mut statements = reports::completion_statements(&item.step_id, &item.run_id, &node_id, &item.report, now);
-        statements.push(Statement::new(RUN_STANDING_SQL, vec![item.run_id.clone().into(), item.step_id.clone().into()]));
-        statements
-    });
+    // A run that ends in this sync has its checkpoints placed first, and its outcome only if
+    // all of them were: a finished step always has its checkpoints (an outcome left out goes
+    // again with them). Then the outcomes (they free the host and ready the next steps), the
+    // heartbeats, the other checkpoints, the logs.
+    let ending: std::collections::HashSet<&str> =
+        input.completions.iter().map(|item| item.run_id.as_str()).chain(input.failures.iter().map(|item| item.run_id.as_str())).collect();
+    let checkpoint_statements =
+        |item: &RunItem<_>| reports::checkpoint_statements(&item.step_id, &item.run_id, &node_id, &item.report, now);
+    let checkpoints = place_where(
+        &mut batch,
+        &input.checkpoints,
+        reserved,
+        |item| ending.contains(item.run_id.as_str()),
+        checkpoint_statements,
+        Vec::new(),
+    );
+    let left_out: std::collections::HashSet<&str> = input
+        .checkpoints
+        .iter()
+        .zip(&checkpoints)
+        .filter(|(item, at)| at.is_none() && ending.contains(item.run_id.as_str()))
+        .map(|(item, _)| item.run_id.as_str())
+        .collect();
+    let has_its_checkpoints = |run_id: &str| !left_out.contains(run_id);
+    let completions = place_where(
+        &mut batch,
+        &input.completions,
+        reserved,
+        |item| has_its_checkpoints(&item.run_id),
+        |item| {
+            let mut statements = reports::completion_statements(&item.step_id, &item.run_id, &node_id, &item.report, now);
+            statements.push(Statement::new(RUN_STANDING_SQL, vec![item.run_id.clone().into(), item.step_id.clone().into()]));
+            statements
+        },
+        Vec::new(),
+    );
     let markers: Vec<String> = input.failures.iter().map(|_| core.new_id("settle")).collect();
     let failure_items: Vec<(&RunItem<_>, &String)> = input.failures.iter().zip(&markers).collect();
-    let failures = place(&mut batch, &failure_items, reserved, |(item, marker)| {
-        let mut statements = reports::failure_statements(&item.step_id, &item.run_id, &node_id, &item.report, marker.as_str(), now);
-        statements.push(Statement::new(RUN_STANDING_SQL, vec![item.run_id.clone().into(), item.step_id.clone().into()]));
-        statements
-    });
+    let failures = place_where(
+        &mut batch,
+        &failure_items,
+        reserved,
+        |(item, _)| has_its_checkpoints(&item.run_id),
+        |(item, marker)| {
+            let mut statements = reports::failure_statements(&item.step_id, &item.run_id, &node_id, &item.report, marker.as_str(), now);
+            statements.push(Statement::new(RUN_STANDING_SQL, vec![item.run_id.clone().into(), item.step_id.clone().into()]));
+            statements
+        },
+        Vec::new(),
+    );
     let runs = place(&mut batch, &input.runs, reserved, |item| {
         reports::beat_statements(&item.step_id, &item.run_id, &node_id, input.heartbeat_ttl_sec, &item.report, now)
     });
-    let checkpoints = place(&mut batch, &input.checkpoints, reserved, |item| {
-        reports::checkpoint_statements(&item.step_id, &item.run_id, &node_id, &item.report, now)
-    });
+    let checkpoints = place_where(&mut batch, &input.checkpoints, reserved, |_| true, checkpoint_statements, checkpoints);
     let logs =
         place(&mut batch, &input.logs, reserved, |item| reports::log_statements(&item.step_id, &item.run_id, &node_id, &item.report, now));
 
