@@ -87,9 +87,15 @@ pub struct RawArgs {
     /// Bytes of stdout and stderr shipped per run; the rest stays in the run directory
     #[arg(long, env = "BAA_RUNNER_LOG_SHIP_LIMIT_BYTES", default_value = "16777216")]
     pub log_ship_limit_bytes: Option<String>,
-    /// The coding-agent command template for codex steps, run with sh -c in the worktree; variables {goal_file} {report_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
+    /// The coding-agent command template for codex steps, run with sh -c in the worktree; variables {goal_file} {report_file} {feedback_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
     #[arg(long, env = "BAA_AGENT_COMMAND")]
     pub agent_command: Option<String>,
+    /// The account the coding agent runs under: a usage limit parks it for every host that uses it [default: the host]
+    #[arg(long, env = "BAA_AGENT_ACCOUNT")]
+    pub agent_account: Option<String>,
+    /// More phrases (separated by |) that mark a usage-limit message in the agent's output, beside the built-in ones
+    #[arg(long, env = "BAA_AGENT_LIMIT_PATTERNS")]
+    pub agent_limit_patterns: Option<String>,
     /// The pull-request command template for constraints.deliver "pr", run after the push; variables {branch} {base_branch} {title} {report_file} {remote} {task_id} {worktree}; the first URL it prints is the task's pr_url
     #[arg(long, env = "BAA_PR_COMMAND")]
     pub pr_command: Option<String>,

@@ -78,6 +78,10 @@ pub struct RunnerConfig {
     pub shutdown_grace: Duration,
     pub log_ship_limit_bytes: u64,
     pub agent_command: Option<String>,
+    /// The coding agent's account (SPEC §13); the host's name unless given.
+    pub agent_account: String,
+    /// The host's own usage-limit phrases, beside the built-in ones.
+    pub agent_limit_patterns: Vec<String>,
     pub pr_command: Option<String>,
     pub git_author_name: String,
     pub git_author_email: String,
@@ -234,6 +238,16 @@ impl AgentConfig {
             shutdown_grace: milliseconds(raw.shutdown_grace_ms.as_deref(), "shutdown_grace_ms")?,
             log_ship_limit_bytes: integer(raw.log_ship_limit_bytes.as_deref(), "log_ship_limit_bytes", 0, 1 << 40, None)? as u64,
             agent_command: raw.agent_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
+            agent_account: raw.agent_account.as_deref().map(str::trim).filter(|account| !account.is_empty()).unwrap_or(&host).to_string(),
+            agent_limit_patterns: raw
+                .agent_limit_patterns
+                .as_deref()
+                .unwrap_or("")
+                .split('|')
+                .map(str::trim)
+                .filter(|phrase| !phrase.is_empty())
+                .map(str::to_string)
+                .collect(),
             pr_command: raw.pr_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
             git_author_name: given_or_default(
                 raw.git_author_name.as_deref().map(str::trim).filter(|name| !name.is_empty()),

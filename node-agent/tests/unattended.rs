@@ -108,6 +108,7 @@ fn a_silent_idle_agent_is_stopped_as_stalled_and_a_quiet_busy_one_is_not() {
 /// A stand-in agent that finds the fix only with the failing test's output in its feedback;
 /// without it, it makes a first guess (a change, but not the fix).
 const FLAKY_AGENT: &str = r##"#!/bin/sh
+printf '{"input_tokens": 1000, "output_tokens": 250, "cost_usd": 0.125, "model": "stand-in-1"}' > "$3"
 if grep -q "2 + 3 is not -1" "$2"; then
   printf 'echo $(( $1 + $2 ))\n' > adder.sh; echo "fixed, thanks to the feedback"
 else
@@ -129,7 +130,7 @@ fn a_failed_acceptance_test_gets_another_round_whose_agent_reads_its_output() {
     let script = dir.path().join("flaky-agent.sh");
     std::fs::write(&script, FLAKY_AGENT).unwrap();
     let mut agent = Agent::new(&plane.base(), "mini-main", dir.path())
-        .env("BAA_AGENT_COMMAND", &format!("sh {} {{goal_file}} {{feedback_file}}", script.display()));
+        .env("BAA_AGENT_COMMAND", &format!("sh {} {{goal_file}} {{feedback_file}} {{usage_file}}", script.display()));
     agent.spawn();
     let task = |max_rounds: i64| {
         plane.create_task(json!({"repo": repo, "task_type": "codex", "title": "fix the adder", "goal": "fix the adder",
@@ -150,6 +151,12 @@ fn a_failed_acceptance_test_gets_another_round_whose_agent_reads_its_output() {
     let branch = format!("baa/{rounds}");
     assert_eq!(git_output(&repo, &["rev-list", "--count", &format!("{base}..{branch}")]).unwrap(), "2", "a commit per round");
     assert_eq!(done["result"]["commits"], 2);
+    // Each round's agent wrote its usage file: the task sums them.
+    assert_eq!(
+        done["usage"],
+        json!({"runs": 2, "input_tokens": 2000, "output_tokens": 500, "cost_usd": 0.25, "models": ["stand-in-1"]}),
+        "{done:#}"
+    );
     let feedback_run = done["steps"][2]["current_run_id"].as_str().unwrap();
     let feedback = std::fs::read_to_string(agent.run_dir(&rounds, feedback_run).join("feedback.md")).unwrap();
     assert!(feedback.contains("sh test.sh") && feedback.contains("2 + 3 is not -1"), "{feedback}");
@@ -158,4 +165,91 @@ fn a_failed_acceptance_test_gets_another_round_whose_agent_reads_its_output() {
     assert_eq!(failed["status"], "failed", "max_rounds 1: no second round: {failed:#}");
     assert_eq!(failed["steps"].as_array().unwrap().len(), 2);
     agent.terminate();
+}
+
+/// A stand-in agent that hits its account's usage limit once per marker file (the message
+/// says when it resets), and otherwise does its work.
+const LIMITED_AGENT: &str = r#"#!/bin/sh
+goal=$(cat "$1")
+case "$goal" in
+  *"limit in 20 s"*)
+    if [ ! -e "$2/first" ]; then touch "$2/first"; echo "Claude AI usage limit reached|$(( $(date +%s) + 20 ))"; exit 1; fi ;;
+  *"limit for an hour"*)
+    if [ ! -e "$2/second" ]; then touch "$2/second"; echo "You've hit your usage limit. Try again in 1 hour." >&2; exit 1; fi ;;
+esac
+echo "$goal" > "work-$(date +%s%N).txt"
+echo "worked"
+"#;
+
+#[test]
+fn a_usage_limit_parks_the_account_for_every_host_until_its_reset_without_spending_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git_repo(dir.path());
+    let plane = ControlPlane::start(dir.path());
+    let script = dir.path().join("limited-agent.sh");
+    std::fs::write(&script, LIMITED_AGENT).unwrap();
+    let command = format!("sh {} {{goal_file}} {}", script.display(), dir.path().display());
+    let mut mini = Agent::new(&plane.base(), "mini-main", dir.path()).env("BAA_AGENT_COMMAND", &command).env("BAA_AGENT_ACCOUNT", "team");
+    let mut mac = Agent::new(&plane.base(), "mac-standby", dir.path())
+        .arg("--host", "mac")
+        .arg("--role", "standby")
+        .env("BAA_AGENT_COMMAND", &command)
+        .env("BAA_AGENT_ACCOUNT", "team");
+    mini.spawn();
+    mac.spawn();
+    let task = |task_type: &str, goal: &str, host: &str| {
+        plane.create_task(json!({"repo": repo, "task_type": task_type, "title": goal, "goal": goal,
+            "constraints": {"target_host": host, "allow_no_change": true}}))
+    };
+    let end = ["succeeded", "failed", "blocked", "canceled"];
+
+    let limited = task("codex", "hit the limit in 20 s", "mini");
+    let parked_at = std::time::Instant::now();
+    let waiting = wait_until(Duration::from_secs(30), || {
+        let detail = plane.task(&limited);
+        (detail["steps"][0]["status"] == "waiting_quota").then_some(detail.clone()).ok_or(format!("{detail:#}"))
+    });
+    assert_eq!(waiting["status"], "running", "the task goes on waiting: {waiting:#}");
+    assert_eq!(waiting["waiting_reason"]["code"], "quota", "{waiting:#}");
+    assert_eq!(waiting["steps"][0]["max_attempts"], 2, "the attempt spent is given back");
+    let state = http(&plane.base(), "GET", "/v1/system/state", ADMIN, None)["data"].clone();
+    assert_eq!(state["parked_accounts"][0]["account"], "team", "{state:#}");
+    assert!(state["parked_accounts"][0]["message"].as_str().unwrap().contains("usage limit reached"));
+
+    // Another host of the same account gets no agent step while it is parked; a shell step runs.
+    let other = task("codex", "other work", "mac");
+    let shell = task("shell", "echo shell-work", "mac");
+    assert_eq!(plane.wait_task(&shell, &end, Duration::from_secs(30))["status"], "succeeded");
+    let held = plane.task(&other);
+    assert_eq!(held["status"], "running", "{held:#}");
+    assert_eq!(held["steps"][0]["status"], "ready");
+    assert_eq!(held["waiting_reason"]["code"], "quota", "{held:#}");
+    assert!(held["waiting_reason"]["message"].as_str().unwrap().contains("account team is parked"), "{held:#}");
+
+    // At the reset both run, the limited one on its own host, and succeed.
+    for task_id in [&limited, &other] {
+        let done = plane.wait_task(task_id, &end, Duration::from_secs(60));
+        assert_eq!(done["status"], "succeeded", "{done:#}\n{}", mini.log_text());
+    }
+    assert!(parked_at.elapsed() >= Duration::from_secs(15), "not before the reset: {:?}", parked_at.elapsed());
+    let done = plane.task(&limited);
+    let runs = done["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|run| run["host"] == "mini"), "the same host: {runs:?}");
+    assert!(runs[0]["error"].as_str().unwrap().contains("usage limit"), "{runs:?}");
+
+    // A second wait, an hour long by the message, ended early by a person.
+    let second = task("codex", "hit the limit for an hour", "mac");
+    wait_until(Duration::from_secs(30), || {
+        let detail = plane.task(&second);
+        (detail["steps"][0]["status"] == "waiting_quota").then_some(()).ok_or(format!("{detail:#}"))
+    });
+    let state = http(&plane.base(), "GET", "/v1/system/state", ADMIN, None)["data"].clone();
+    let until = state["parked_accounts"][0]["parked_until"].as_i64().unwrap();
+    assert!(until > state["now"].as_i64().unwrap() + 3_000, "an hour ahead: {state:#}");
+    let resumed = http(&plane.base(), "POST", "/v1/accounts/team/resume", ADMIN, Some(json!({})))["data"].clone();
+    assert_eq!(resumed["resumed_steps"], json!([format!("{second}.s0")]), "{resumed}");
+    assert_eq!(plane.wait_task(&second, &end, Duration::from_secs(30))["status"], "succeeded");
+    mini.terminate();
+    mac.terminate();
 }

@@ -56,6 +56,7 @@ pub enum Action {
     SystemResume,
     SystemDrain,
     SystemState,
+    AccountsResume,
     AgentsSync,
 }
 
@@ -192,7 +193,15 @@ pub const ROUTES: &[Route] = &[
         Get,
         "/v1/system/state",
         ADMIN_READ,
-        "mode, leader, controllers, queue counts, drained, mode changes",
+        "mode, leader, controllers, queue counts, drained, mode changes, parked accounts",
+    ),
+    route(
+        AccountsResume,
+        "accounts.resume",
+        Post,
+        "/v1/accounts/:account/resume",
+        ADMIN,
+        "end an account's usage-limit wait now: its waiting steps are ready again",
     ),
     upload(every_role(route(
         AgentsSync,

@@ -77,6 +77,9 @@ wire_enum!(
         Blocked => "blocked",
         TimedOut => "timed_out",
         Canceled => "canceled",
+        /// Its coding agent hit its account's usage limit: it waits, with no attempt spent,
+        /// until the account's reset (SPEC §13), then is ready again on the same host.
+        WaitingQuota => "waiting_quota",
     }
 );
 

@@ -10,9 +10,10 @@ use super::records::{self, step_columns, task_columns};
 
 pub const MAX_CLAIM_CAPACITY: i64 = 32;
 
-// ?1 worker, ?2 claim token, ?3 now, ?4 heartbeat ttl, ?5 host, ?6 worker kinds JSON or NULL, ?7 capacity.
+// ?1 worker, ?2 claim token, ?3 now, ?4 heartbeat ttl, ?5 host, ?6 worker kinds JSON or NULL, ?7 capacity,
+// ?8 the host's coding-agent account or NULL.
 // A step of a task assigned to another host is never claimed: one host runs every step of a
-// task, in one worktree (§11).
+// task, in one worktree (§11). No agent step is claimed for an account parked by a usage limit (§13).
 const CLAIM_STEPS_SQL: &str = concat!(
     "UPDATE steps SET status = 'claimed', attempt = attempt + 1, worker_id = ?1, \
        current_run_id = step_id || '.a' || (attempt + 1), claim_token = ?2, heartbeat_deadline_at = ?3 + ?4, \
@@ -22,6 +23,7 @@ const CLAIM_STEPS_SQL: &str = concat!(
            AND (s.target_host IS NULL OR s.target_host = ?5) \
            AND COALESCE((SELECT t.assigned_host FROM tasks t WHERE t.task_id = s.task_id), ?5) = ?5 \
            AND (?6 IS NULL OR s.worker_kind IN (SELECT value FROM json_each(?6))) \
+           AND NOT (s.step_kind = 'agent' AND EXISTS (SELECT 1 FROM accounts a WHERE a.account = ?8 AND a.parked_until > ?3)) \
          ORDER BY s.task_priority DESC, s.ready_at, s.step_id LIMIT ?7) \
        AND status = 'ready' \
        AND (SELECT mode FROM system_state WHERE state_key = 'global') <> 'paused' \
@@ -50,6 +52,8 @@ pub(super) struct ClaimAsk<'a> {
     pub capacity: i64,
     pub worker_kinds: Option<Vec<String>>,
     pub heartbeat_ttl_sec: i64,
+    /// The host's coding-agent account (SPEC §13).
+    pub account: Option<&'a str>,
 }
 
 /// The claim's statements, under the fresh `claim_token`: the steps (their rows), their runs,
@@ -66,6 +70,7 @@ pub(super) fn claim_statements(ask: &ClaimAsk<'_>, claim_token: &str, now: i64) 
                 ask.host.into(),
                 ask.worker_kinds.as_ref().map(|kinds| json!(kinds).to_string()).into(),
                 ask.capacity.into(),
+                ask.account.into(),
             ],
         ),
         Statement::new(INSERT_CLAIMED_RUNS_SQL, vec![claim_token.into(), ask.host.into(), now.into()]),

@@ -20,6 +20,7 @@
 //! - [`grants`]: a host's claim of ready steps (`steps.claim`, and the grant of a sync).
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
 //! - [`settle`]: the statements that settle failed and lost attempts by that policy, in one batch.
+//! - [`quota`]: usage limits: accounts parked until their reset, steps waiting for them.
 //! - [`waiting`]: why a queued task or a ready step is not moving, from the scheduler's facts.
 //! - [`rounds`]: agent rounds: the next round's steps after a failed acceptance step or a
 //!   reviewer's reject with retry.
@@ -41,6 +42,7 @@ pub mod http;
 pub mod input;
 pub mod lease;
 pub mod planning;
+pub mod quota;
 pub mod reap;
 pub mod records;
 pub mod report;
@@ -295,6 +297,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::SystemResume => system::change_mode(self, call, shared::status::SystemMode::Running).await,
             Action::SystemDrain => system::change_mode(self, call, shared::status::SystemMode::Draining).await,
             Action::SystemState => system::state(self, call).await,
+            Action::AccountsResume => quota::resume(self, call).await,
             Action::AgentsSync => sync::sync(self, call).await,
         }
     }

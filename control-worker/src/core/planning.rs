@@ -243,6 +243,7 @@ pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         history: Vec::new(),
         // Just planned: no step has run.
         report: None,
+        usage: None,
         task,
     })
 }

@@ -112,6 +112,8 @@ pub(super) fn reap_statements(controller_id: &str, term: i64, now: i64, marker: 
         statements.push(Statement::new(sql, host_lost_args.clone()));
     }
     let restarted = statements.len() - 1;
+    // Steps whose account's usage limit has reset are ready again (SPEC §13).
+    statements.push(super::quota::ready_after_reset(controller_id, term, now));
     statements.push(settle::mark_expired(marker, controller_id, term, now, REAP_BATCH, config.controller_liveness_sec));
     let settled = statements.len() + settle::SETTLED_STEPS_INDEX;
     statements.extend(settle::settle_marked(&AttemptEnd { failure: Failure::Lost, exit_code: None, error: None, marker, now }));

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value as Json};
 use shared::status::*;
-use shared::wire::{Checkpoint, Controller, Lease, LogChunk, ModeChange, Run, Step, Task, TaskEvent};
+use shared::wire::{Checkpoint, Controller, Lease, LogChunk, ModeChange, ParkedAccount, Run, Step, Task, TaskEvent};
 
 use super::db::{DbError, Row};
 
@@ -27,7 +27,7 @@ macro_rules! step_columns {
 macro_rules! run_columns {
     () => {
         "run_id, step_id, task_id, worker_id, host, attempt, status, claimed_at, started_at, \
-         finished_at, last_heartbeat_at, exit_code, summary, error, result_json, progress_json"
+         finished_at, last_heartbeat_at, exit_code, summary, error, result_json, progress_json, usage_json"
     };
 }
 
@@ -209,6 +209,7 @@ pub fn run(row: &Row) -> Result<Run, DbError> {
         error: row.opt_text("error")?,
         result: json_value(row, "result_json")?,
         progress: json_value(row, "progress_json")?,
+        usage: row.opt_text("usage_json")?.and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -304,4 +305,14 @@ pub fn all<T>(rows: &[Row], decode: fn(&Row) -> Result<T, DbError>) -> Result<Ve
 /// Decodes the first row, if any.
 pub fn first<T>(rows: &[Row], decode: fn(&Row) -> Result<T, DbError>) -> Result<Option<T>, DbError> {
     rows.first().map(decode).transpose()
+}
+
+pub fn parked_account(row: &Row) -> Result<ParkedAccount, DbError> {
+    Ok(ParkedAccount {
+        account: row.text("account")?,
+        parked_until: row.i64("parked_until")?,
+        message: row.text("message")?,
+        parked_at: row.i64("parked_at")?,
+        parked_by: row.text("parked_by")?,
+    })
 }

@@ -15,6 +15,9 @@ pub enum Failure {
     Blocked,
     /// The agent asked for a person.
     NeedsHuman,
+    /// The coding agent hit its account's usage limit (SPEC §13): the step waits for the
+    /// reset, no attempt spent, and the task goes on.
+    Quota,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +43,11 @@ pub fn settle(attempt: i64, max_attempts: i64, failure: Failure) -> Settlement {
         Failure::TimedOut => RunStatus::TimedOut,
         Failure::Lost => RunStatus::Lost,
         Failure::Blocked | Failure::NeedsHuman => RunStatus::Blocked,
+        Failure::Quota => RunStatus::Failed,
     };
+    if failure == Failure::Quota {
+        return Settlement { step_status: StepStatus::WaitingQuota, run_status, task_status: None };
+    }
     if matches!(failure, Failure::Blocked | Failure::NeedsHuman) {
         return Settlement { step_status: StepStatus::Blocked, run_status, task_status: Some(TaskStatus::Blocked) };
     }
@@ -68,10 +75,12 @@ pub fn outcomes(failure: Failure) -> Outcomes {
 mod tests {
     use super::*;
 
-    const FAILURES: [Failure; 5] = [Failure::Error, Failure::TimedOut, Failure::Lost, Failure::Blocked, Failure::NeedsHuman];
+    const FAILURES: [Failure; 6] =
+        [Failure::Error, Failure::TimedOut, Failure::Lost, Failure::Blocked, Failure::NeedsHuman, Failure::Quota];
 
     /// What the settlement SQL relies on: the two outcomes say everything `settle` can say, the
-    /// run's status does not depend on the attempt, and only a requeue leaves the task running.
+    /// run's status does not depend on the attempt, and only a requeue or a wait for the
+    /// account's reset leaves the task running.
     #[test]
     fn two_outcomes_cover_every_attempt() {
         for failure in FAILURES {
@@ -84,9 +93,18 @@ mod tests {
             }
             assert_eq!(both.while_attempts_remain.run_status, both.last_attempt.run_status);
             for settlement in [both.while_attempts_remain, both.last_attempt] {
-                assert_eq!(settlement.task_status.is_none(), settlement.requeued(), "{failure:?}");
+                let goes_on = settlement.requeued() || settlement.step_status == StepStatus::WaitingQuota;
+                assert_eq!(settlement.task_status.is_none(), goes_on, "{failure:?}");
             }
-            assert!(both.last_attempt.task_status.is_some());
+            assert_eq!(both.last_attempt.task_status.is_some(), failure != Failure::Quota);
+        }
+    }
+
+    #[test]
+    fn a_usage_limit_waits_whatever_the_attempts() {
+        for (attempt, max_attempts) in [(1, 1), (1, 3), (3, 3)] {
+            let settlement = settle(attempt, max_attempts, Failure::Quota);
+            assert_eq!((settlement.step_status, settlement.task_status), (StepStatus::WaitingQuota, None));
         }
     }
 

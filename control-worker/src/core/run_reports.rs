@@ -6,11 +6,11 @@
 use serde_json::Value;
 use shared::ids::is_commit_id;
 use shared::status::{RunStatus, StepStatus};
-use shared::wire::TaskResult;
+use shared::wire::{TaskResult, Usage};
 
-use super::db::{Statement, Value as DbValue};
+use super::db::{Statement, Value as DbValue, MAX_SAFE_INTEGER};
 use super::error::{ApiError, ApiResult};
-use super::input::{Fields, MAX_TEXT_LEN};
+use super::input::{Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
 use super::retry::Failure;
 pub(super) use super::run_uploads::{
     checkpoint_outcome, checkpoint_statements, checkpoint_upload, log_statements, log_upload, CheckpointOutcome, CheckpointUpload,
@@ -134,6 +134,33 @@ pub(super) struct Completion {
     pub base_commit: Option<String>,
     /// The agent's report sections as JSON text.
     pub report: Option<String>,
+    /// The agent's usage file as JSON text.
+    pub usage: Option<String>,
+}
+
+/// `usage: {input_tokens?, output_tokens?, cost_usd?, model?}` of a completion or failure, as
+/// JSON text of the known fields.
+fn usage(fields: &Fields<'_>) -> ApiResult<Option<String>> {
+    let Some(usage) = fields.opt_object("usage")? else { return Ok(None) };
+    let name = fields.name("usage");
+    let usage_fields = Fields::nested(&usage, name.clone());
+    usage_fields.opt_i64("input_tokens", 0, MAX_SAFE_INTEGER)?;
+    usage_fields.opt_i64("output_tokens", 0, MAX_SAFE_INTEGER)?;
+    usage_fields.opt_str("model", MAX_SHORT_TEXT_LEN)?;
+    match usage.get("cost_usd") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(cost)) if cost.as_f64().is_some_and(|cost| (0.0..1e9).contains(&cost)) => {}
+        Some(_) => return Err(ApiError::invalid_field(&format!("{name}.cost_usd"), "must be a number from 0 to 1e9")),
+    }
+    let known: Usage = serde_json::from_value(Value::Object(usage)).map_err(|error| ApiError::invalid_field(&name, &error.to_string()))?;
+    Ok(serde_json::to_string(&known).ok())
+}
+
+// ?1 run, ?2 worker, ?3 usage JSON or NULL.
+const RECORD_RUN_USAGE_SQL: &str = "UPDATE runs SET usage_json = ?3 WHERE run_id = ?1 AND worker_id = ?2 AND ?3 IS NOT NULL";
+
+fn record_usage(run_id: &str, worker_id: &str, usage: &Option<String>) -> Statement {
+    Statement::new(RECORD_RUN_USAGE_SQL, vec![run_id.into(), worker_id.into(), usage.clone().into()])
 }
 
 pub(super) fn completion(fields: &Fields<'_>) -> ApiResult<Completion> {
@@ -145,12 +172,13 @@ pub(super) fn completion(fields: &Fields<'_>) -> ApiResult<Completion> {
     }
     let (task_result, base_commit) = task_result(fields)?;
     let report = super::report::agent_report(fields)?;
-    Ok(Completion { summary, exit_code, result, task_result, base_commit, report })
+    Ok(Completion { summary, exit_code, result, task_result, base_commit, report, usage: usage(fields)? })
 }
 
 /// How many statements [`completion_statements`] and [`failure_statements`] make.
-pub(super) const COMPLETION_STATEMENTS: usize = 5;
-pub(super) const FAILURE_STATEMENTS: usize = 9;
+pub(super) const COMPLETION_STATEMENTS: usize = 6;
+/// Of a failure without a usage limit; see [`FailureReport::statement_count`].
+pub(super) const FAILURE_STATEMENTS: usize = 10;
 
 /// The completion's statements: the task's result, the step and run succeeded (or the run
 /// canceled, for a canceled step), the next step ready, the task succeeded after its last.
@@ -177,6 +205,7 @@ pub(super) fn completion_statements(step_id: &str, run_id: &str, worker_id: &str
                 completion.report.clone().into(),
             ],
         ),
+        record_usage(run_id, worker_id, &completion.usage),
         Statement::new(COMPLETE_STEP_SQL, run_args[..6].to_vec()),
         Statement::new(COMPLETE_RUN_SQL, run_args),
         Statement::new(READY_NEXT_STEP_SQL, vec![step_id.into(), now.into()]),
@@ -187,11 +216,22 @@ pub(super) fn completion_statements(step_id: &str, run_id: &str, worker_id: &str
 #[cfg(test)]
 #[test]
 fn the_statement_counts_are_right() {
-    let completion = Completion { summary: String::new(), exit_code: 0, result: None, task_result: None, base_commit: None, report: None };
+    let completion =
+        Completion { summary: String::new(), exit_code: 0, result: None, task_result: None, base_commit: None, report: None, usage: None };
     assert_eq!(completion_statements("s", "r", "w", &completion, 0).len(), COMPLETION_STATEMENTS);
-    let report =
-        FailureReport { error: "e".into(), exit_code: None, failure: Failure::Error, task_result: None, base_commit: None, report: None };
-    assert_eq!(failure_statements("s", "r", "w", &report, "m", 0).len(), FAILURE_STATEMENTS);
+    let report = FailureReport {
+        error: "e".into(),
+        exit_code: None,
+        failure: Failure::Error,
+        task_result: None,
+        base_commit: None,
+        report: None,
+        quota: None,
+        usage: None,
+    };
+    assert_eq!(failure_statements("s", "r", "w", &report, "m", 0).len(), report.statement_count());
+    let quota = FailureReport { quota: Some(("team".into(), None, "limit".into())), failure: Failure::Quota, ..report };
+    assert_eq!(failure_statements("s", "r", "w", &quota, "m", 0).len(), quota.statement_count());
 }
 
 /// Whether a completion of `run_id` stands, as its step and run are after it: the first one
@@ -209,13 +249,37 @@ pub(super) struct FailureReport {
     pub task_result: Option<String>,
     pub base_commit: Option<String>,
     pub report: Option<String>,
+    /// The usage limit the coding agent hit (SPEC §13): `(account, resets_at, message)`.
+    pub quota: Option<(String, Option<i64>, String)>,
+    /// The agent's usage file as JSON text.
+    pub usage: Option<String>,
+}
+
+impl FailureReport {
+    /// How many statements [`failure_statements`] makes of it.
+    pub fn statement_count(&self) -> usize {
+        FAILURE_STATEMENTS + if self.quota.is_some() { super::quota::PARK_STATEMENTS } else { 0 }
+    }
+}
+
+/// `quota: {account, resets_at?, message}` of a failure report.
+fn quota(fields: &Fields<'_>) -> ApiResult<Option<(String, Option<i64>, String)>> {
+    let Some(quota) = fields.opt_object("quota")? else { return Ok(None) };
+    let quota = Fields::nested(&quota, fields.name("quota"));
+    let account = quota.str("account", MAX_SHORT_TEXT_LEN)?;
+    let resets_at = quota.opt_i64("resets_at", 0, MAX_SAFE_INTEGER)?;
+    let message = quota.str("message", MAX_TEXT_LEN)?;
+    Ok(Some((account, resets_at, message)))
 }
 
 pub(super) fn failure_report(fields: &Fields<'_>) -> ApiResult<FailureReport> {
     let error = fields.str("error", MAX_TEXT_LEN)?;
     let exit_code = fields.opt_i64("exit_code", -(1 << 31), (1 << 31) - 1)?;
     let (task_result, base_commit) = task_result(fields)?;
-    let failure = if fields.bool_or_false("needs_human")? {
+    let quota = quota(fields)?;
+    let failure = if quota.is_some() {
+        Failure::Quota
+    } else if fields.bool_or_false("needs_human")? {
         Failure::NeedsHuman
     } else if fields.bool_or_false("blocked")? {
         Failure::Blocked
@@ -225,7 +289,7 @@ pub(super) fn failure_report(fields: &Fields<'_>) -> ApiResult<FailureReport> {
         Failure::Error
     };
     let report = super::report::agent_report(fields)?;
-    Ok(FailureReport { error, exit_code, failure, task_result, base_commit, report })
+    Ok(FailureReport { error, exit_code, failure, task_result, base_commit, report, quota, usage: usage(fields)? })
 }
 
 /// The failure's statements, with no read before them: the task's result, the settlement of
@@ -251,6 +315,7 @@ pub(super) fn failure_statements(
                 report.report.clone().into(),
             ],
         ),
+        record_usage(run_id, worker_id, &report.usage),
         settle::mark_attempt(marker, step_id, run_id, worker_id),
     ];
     statements.extend(settle::settle_marked(&AttemptEnd {
@@ -264,6 +329,9 @@ pub(super) fn failure_statements(
         RECORD_CANCELED_RUN_SQL,
         vec![run_id.into(), step_id.into(), now.into(), report.exit_code.into(), report.error.clone().into(), worker_id.into()],
     ));
+    if let Some((account, resets_at, message)) = &report.quota {
+        statements.extend(super::quota::park_statements(marker, account, *resets_at, message, worker_id, now));
+    }
     statements
 }
 

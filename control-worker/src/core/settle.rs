@@ -75,12 +75,14 @@ const SETTLE_MARKED_STEPS_SQL: &str = concat!(
 const END_TASKS_OF_MARKED_SQL: &str = "UPDATE tasks SET status = ?3, finished_at = ?2, updated_at = ?2, \
        status_reason = (SELECT 'step ' || s.step_index || ' ' || s.status || ': ' || s.error FROM steps s \
          WHERE s.task_id = tasks.task_id AND s.claim_token = ?1) \
-     WHERE status = 'running' AND task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1 AND status <> 'ready') \
+     WHERE ?3 IS NOT NULL AND status = 'running' \
+       AND task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1 AND status NOT IN ('ready', 'waiting_quota')) \
        AND NOT EXISTS (SELECT 1 FROM steps n WHERE n.task_id = tasks.task_id AND n.status = 'ready')";
 
 // ?1 marker, ?2 now.
 const CANCEL_PENDING_OF_MARKED_SQL: &str = "UPDATE steps SET status = 'canceled', finished_at = ?2 \
-     WHERE status = 'pending' AND task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1 AND status <> 'ready')";
+     WHERE status = 'pending' \
+       AND task_id IN (SELECT task_id FROM steps WHERE claim_token = ?1 AND status NOT IN ('ready', 'waiting_quota'))";
 
 /// How the marked attempts ended.
 #[derive(Clone, Copy)]

@@ -87,7 +87,9 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     let fields = Fields::new(&body);
     let worker_id = call.principal.acting_node("worker_id", fields.opt_node_id("worker_id")?)?;
     let host = call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
+    let account = fields.opt_str("account", MAX_SHORT_TEXT_LEN)?;
     let ask = ClaimAsk {
+        account: account.as_deref(),
         worker_id: &worker_id,
         host: &host,
         capacity: fields.opt_i64("capacity", 1, MAX_CLAIM_CAPACITY)?.unwrap_or(1),

@@ -85,6 +85,7 @@ pub async fn state<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
             Statement::new(COUNT_TASKS_SQL, vec![]),
             Statement::new(COUNT_STEPS_SQL, vec![]),
             Statement::new(RECENT_CHANGES_SQL, vec![]),
+            Statement::new(super::quota::PARKED_ACCOUNTS_SQL, vec![call.now.into()]),
         ])
         .await?;
     let mode = records::first(&results[0], records::mode)?.ok_or_else(|| ApiError::internal("system_state row missing"))?;
@@ -115,5 +116,6 @@ pub async fn state<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
         recent_mode_changes: records::all(&results[5], records::mode_change)?,
         version: core.config.version.clone(),
         now: call.now,
+        parked_accounts: records::all(&results[6], records::parked_account)?,
     })
 }

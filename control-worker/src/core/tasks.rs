@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::ids::{branch_name_for, repo_location};
 use shared::status::{DeliveryMode, LogStream, StepStatus, TaskStatus, TaskType};
-use shared::wire::{LogPage, Step, Task, TaskCanceled, TaskCreated, TaskDetail, TaskPage};
+use shared::wire::{LogPage, Step, Task, TaskCanceled, TaskCreated, TaskDetail, TaskPage, UsageTotal};
 use shared::ErrorCode;
 
 use super::auth::encode_hex;
@@ -63,7 +63,7 @@ const ACTIVE_RUNS_OF_TASK_SQL: &str = "SELECT current_run_id FROM steps WHERE ta
 // Steps in flight keep their run and deadline: the worker learns of the cancel from its next
 // heartbeat and reports the run; the reaper settles the run if it never does.
 const CANCEL_STEPS_SQL: &str = "UPDATE steps SET status = 'canceled', finished_at = ?2 \
-     WHERE task_id = ?1 AND status IN ('pending', 'ready', 'claimed', 'running') \
+     WHERE task_id = ?1 AND status IN ('pending', 'ready', 'claimed', 'running', 'waiting_quota') \
        AND (SELECT status FROM tasks WHERE task_id = ?1) = 'canceled'";
 
 const TASK_EXISTS_SQL: &str = "SELECT task_id FROM tasks WHERE task_id = ?1";
@@ -237,9 +237,12 @@ pub async fn list<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     Reply::ok(&TaskPage { tasks, next_cursor })
 }
 
-// ?1 JSON array of task ids: their ready steps.
-const READY_STEPS_SQL: &str =
-    concat!("SELECT ", step_columns!(), " FROM steps WHERE task_id IN (SELECT value FROM json_each(?1)) AND status = 'ready'");
+// ?1 JSON array of task ids: their steps ready or waiting for an account's reset.
+const READY_STEPS_SQL: &str = concat!(
+    "SELECT ",
+    step_columns!(),
+    " FROM steps WHERE task_id IN (SELECT value FROM json_each(?1)) AND status IN ('ready', 'waiting_quota')"
+);
 
 /// Sets the `waiting_reason` of the queued and running tasks of a page, from one more batch
 /// (none when the page has no such task).
@@ -252,7 +255,7 @@ async fn explain_waiting<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, tasks
     if waiting.is_empty() {
         return Ok(());
     }
-    let mut statements = waiting::facts_statements(&waiting);
+    let mut statements = waiting::facts_statements(&waiting, now);
     statements.push(Statement::new(READY_STEPS_SQL, vec![json!(waiting).to_string().into()]));
     let results = core.db.batch(statements).await?;
     let facts = waiting::read_facts(&results, 0, now, &core.config)?;
@@ -276,7 +279,7 @@ pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
                 Statement::new(SELECT_TASK_EVENTS_SQL, vec![task_id.into()]),
             ]
             .into_iter()
-            .chain(waiting::facts_statements(&[task_id]))
+            .chain(waiting::facts_statements(&[task_id], call.now))
             .collect(),
         )
         .await?;
@@ -284,17 +287,19 @@ pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let mut task = records::task(row)?;
     let mut steps = records::all(&results[1], records::step)?;
     let facts = waiting::read_facts(&results, 4, call.now, &core.config)?;
-    let ready = steps.iter().position(|step| step.status == StepStatus::Ready);
+    let ready = steps.iter().position(|step| matches!(step.status, StepStatus::Ready | StepStatus::WaitingQuota));
     task.waiting_reason = waiting::waiting_reason(&facts.of(&task, ready.map(|index| &steps[index])), &facts.fleet);
     if let Some(index) = ready.filter(|_| task.status == TaskStatus::Running) {
         steps[index].waiting_reason = task.waiting_reason.clone();
     }
     let report = super::report::task_report(&task, &steps, super::report::stored_agent_report(row)?);
+    let runs = records::all(&results[2], records::run)?;
     Reply::ok(&TaskDetail {
         report,
+        usage: UsageTotal::of(runs.iter().filter_map(|run| run.usage.as_ref())),
         current_step_index: current_step_index(&steps),
         steps,
-        runs: records::all(&results[2], records::run)?,
+        runs,
         history: records::all(&results[3], records::task_event)?,
         task,
     })

@@ -5,8 +5,9 @@
 //! [`facts_statements`] reads them for a set of tasks in one batch.
 
 use serde_json::json;
+use shared::status::StepStatus;
 use shared::status::{SystemMode, TaskStatus, TaskType, WaitingCode};
-use shared::wire::{Step, Task, WaitingReason};
+use shared::wire::{ParkedAccount, Step, Task, WaitingReason};
 
 use super::db::{DbError, Row, Statement};
 use super::lease::SELECT_LEASE_SQL;
@@ -39,6 +40,8 @@ pub struct HostFacts {
     pub free: i64,
     pub worker_kinds: Option<Vec<String>>,
     pub disk_low: bool,
+    /// The account its coding agent runs under.
+    pub account: Option<String>,
 }
 
 impl HostFacts {
@@ -56,6 +59,8 @@ pub struct Fleet {
     /// A controller holds a lease that has not expired.
     pub led: bool,
     pub hosts: Vec<HostFacts>,
+    /// Accounts parked by a usage limit.
+    pub parked: Vec<ParkedAccount>,
     pub liveness_sec: i64,
     pub host_lost_after_sec: i64,
 }
@@ -63,6 +68,12 @@ pub struct Fleet {
 impl Fleet {
     fn host(&self, name: &str) -> Option<&HostFacts> {
         self.hosts.iter().find(|host| host.host == name)
+    }
+
+    /// The parked account a host's agent runs under, if it is parked.
+    fn parked_for(&self, host: &HostFacts) -> Option<&ParkedAccount> {
+        let account = host.account.as_deref()?;
+        self.parked.iter().find(|parked| parked.account == account && parked.parked_until > self.now)
     }
 
     fn live(&self, host: &HostFacts) -> bool {
@@ -78,7 +89,7 @@ pub struct TaskFacts<'a> {
     pub dependencies: Vec<Related>,
     /// Unfinished tasks whose write scope may overlap.
     pub conflicts: Vec<Related>,
-    /// A running task's step that is ready, not yet claimed.
+    /// A running task's step that is ready, not yet claimed, or waiting for its account's reset.
     pub ready_step: Option<&'a Step>,
 }
 
@@ -183,8 +194,23 @@ pub fn first_worker_kind(task_type: TaskType) -> &'static str {
     }
 }
 
+fn quota(parked: &ParkedAccount) -> Option<WaitingReason> {
+    reason(
+        WaitingCode::Quota,
+        format!("account {} is parked by a usage limit until {} ({})", parked.account, parked.parked_until, parked.message),
+        parked.parked_at,
+    )
+}
+
 fn ready(task: &Task, step: &Step, fleet: &Fleet) -> Option<WaitingReason> {
     let since = step.created_at.max(task.started_at.unwrap_or(0));
+    if step.status == StepStatus::WaitingQuota {
+        let host = task.assigned_host.as_deref().and_then(|name| fleet.host(name));
+        return match host.and_then(|host| fleet.parked_for(host)) {
+            Some(parked) => quota(parked),
+            None => reason(WaitingCode::Quota, "waits for its account's usage limit to reset".into(), since),
+        };
+    }
     if fleet.mode == SystemMode::Paused {
         return reason(WaitingCode::Paused, "the fleet is paused: no step starts until it is resumed".into(), fleet.mode_since);
     }
@@ -198,6 +224,9 @@ fn ready(task: &Task, step: &Step, fleet: &Fleet) -> Option<WaitingReason> {
         if host.disk_low {
             return reason(WaitingCode::Disk, format!("host {name} is below its minimum free disk and starts nothing"), since);
         }
+        if let Some(parked) = fleet.parked_for(host).filter(|_| step.step_kind == shared::status::StepKind::Agent) {
+            return quota(parked);
+        }
         if host.free <= 0 {
             return reason(WaitingCode::HostBusy, format!("host {name} is running as many steps as it has room for"), since);
         }
@@ -206,6 +235,10 @@ fn ready(task: &Task, step: &Step, fleet: &Fleet) -> Option<WaitingReason> {
     let able: Vec<&HostFacts> = fleet.hosts.iter().filter(|host| fleet.live(host) && host.offers(kind)).collect();
     if able.is_empty() {
         return reason(WaitingCode::NoHost, format!("no live host offers worker kind {kind}"), since);
+    }
+    let agent = step.step_kind == shared::status::StepKind::Agent;
+    if agent && able.iter().all(|host| fleet.parked_for(host).is_some()) {
+        return fleet.parked_for(able[0]).and_then(quota);
     }
     if able.iter().all(|host| host.disk_low) {
         return reason(WaitingCode::Disk, format!("every host offering {kind} is below its minimum free disk"), since);
@@ -229,10 +262,10 @@ const MODE_SQL: &str = "SELECT mode, updated_at FROM system_state WHERE state_ke
 const HOSTS_SQL: &str = "SELECT host, MAX(last_heartbeat_at) AS last_heard_at, metadata_json FROM controllers GROUP BY host";
 
 /// How many statements [`facts_statements`] makes.
-pub const FACTS_STATEMENTS: usize = 5;
+pub const FACTS_STATEMENTS: usize = 6;
 
-/// The statements reading the facts of the tasks `task_ids` and of the fleet.
-pub fn facts_statements(task_ids: &[&str]) -> Vec<Statement> {
+/// The statements reading the facts of the tasks `task_ids` and of the fleet at `now`.
+pub fn facts_statements(task_ids: &[&str], now: i64) -> Vec<Statement> {
     let ids = json!(task_ids).to_string();
     vec![
         Statement::new(DEPENDENCIES_SQL, vec![ids.clone().into()]),
@@ -240,6 +273,7 @@ pub fn facts_statements(task_ids: &[&str]) -> Vec<Statement> {
         Statement::new(MODE_SQL, vec![]),
         Statement::new(SELECT_LEASE_SQL, vec![]),
         Statement::new(HOSTS_SQL, vec![]),
+        Statement::new(super::quota::PARKED_ACCOUNTS_SQL, vec![now.into()]),
     ]
 }
 
@@ -295,14 +329,17 @@ pub fn read_facts(results: &[Vec<Row>], at: usize, now: i64, config: &super::con
                 .as_array()
                 .map(|kinds| kinds.iter().filter_map(|kind| kind.as_str().map(str::to_string)).collect()),
             disk_low: metadata["disk_low"].as_bool().unwrap_or(false),
+            account: metadata["account"].as_str().map(str::to_string),
         });
     }
+    let parked = results[at + 5].iter().map(super::records::parked_account).collect::<Result<_, _>>()?;
     let fleet = Fleet {
         now,
         mode,
         mode_since,
         led,
         hosts,
+        parked,
         liveness_sec: config.controller_liveness_sec,
         host_lost_after_sec: config.host_lost_after_sec,
     };

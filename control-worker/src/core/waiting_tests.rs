@@ -22,7 +22,7 @@ fn task(status: TaskStatus) -> Task {
 
 fn step(worker_kind: &str) -> Step {
     serde_json::from_value(json!({
-        "step_id": "task_b.s0", "task_id": "task_b", "step_index": 0, "step_kind": "agent", "worker_kind": worker_kind,
+        "step_id": "task_b.s0", "task_id": "task_b", "step_index": 0, "step_kind": if worker_kind == "shell" { "shell" } else { "agent" }, "worker_kind": worker_kind,
         "title": "agent", "command": null, "prompt": "p", "timeout_sec": 60, "status": StepStatus::Ready, "attempt": 0,
         "max_attempts": 1, "target_host": null, "worker_id": null, "current_run_id": null, "heartbeat_deadline_at": null,
         "created_at": 9_200, "started_at": null, "finished_at": null, "exit_code": null, "summary": null, "error": null,
@@ -36,7 +36,24 @@ fn related(key: &str, status: TaskStatus, created_at: i64) -> Related {
 }
 
 fn host(name: &str, last_heard_at: i64, free: i64, kinds: &[&str], disk_low: bool) -> HostFacts {
-    HostFacts { host: name.into(), last_heard_at, free, worker_kinds: Some(kinds.iter().map(|kind| kind.to_string()).collect()), disk_low }
+    HostFacts {
+        host: name.into(),
+        last_heard_at,
+        free,
+        worker_kinds: Some(kinds.iter().map(|kind| kind.to_string()).collect()),
+        disk_low,
+        account: Some(format!("{name}-account")),
+    }
+}
+
+fn parked(account: &str) -> shared::wire::ParkedAccount {
+    shared::wire::ParkedAccount {
+        account: account.into(),
+        parked_until: NOW + 600,
+        message: "usage limit reached".into(),
+        parked_at: NOW - 60,
+        parked_by: "mini-main".into(),
+    }
 }
 
 fn fleet() -> Fleet {
@@ -46,6 +63,7 @@ fn fleet() -> Fleet {
         mode_since: 0,
         led: true,
         hosts: vec![host("mini", NOW - 5, 1, &["shell", "codex"], false), host("mac", NOW - 5, 1, &["shell"], false)],
+        parked: Vec::new(),
         liveness_sec: 90,
         host_lost_after_sec: 600,
     }
@@ -137,6 +155,20 @@ fn every_waiting_reason_from_its_facts() {
         },
         Case { assigned: Some("mini"), change: |fleet| fleet.hosts[1].free = 0, ..case("another host is full", Running, None) },
         Case {
+            change: |fleet| fleet.parked.push(parked("mini-account")),
+            ..case("the only codex host's account is parked", Running, Some((WaitingCode::Quota, "account mini-account is parked")))
+        },
+        Case {
+            assigned: Some("mini"),
+            change: |fleet| fleet.parked.push(parked("mini-account")),
+            ..case("its host's account is parked", Running, Some((WaitingCode::Quota, "until 10600 (usage limit")))
+        },
+        Case {
+            worker_kind: "shell",
+            change: |fleet| fleet.parked.push(parked("mini-account")),
+            ..case("a shell step goes on while the account is parked", Running, None)
+        },
+        Case {
             assigned: Some("mini"),
             status: Running,
             change: |fleet| fleet.hosts[0].last_heard_at = NOW - 300,
@@ -168,6 +200,5 @@ fn every_waiting_reason_from_its_facts() {
             (expect, got) => panic!("{}: expected {expect:?}, got {got:?}", case.what),
         }
     }
-    // Quota joins the table with the usage limits of SPEC §13.
-    assert_eq!(codes.len(), WaitingCode::choices().split(", ").count() - 1, "every code but quota is covered: {codes:?}");
+    assert_eq!(codes.len(), WaitingCode::choices().split(", ").count(), "every code is covered: {codes:?}");
 }

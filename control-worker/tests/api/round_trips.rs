@@ -142,8 +142,11 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
         "POST",
         &format!("/v1/steps/{step_id}/fail"),
         SERVICE,
-        Some(json!({"worker_id": "mini-main", "run_id": run_id, "error": "flaky"})),
+        Some(json!({"worker_id": "mini-main", "run_id": run_id, "error": "usage limit",
+            "quota": {"account": "team", "resets_at": 4_000_000_000i64, "message": "usage limit reached"}})),
     );
+    // The step waits for the account: a person ends the wait.
+    call("accounts.resume", "POST", "/v1/accounts/team/resume", ADMIN, None);
     let claimed = call("steps.claim", "POST", "/v1/steps/claim", SERVICE, Some(json!({"worker_id": "mini-main", "host": "mini"})));
     let run_id = claimed["steps"][0]["run_id"].as_str().unwrap().to_string();
     call(

@@ -167,7 +167,8 @@ fn a_reject_with_retry_starts_another_round_with_the_reviewers_reason() {
 /// One sync of host `mini` saying what room it has, leaving the lease alone.
 fn host_says(t: &Target, capacity: i64, disk_low: bool) -> Value {
     let body = json!({"node_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok",
-        "lease": {"wish": "keep", "ttl_sec": 30}, "capacity": capacity, "worker_kinds": ["shell", "codex"], "disk_low": disk_low});
+        "lease": {"wish": "keep", "ttl_sec": 30}, "capacity": capacity, "worker_kinds": ["shell", "codex"], "disk_low": disk_low,
+        "account": "team"});
     ok(&t.post("/v1/agents/sync", SHARED, body), 200)
 }
 
@@ -237,4 +238,109 @@ fn a_waiting_task_says_why_from_the_schedulers_own_facts() {
     let (code, message) = waiting(&t, &e);
     assert_eq!(code, "review");
     assert!(message.contains("T-R") && message.contains("approved"), "{message}");
+}
+
+fn parked(t: &Target) -> Vec<Value> {
+    ok(&t.get("/v1/system/state", READONLY), 200)["parked_accounts"].as_array().unwrap().clone()
+}
+
+/// Claims on `mini` for account `team`: the steps granted.
+fn claim_as_team(t: &Target, kinds: &[&str]) -> Vec<Value> {
+    let body = json!({"worker_id": "mini-main", "host": "mini", "capacity": 4, "worker_kinds": kinds, "account": "team"});
+    ok(&t.post("/v1/steps/claim", SHARED, body), 200)["steps"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_usage_limit_parks_the_account_and_the_step_waits_without_spending_an_attempt() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let task_id = planned_codex_task(&t, &leader, json!({}));
+    let step = &claim_as_team(&t, &["codex", "shell"])[0];
+    let (step_id, run_id) = (step["step"]["step_id"].as_str().unwrap(), step["run_id"].as_str().unwrap());
+    let reset = t.now() + 600;
+    let body = json!({"worker_id": "mini-main", "run_id": run_id, "error": "exit code 1: usage limit", "exit_code": 1,
+        "quota": {"account": "team", "resets_at": reset, "message": "Claude AI usage limit reached|1750708800"}});
+    let settled = ok(&t.post(&format!("/v1/steps/{step_id}/fail"), SHARED, body), 200);
+    assert_eq!(settled["step"]["status"], "waiting_quota", "{settled}");
+    let detail = task(&t, &task_id);
+    assert_eq!(detail["status"], "running");
+    assert_eq!((detail["steps"][0]["attempt"].as_i64(), detail["steps"][0]["max_attempts"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(detail["steps"][1]["status"], "pending", "the rest of the plan stays");
+    assert_eq!(detail["waiting_reason"]["code"], "quota", "{detail:#}");
+    assert!(detail["history"].as_array().unwrap().iter().any(|event| event["kind"] == "account_parked"));
+    let accounts = parked(&t);
+    assert_eq!((accounts[0]["account"].as_str(), accounts[0]["parked_until"].as_i64()), (Some("team"), Some(reset)));
+
+    // While parked, a host of the account is granted no agent step; a shell step still goes.
+    let other = planned_codex_task(&t, &leader, json!({}));
+    let shell = create(&t, json!({"task_type": "shell", "goal": "true"}))["task_id"].as_str().unwrap().to_string();
+    ok(&claim_tasks(&t, &leader, 5), 200);
+    ok(&plan(&t, &leader, &shell, json!([shell_step("true", 1)])), 200);
+    let granted = claim_as_team(&t, &["codex", "shell"]);
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(granted[0]["task"]["task_id"], shell.as_str());
+    host_says(&t, 0, false);
+    let held = task(&t, &other);
+    assert_eq!(held["waiting_reason"]["code"], "quota", "{held:#}");
+    assert!(held["waiting_reason"]["message"].as_str().unwrap().starts_with("account team is parked"), "{held:#}");
+
+    // At the reset the leader makes the waiting step ready again.
+    t.advance(601);
+    let leader = crate::support::leader(&t);
+    ok(&t.post("/v1/steps/reap", SHARED, json!({"controller_id": leader.id, "term": leader.term})), 200);
+    assert_eq!(task(&t, &task_id)["steps"][0]["status"], "ready");
+    assert!(parked(&t).is_empty());
+    let again = claim_as_team(&t, &["codex"]);
+    assert_eq!(again.len(), 2, "both agent steps go now: {again:?}");
+    assert!(again.iter().any(|claimed| claimed["step"]["step_id"] == step_id && claimed["attempt"] == 2));
+}
+
+#[test]
+fn a_limit_without_a_reset_waits_longer_each_time_and_a_person_can_end_the_wait() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let task_id = planned_codex_task(&t, &leader, json!({}));
+        let step = claim_as_team(&t, &["codex"]).into_iter().find(|claimed| claimed["task"]["task_id"] == task_id.as_str()).unwrap();
+        let (step_id, run_id) = (step["step"]["step_id"].as_str().unwrap(), step["run_id"].as_str().unwrap());
+        let body = json!({"worker_id": "mini-main", "run_id": run_id, "error": "429", "quota": {"account": "team", "message": "429 Too Many Requests"}});
+        ok(&t.post(&format!("/v1/steps/{step_id}/fail"), SHARED, body), 200);
+        waits.push(parked(&t)[0]["parked_until"].as_i64().unwrap() - t.now());
+        let resumed = ok(&t.post("/v1/accounts/team/resume", BROWSER_ADMIN, json!({})), 200);
+        assert_eq!(resumed["resumed_steps"], json!([step_id]), "{resumed}");
+        assert_eq!(task(&t, &task_id)["steps"][0]["status"], "ready");
+    }
+    assert_eq!(waits, [900, 3_600, 14_400], "15 min, 1 h, 4 h");
+    let again = t.post("/v1/accounts/team/resume", BROWSER_ADMIN, json!({}));
+    assert_eq!(err(&again, 409, "invalid_transition")["account"], "team", "not parked and no step waits for it");
+    let bad = json!({"worker_id": "mini-main", "run_id": "x", "error": "e", "quota": {"message": "no account"}});
+    assert_eq!(err(&t.post("/v1/steps/x.s0/fail", SHARED, bad), 400, "invalid_request")["field"], "quota.account");
+}
+
+#[test]
+fn a_tasks_usage_is_its_runs_usage_files_summed() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let task_id = planned_codex_task(&t, &leader, json!({}));
+    assert_eq!(task(&t, &task_id)["usage"], Value::Null, "no run recorded any");
+    let step = &claim_as_team(&t, &["codex"])[0];
+    let (step_id, run_id) = (step["step"]["step_id"].as_str().unwrap(), step["run_id"].as_str().unwrap());
+    let body = json!({"worker_id": "mini-main", "run_id": run_id, "summary": "done", "exit_code": 0,
+        "usage": {"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.25, "model": "gpt-5-codex", "note": "ignored"}});
+    ok(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, body), 200);
+    let step = &claim_as_team(&t, &["shell"])[0];
+    let (step_id, run_id) = (step["step"]["step_id"].as_str().unwrap(), step["run_id"].as_str().unwrap());
+    let body = json!({"worker_id": "mini-main", "run_id": run_id, "error": "exit code 1", "exit_code": 1,
+        "usage": {"input_tokens": 800, "cost_usd": 0.5, "model": "gpt-5-codex"}});
+    ok(&t.post(&format!("/v1/steps/{step_id}/fail"), SHARED, body), 200);
+    let detail = task(&t, &task_id);
+    assert_eq!(
+        detail["usage"],
+        json!({"runs": 2, "input_tokens": 2000, "output_tokens": 300, "cost_usd": 0.75, "models": ["gpt-5-codex"]}),
+        "{detail:#}"
+    );
+    assert_eq!(detail["runs"][0]["usage"], json!({"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.25, "model": "gpt-5-codex"}));
+    let bad = json!({"worker_id": "mini-main", "run_id": run_id, "summary": "s", "exit_code": 0, "usage": {"cost_usd": "free"}});
+    assert_eq!(err(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, bad), 400, "invalid_request")["field"], "usage.cost_usd");
 }

@@ -88,6 +88,8 @@ pub struct Conductor<P> {
     /// Plans of tasks this leader claimed, sent with the next sync until a verdict comes back.
     pending_plans: Vec<TaskPlan>,
     mode: Option<SystemMode>,
+    /// Accounts parked by a usage limit, as the last sync said.
+    parked_accounts: Vec<shared::wire::ParkedAccount>,
     checklist: Vec<ChecklistEntry>,
     /// The term this node last acted in as leader, to log transitions.
     logged_term: Option<i64>,
@@ -118,6 +120,7 @@ impl<P: ControlPlane> Conductor<P> {
             scheduler: SchedulerStats::default(),
             pending_plans: Vec::new(),
             mode: None,
+            parked_accounts: Vec::new(),
             checklist: Vec::new(),
             logged_term: None,
             started_at: None,
@@ -146,6 +149,7 @@ impl<P: ControlPlane> Conductor<P> {
             capacity: room.capacity,
             worker_kinds: room.worker_kinds,
             disk_low: room.disk_low,
+            account: room.account,
             heartbeat_ttl_sec: room.step_heartbeat_ttl_sec,
             runs: reports.runs,
             completions: reports.completions,
@@ -213,6 +217,12 @@ impl<P: ControlPlane> Conductor<P> {
             log!("mode is {}", answer.mode);
         }
         self.mode = Some(answer.mode);
+        if self.parked_accounts != answer.parked_accounts {
+            for parked in answer.parked_accounts.iter().filter(|parked| !self.parked_accounts.contains(parked)) {
+                log!("account {} parked until {} by a usage limit: {}", parked.account, parked.parked_until, parked.message);
+            }
+            self.parked_accounts = answer.parked_accounts.clone();
+        }
         let term = answer.lease.term;
 
         // Plans: a verdict for each sent; only a deferred one goes again.

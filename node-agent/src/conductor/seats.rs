@@ -26,6 +26,8 @@ pub struct Room {
     /// Free disk is below the minimum: ask for nothing, and say so.
     pub disk_low: bool,
     pub step_heartbeat_ttl_sec: Option<i64>,
+    /// The coding agent's account: no agent step is granted while it is parked (SPEC §13).
+    pub account: Option<String>,
 }
 
 /// No runner (tests, `--run-once`): no room, nothing started.

@@ -22,6 +22,7 @@ impl<P> Conductor<P> {
                 consecutive_failures: self.lease.consecutive_failures,
             },
             mode: self.mode,
+            parked_accounts: self.parked_accounts.clone(),
             loops: Loops {
                 sync: SyncView {
                     syncs: self.sync.syncs,

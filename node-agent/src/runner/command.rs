@@ -28,6 +28,8 @@ pub struct TemplateValues<'a> {
     pub report_file: &'a str,
     /// What the last round's failure (or a reviewer) said (SPEC §13); empty in the first round.
     pub feedback_file: &'a str,
+    /// Where the agent may write what the run cost (JSON, SPEC §13).
+    pub usage_file: &'a str,
 }
 
 /// `text` as one single-quoted shell word.
@@ -45,6 +47,7 @@ pub fn render_agent_command(template: &str, values: &TemplateValues<'_>) -> Stri
         ("{run_dir}", values.run_dir),
         ("{report_file}", values.report_file),
         ("{feedback_file}", values.feedback_file),
+        ("{usage_file}", values.usage_file),
     ];
     render_template(template, &pairs)
 }
@@ -139,6 +142,7 @@ mod tests {
             run_dir: "/runs/t/r",
             report_file: "/runs/t/r/agent-report.md",
             feedback_file: "/runs/t/r/feedback.md",
+            usage_file: "/runs/t/r/usage.json",
         }
     }
 

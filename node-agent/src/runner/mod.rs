@@ -15,6 +15,7 @@
 //! - [`process`]: the step's process group, signals, liveness.
 //! - [`ladder`]: timeout and cancellation as SIGTERM, grace, SIGKILL. Pure.
 //! - [`outcome`]: how a run ended. Pure.
+//! - [`limits`]: usage-limit messages in a coding agent's output and their reset times. Pure.
 //! - [`stall`]: a step's progress (output, worktree, CPU time) and when it counts as stalled. Pure.
 //! - [`shipper`]: log files → ordered, idempotent chunks. Pure planning.
 //! - [`checkpoints`]: summary, git diff, log tail, test output.
@@ -35,6 +36,7 @@ pub mod delivery;
 pub mod feedback;
 pub mod housekeeping;
 pub mod ladder;
+pub mod limits;
 pub mod machine;
 pub mod merge;
 pub mod mirror;
@@ -314,6 +316,7 @@ impl crate::conductor::Seats for Runner {
             worker_kinds: settings.worker_kinds(),
             disk_low,
             step_heartbeat_ttl_sec: Some(settings.step_heartbeat_ttl_sec),
+            account: Some(settings.options.agent_account.clone()),
         }
     }
 

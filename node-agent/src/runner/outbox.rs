@@ -212,6 +212,7 @@ mod tests {
     fn answer() -> AgentSyncResponse {
         AgentSyncResponse {
             node_id: "n".into(),
+            parked_accounts: Vec::new(),
             lease: LeaseDecision {
                 is_leader: false,
                 operation: LeaseOperation::None,

@@ -14,6 +14,8 @@ pub struct ProcessEnd {
     pub wrapper_signal: Option<i32>,
     /// The step's own line on why it failed (`$BAA_FAILURE_FILE`), if it wrote one.
     pub reason: Option<String>,
+    /// The usage limit a failed coding agent's output announced (SPEC §13).
+    pub limit: Option<super::limits::LimitHit>,
 }
 
 /// The limits a run was held to: `timeout_sec` and, if any, `stall_after_sec`.
@@ -49,9 +51,10 @@ pub fn decide(stop: Option<StopRequest>, end: &ProcessEnd, limits: Limits) -> Ou
         (Some(code), _) => Outcome {
             phase: RunPhase::Failed,
             exit_code: Some(code),
-            message: match &end.reason {
-                Some(reason) => format!("exit code {code}: {reason}"),
-                None => format!("exit code {code}"),
+            message: match (&end.limit, &end.reason) {
+                (Some(limit), _) => format!("exit code {code}: usage limit: {}", limit.message),
+                (None, Some(reason)) => format!("exit code {code}: {reason}"),
+                (None, None) => format!("exit code {code}"),
             },
             needs_human: false,
         },
@@ -77,7 +80,7 @@ mod tests {
     const LIMITS: Limits = Limits { timeout_sec: 5, stall_after_sec: Some(3) };
 
     fn end(recorded_exit: Option<i64>, wrapper_exit: Option<i64>, wrapper_signal: Option<i32>) -> ProcessEnd {
-        ProcessEnd { recorded_exit, wrapper_exit, wrapper_signal, reason: None }
+        ProcessEnd { recorded_exit, wrapper_exit, wrapper_signal, ..ProcessEnd::default() }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use shared::status::{CheckpointFormat, CheckpointType, StepKind};
-use shared::wire::{AgentReport, RunCheckpoint, RunCompletion, RunFailure};
+use shared::wire::{AgentReport, QuotaHit, RunCheckpoint, RunCompletion, RunFailure};
 
 use super::checkpoints::{self, SummaryFacts};
 use super::run::file_len;
@@ -137,6 +137,7 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             result: Some(summary),
             task_result,
             report,
+            usage: dir.read_usage(),
         });
     } else {
         let mut error = outcome.message.clone();
@@ -155,6 +156,12 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             timed_out: outcome.phase == RunPhase::TimedOut,
             task_result,
             report,
+            quota: state.limit.as_ref().map(|limit| QuotaHit {
+                account: shared.settings.options.agent_account.clone(),
+                resets_at: limit.resets_at,
+                message: limit.message.clone(),
+            }),
+            usage: dir.read_usage(),
         });
     }
 }

@@ -10,9 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::status::LogStream;
+use shared::status::{LogStream, StepKind};
 
 use super::ladder::Signal;
+use super::limits::{self, LimitHit};
 use super::machine::{LogSizes, RunAction, RunMachine};
 use super::outcome::ProcessEnd;
 use super::run_dir::{write_json_atomic, RunDir};
@@ -21,6 +22,9 @@ use super::stall::Activity;
 use super::{process, report, worktree, RunnerShared};
 use crate::clock::Now;
 use crate::log::log;
+
+/// How much of the end of a failed coding agent's stdout and stderr is read for a usage limit.
+const LIMIT_SCAN_BYTES: u64 = 16 * 1024;
 
 /// How often an adopted process (not this agent's child) is checked for its end.
 const ADOPTED_POLL: Duration = Duration::from_millis(250);
@@ -57,7 +61,7 @@ pub(super) async fn drive(shared: Rc<RunnerShared>, mut run: ActiveRun) {
         let now = Now::read();
         run.machine.handle_sizes(now, log_sizes(&run.dir));
         if run.machine.watching_process() {
-            if let Some(end) = poll_end(&mut run) {
+            if let Some(end) = poll_end(&mut run, &shared.settings.options.agent_limit_patterns) {
                 run.child = None;
                 run.machine.handle_exit(now, end);
             }
@@ -203,16 +207,19 @@ fn take_output(dir: &RunDir, machine: &RunMachine, flush: bool, allowance: u64) 
 
 /// The process's end, if it has ended: this agent's child tells its status; an adopted
 /// process is gone when its pid is or when its exit status was recorded.
-fn poll_end(run: &mut ActiveRun) -> Option<ProcessEnd> {
+fn poll_end(run: &mut ActiveRun, limit_patterns: &[String]) -> Option<ProcessEnd> {
     if let Some(child) = run.child.as_mut() {
         match child.try_wait() {
             Ok(Some(status)) => {
+                let recorded_exit = run.dir.recorded_exit_status();
+                let wrapper_exit = status.code().map(i64::from);
                 return Some(ProcessEnd {
-                    recorded_exit: run.dir.recorded_exit_status(),
-                    wrapper_exit: status.code().map(i64::from),
+                    recorded_exit,
+                    wrapper_exit,
                     wrapper_signal: status.signal(),
                     reason: run.dir.read_failure_reason(),
-                })
+                    limit: usage_limit(run, recorded_exit.or(wrapper_exit), limit_patterns),
+                });
             }
             Ok(None) => return None,
             Err(_) => {}
@@ -220,9 +227,28 @@ fn poll_end(run: &mut ActiveRun) -> Option<ProcessEnd> {
     }
     let pid = run.machine.state().pid.unwrap_or(0);
     let ended = run.machine.process_gone() || !process::is_alive(pid) || run.dir.exit_status().exists();
-    ended.then(|| ProcessEnd {
-        recorded_exit: run.dir.recorded_exit_status(),
-        reason: run.dir.read_failure_reason(),
-        ..ProcessEnd::default()
+    ended.then(|| {
+        let recorded_exit = run.dir.recorded_exit_status();
+        ProcessEnd {
+            recorded_exit,
+            reason: run.dir.read_failure_reason(),
+            limit: usage_limit(run, recorded_exit, limit_patterns),
+            ..ProcessEnd::default()
+        }
     })
+}
+
+/// The usage limit a coding agent that failed announced in the end of its output, if any.
+fn usage_limit(run: &ActiveRun, exit_code: Option<i64>, patterns: &[String]) -> Option<LimitHit> {
+    if run.machine.meta().step_kind != StepKind::Agent || matches!(exit_code, Some(0)) {
+        return None;
+    }
+    let mut output = String::new();
+    for path in [run.dir.stdout_log(), run.dir.stderr_log()] {
+        let len = file_len(&path);
+        let tail = shipper::read_range(&path, len.saturating_sub(LIMIT_SCAN_BYTES), LIMIT_SCAN_BYTES as usize).unwrap_or_default();
+        output.push_str(&String::from_utf8_lossy(&tail));
+        output.push('\n');
+    }
+    limits::detect(&output, chrono::Utc::now(), limits::host_zone(), patterns)
 }

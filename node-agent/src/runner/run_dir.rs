@@ -81,6 +81,15 @@ impl RunDir {
         self.root.join("agent-report.md")
     }
 
+    /// Where a coding agent may write what the run cost (`{usage_file}`, JSON).
+    pub fn usage(&self) -> PathBuf {
+        self.root.join("usage.json")
+    }
+    /// What the coding agent wrote in its usage file: the known fields, if it is JSON.
+    pub fn read_usage(&self) -> Option<shared::wire::Usage> {
+        let text = fs::read_to_string(self.usage()).ok()?;
+        serde_json::from_str::<shared::wire::Usage>(&text).ok().filter(|usage| *usage != shared::wire::Usage::default())
+    }
     /// What a coding agent's round is told of the last one (`{feedback_file}`).
     pub fn feedback(&self) -> PathBuf {
         self.root.join("feedback.md")
@@ -277,6 +286,9 @@ pub struct RunState {
     /// the checkpoints, so a restarted agent never commits twice.
     #[serde(default)]
     pub committed: bool,
+    /// The usage limit the coding agent's output announced when it failed (SPEC §13).
+    #[serde(default)]
+    pub limit: Option<super::limits::LimitHit>,
 }
 
 impl RunState {
@@ -295,6 +307,7 @@ impl RunState {
             reported_at_ms: None,
             updated_at_ms: now_ms,
             committed: false,
+            limit: None,
         }
     }
 }

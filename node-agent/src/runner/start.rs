@@ -104,8 +104,11 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         }
     }
     if failure.is_none() {
-        let (report_file, feedback_file) =
-            (dir.agent_report().to_string_lossy().into_owned(), dir.feedback().to_string_lossy().into_owned());
+        let (report_file, feedback_file, usage_file) = (
+            dir.agent_report().to_string_lossy().into_owned(),
+            dir.feedback().to_string_lossy().into_owned(),
+            dir.usage().to_string_lossy().into_owned(),
+        );
         let (goal_file, worktree_text, run_dir_text) = (
             dir.goal().to_string_lossy().into_owned(),
             worktree_path.to_string_lossy().into_owned(),
@@ -120,6 +123,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
             run_dir: &run_dir_text,
             report_file: &report_file,
             feedback_file: &feedback_file,
+            usage_file: &usage_file,
         };
         let command = match step.step_kind {
             StepKind::Deliver => match delivery::command(task, &meta, &dir, settings.options.pr_command.as_deref()).await {
@@ -197,6 +201,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         env.push(("BAA_GOAL_FILE", dir.goal().to_string_lossy().into_owned()));
         env.push(("BAA_REPORT_FILE", dir.agent_report().to_string_lossy().into_owned()));
         env.push(("BAA_FEEDBACK_FILE", dir.feedback().to_string_lossy().into_owned()));
+        env.push(("BAA_USAGE_FILE", dir.usage().to_string_lossy().into_owned()));
     }
     let (stdout, stderr, exit_status) = (dir.stdout_log(), dir.stderr_log(), dir.exit_status());
     let shell_command = meta.shell_command.clone().unwrap_or_default();

@@ -95,6 +95,21 @@ pub fn render(snapshot: &StatusSnapshot) -> String {
     html.push_str(&tile("runs", &format!("{} of {}", text(runner.active), text(runner.capacity)), ""));
     html.push_str("</section>");
 
+    if !conductor.parked_accounts.is_empty() {
+        html.push_str(
+            "<h2>Parked accounts</h2><table id=\"parked-accounts\"><tr><th>account</th><th>until</th><th>by</th><th>message</th></tr>",
+        );
+        for parked in &conductor.parked_accounts {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                text(&parked.account),
+                text(crate::tasks_cli::local_time(parked.parked_until)),
+                text(&parked.parked_by),
+                text(&parked.message)
+            ));
+        }
+        html.push_str("</table>");
+    }
     html.push_str("<h2>Runs in flight</h2>");
     if runner.runs.is_empty() {
         html.push_str("<p class=\"muted\" id=\"no-runs\">No run in flight.</p>");
@@ -208,7 +223,17 @@ mod tests {
             },
             cpu_ms: None,
         }];
+        assert!(!render(&snapshot).contains("Parked accounts"), "shown only when there are some");
+        snapshot.conductor.parked_accounts = vec![shared::wire::ParkedAccount {
+            account: "team".into(),
+            parked_until: 1_800_000_000,
+            message: "usage limit <reached>".into(),
+            parked_at: 1_799_999_000,
+            parked_by: "mini-main".into(),
+        }];
         let page = render(&snapshot);
+        assert!(page.contains("id=\"parked-accounts\"") && page.contains("usage limit &lt;reached&gt;"), "{page}");
+        assert!(page.contains(&crate::tasks_cli::local_time(1_800_000_000)), "the reset in local time");
         assert!(page.contains("mini&lt;script&gt;") && !page.contains("mini<script>"));
         assert!(page.contains("a &amp; b") && page.contains("1m 01s") && page.contains("2.0 kB"));
         assert!(page.contains("http-equiv=\"refresh\"") && page.contains(">paused<") && page.contains("no token"));

@@ -29,6 +29,8 @@ pub struct ConductorStatus {
     pub preferred: bool,
     pub lease: LeaseView,
     pub mode: Option<SystemMode>,
+    /// Accounts parked by a usage limit (SPEC §13), as the last sync said.
+    pub parked_accounts: Vec<shared::wire::ParkedAccount>,
     pub loops: Loops,
     pub checklist: Vec<ChecklistEntry>,
     pub paths: RuntimePaths,
@@ -146,6 +148,7 @@ pub mod sample {
                     consecutive_failures: 0,
                 },
                 mode: Some(SystemMode::Running),
+                parked_accounts: Vec::new(),
                 loops: Loops {
                     sync: SyncView::default(),
                     lease: LeaseLoopView { ttl_sec: 30, renew_failure_threshold: 2 },

@@ -48,6 +48,9 @@ pub struct RunCompletion {
     /// What the coding agent wrote in its report file (SPEC §12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<AgentReport>,
+    /// What the coding agent wrote in its usage file (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// A finished run that failed: what `steps.fail` carries, with its step.
@@ -70,6 +73,70 @@ pub struct RunFailure {
     /// What the coding agent wrote in its report file (SPEC §12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<AgentReport>,
+    /// The coding agent hit its account's usage limit (SPEC §13): the step waits, no attempt spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaHit>,
+    /// What the coding agent wrote in its usage file (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// What a coding agent says one run cost, from its `{usage_file}` (any of the fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(default)]
+pub struct Usage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// A task's usage: its runs' usage files summed (`tasks.read`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct UsageTotal {
+    /// Runs that recorded a usage file.
+    pub runs: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub models: Vec<String>,
+}
+
+impl UsageTotal {
+    /// The sum of `usages`; `None` when no run recorded any.
+    pub fn of<'a>(usages: impl IntoIterator<Item = &'a Usage>) -> Option<UsageTotal> {
+        let mut total = UsageTotal::default();
+        for usage in usages {
+            total.runs += 1;
+            total.input_tokens += usage.input_tokens.unwrap_or(0);
+            total.output_tokens += usage.output_tokens.unwrap_or(0);
+            total.cost_usd += usage.cost_usd.unwrap_or(0.0);
+            if let Some(model) = usage.model.as_ref().filter(|model| !total.models.contains(model)) {
+                total.models.push(model.clone());
+            }
+        }
+        (total.runs > 0).then_some(total)
+    }
+}
+
+/// A usage limit a coding agent ran into, as its host read it from the agent's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct QuotaHit {
+    /// The agent's account (`BAA_AGENT_ACCOUNT` of the host, by default the host).
+    pub account: String,
+    /// When the limit resets (unix seconds), if the message said; otherwise the control plane
+    /// waits 15 min, then 1 h, then 4 h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<i64>,
+    /// The agent's line that said so.
+    pub message: String,
 }
 
 /// Log chunks of one run: what `steps.logs` carries.
@@ -133,6 +200,10 @@ pub struct AgentSyncRequest {
     /// Free disk is below the host's minimum: it starts nothing.
     #[serde(default)]
     pub disk_low: bool,
+    /// The account its coding agent runs under (SPEC §13): while it is parked by a usage
+    /// limit, the host is granted no agent step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_ttl_sec: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -216,6 +287,9 @@ pub struct AgentSyncResponse {
     pub node_id: String,
     pub lease: LeaseDecision,
     pub mode: SystemMode,
+    /// Accounts parked by a usage limit (SPEC §13), soonest reset first.
+    #[serde(default)]
+    pub parked_accounts: Vec<ParkedAccount>,
     /// Steps this host is to start now.
     pub granted: Vec<ClaimedStep>,
     /// One verdict per item sent, in the order sent.

@@ -92,6 +92,9 @@ pub struct Run {
     pub error: Option<String>,
     pub result: Option<Value>,
     pub progress: Option<Value>,
+    /// What the coding agent wrote in its usage file (SPEC §13).
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +108,9 @@ pub struct StepsClaimRequest {
     pub worker_kinds: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_ttl_sec: Option<i64>,
+    /// The host's coding-agent account: no agent step is claimed while it is parked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// One claimed step with everything a runner needs to start it.
@@ -227,6 +233,9 @@ pub struct StepCompleteRequest {
     /// What the coding agent wrote in its report file (SPEC §12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<AgentReport>,
+    /// What the coding agent wrote in its usage file (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -250,6 +259,12 @@ pub struct StepFailRequest {
     /// What the coding agent wrote in its report file (SPEC §12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<AgentReport>,
+    /// What the coding agent wrote in its usage file (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// The coding agent hit its account's usage limit (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaHit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

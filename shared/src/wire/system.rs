@@ -49,4 +49,29 @@ pub struct SystemState {
     pub recent_mode_changes: Vec<ModeChange>,
     pub version: String,
     pub now: i64,
+    /// Accounts parked by a usage limit until their reset (SPEC §13).
+    #[serde(default)]
+    pub parked_accounts: Vec<ParkedAccount>,
+}
+
+/// A coding agent's account parked by a usage limit: no host claims agent steps for it until
+/// `parked_until` (or `accounts.resume`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct ParkedAccount {
+    pub account: String,
+    pub parked_until: i64,
+    /// The agent's limit message.
+    pub message: String,
+    pub parked_at: i64,
+    /// The host whose agent hit the limit.
+    pub parked_by: String,
+}
+
+/// `accounts.resume`: the account, no longer parked, and the steps made ready again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct AccountResumed {
+    pub account: String,
+    pub resumed_steps: Vec<String>,
 }

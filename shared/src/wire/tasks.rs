@@ -225,6 +225,9 @@ pub struct TaskDetail {
     /// The card's report sections, once a step has run.
     #[serde(default)]
     pub report: Option<TaskReport>,
+    /// Its runs' usage files summed (SPEC §13), once one recorded any.
+    #[serde(default)]
+    pub usage: Option<UsageTotal>,
 }
 
 /// Why, and on whose behalf, an administrator changes something: the optional body of

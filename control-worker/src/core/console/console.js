@@ -65,6 +65,24 @@ async function refreshSystem() {
   $("drained").textContent = system.drained ? "yes" : "no";
   const change = system.recent_mode_changes[0];
   $("last-change").textContent = change ? "last: " + change.mode + " by " + (change.requested_by || change.principal) + (change.reason ? " (" + change.reason + ")" : "") : "";
+  $("accounts-section").hidden = system.parked_accounts.length === 0;
+  fill("accounts", system.parked_accounts, [
+    (parked) => parked.account,
+    (parked) => new Date(parked.parked_until * 1000).toLocaleString(),
+    (parked) => when(parked.parked_at),
+    (parked) => parked.parked_by,
+    (parked) => parked.message,
+    () => "",
+  ], (row, parked) => {
+    const button = document.createElement("button");
+    button.textContent = "Resume now";
+    button.className = "resume-account";
+    button.addEventListener("click", async () => {
+      await api("POST", "/v1/accounts/" + encodeURIComponent(parked.account) + "/resume", {});
+      await refresh();
+    });
+    row.cells[5].replaceChildren(button);
+  });
   fill("controllers", system.controllers, [
     (controller) => controller.controller_id,
     (controller) => controller.host,
@@ -106,6 +124,12 @@ async function refreshDetail() {
   $("detail-reason").textContent = (waiting ? "waiting (" + waiting.code + ", since " + when(waiting.since) + "): " + waiting.message + " " : "") + (detail.status_reason || "");
   $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.status);
   $("approve-task").hidden = $("reject-task").hidden = detail.status !== "review";
+  const usage = detail.usage;
+  $("detail-usage").hidden = !usage;
+  if (usage) {
+    $("detail-usage").textContent = "usage: " + usage.input_tokens + " tokens in, " + usage.output_tokens + " out, $" +
+      usage.cost_usd.toFixed(4) + " over " + usage.runs + " run(s)" + (usage.models.length ? " (" + usage.models.join(", ") + ")" : "");
+  }
   $("detail-report").hidden = !detail.report;
   if (detail.report) {
     const report = await api("GET", "/v1/tasks/" + encodeURIComponent(detail.task_id) + "/report");

@@ -8,7 +8,7 @@ use super::super::controllers::{controller_facts, ControllerFacts};
 use super::super::db::MAX_SAFE_INTEGER;
 use super::super::error::{ApiError, ApiResult};
 use super::super::grants::MAX_CLAIM_CAPACITY;
-use super::super::input::Fields;
+use super::super::input::{Fields, MAX_SHORT_TEXT_LEN};
 use super::super::lease::MAX_TTL_SEC;
 use super::super::planning::{plan_input, PlanInput};
 use super::super::run_reports::MAX_HEARTBEAT_TTL_SEC;
@@ -35,6 +35,8 @@ pub struct SyncInput {
     pub capacity: i64,
     pub worker_kinds: Option<Vec<String>>,
     pub disk_low: bool,
+    /// The host's coding-agent account: no agent step is granted while it is parked.
+    pub account: Option<String>,
     pub heartbeat_ttl_sec: i64,
     pub runs: Vec<RunItem<Beat>>,
     pub completions: Vec<RunItem<Completion>>,
@@ -77,6 +79,7 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
     let capacity = fields.opt_i64("capacity", 0, MAX_CLAIM_CAPACITY)?.unwrap_or(0);
     let worker_kinds = fields.opt_string_list("worker_kinds", 32, 64)?;
     let disk_low = fields.bool_or_false("disk_low")?;
+    let account = fields.opt_str("account", MAX_SHORT_TEXT_LEN)?;
     let heartbeat_ttl_sec = fields.opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?.unwrap_or(default_heartbeat_ttl_sec);
     let input = SyncInput {
         runs: run_items(fields, "runs", reports::beat)?,
@@ -99,6 +102,9 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
             // What the host has room for is worth seeing in the controllers list.
             facts.metadata.insert("capacity".into(), capacity.into());
             facts.metadata.insert("disk_low".into(), disk_low.into());
+            if let Some(account) = &account {
+                facts.metadata.insert("account".into(), account.clone().into());
+            }
             if let Some(kinds) = &worker_kinds {
                 facts.metadata.insert("worker_kinds".into(), kinds.clone().into());
             }
@@ -111,6 +117,7 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
         capacity,
         worker_kinds,
         disk_low,
+        account,
         heartbeat_ttl_sec,
     };
     let uploaded: usize = input.logs.iter().map(|item| item.report.text_bytes).sum::<usize>()

@@ -161,7 +161,8 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         LeaseWish::Release => batch.push(release_statements(&node_id, input.term, now)),
         LeaseWish::Keep => batch.push([Statement::new(SELECT_LEASE_SQL, vec![])]),
     };
-    let mode_at = batch.push([Statement::new(SELECT_MODE_SQL, vec![])]);
+    let mode_at =
+        batch.push([Statement::new(SELECT_MODE_SQL, vec![]), Statement::new(super::quota::PARKED_ACCOUNTS_SQL, vec![now.into()])]);
 
     // The leader's reaping and claim, and the grant, are built first: the room they need is
     // kept free while the items are placed, and they go in last.
@@ -174,6 +175,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             capacity: input.capacity,
             worker_kinds: input.worker_kinds.clone(),
             heartbeat_ttl_sec: input.heartbeat_ttl_sec,
+            account: input.account.as_deref(),
         };
         grants::claim_statements(&ask, &core.new_id("claim"), now)
     });
@@ -293,10 +295,9 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             reports::completion_stands(id, run.run_status, run.step_status, run.current_run_id.as_deref())
         }))
     })?;
-    let failure_verdicts = verdicts(input.failures.iter().map(|item| item.run_id.as_str()).collect(), &failures, &|_, id, at| {
-        Ok(settled_verdict(id, &node_id, standing(&results[at + reports::FAILURE_STATEMENTS])?, |run| {
-            reports::failure_stands(run.run_status)
-        }))
+    let failure_verdicts = verdicts(input.failures.iter().map(|item| item.run_id.as_str()).collect(), &failures, &|index, id, at| {
+        let standing_at = at + input.failures[index].report.statement_count();
+        Ok(settled_verdict(id, &node_id, standing(&results[standing_at])?, |run| reports::failure_stands(run.run_status)))
     })?;
     // A deferred heartbeat is no reason to come back at once: the host sends its heartbeats
     // with every sync (at least every 5 s while it runs steps), the ones left out first.
@@ -401,6 +402,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
             renewed_at: lease.renewed_at,
         },
         mode,
+        parked_accounts: records::all(&results[mode_at + 1], records::parked_account)?,
         granted,
         runs: run_verdicts,
         completions: completion_verdicts,

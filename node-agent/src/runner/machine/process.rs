@@ -39,6 +39,9 @@ impl RunMachine {
         self.event(now, "worker_exited", detail);
         self.state.status = RunPhase::Exited;
         self.state.exited_at_ms = Some(now.wall_ms);
+        if decided.phase == RunPhase::Failed {
+            self.state.limit = end.limit;
+        }
         self.state.outcome = Some(decided);
         self.save_state(now);
         // The host has room again, and the last output and the outcome should go soon.

@@ -125,6 +125,7 @@ impl Seats for SimSeats {
             worker_kinds: vec!["shell".into()],
             disk_low: false,
             step_heartbeat_ttl_sec: None,
+            account: None,
         }
     }
 
@@ -276,6 +277,7 @@ fn perform(run: &mut SimRun, outbox: &mut Outbox, now: Now) -> bool {
                         result: None,
                         task_result: None,
                         report: None,
+                        usage: None,
                     });
                 } else {
                     outbox.put_failure(RunFailure {
