@@ -55,7 +55,7 @@ fn an_agent_that_writes_outside_its_write_scope_blocks_its_task_and_commits_noth
     assert!(reason.contains("README.md") && reason.contains("write_scope") && !reason.contains("notes/goal.md"), "{reason}");
     assert_eq!(git_output(&repo, &["rev-parse", &format!("baa/{outside}")]).unwrap(), base, "nothing was committed");
     let events =
-        std::fs::read_to_string(agent.run_dir(&outside, blocked["steps"][0]["current_run_id"].as_str().unwrap()).join("worker.log"))
+        std::fs::read_to_string(agent.run_dir(&outside, step_of(&blocked, "agent")["current_run_id"].as_str().unwrap()).join("worker.log"))
             .unwrap();
     assert!(events.contains("outside_write_scope"), "{events}");
     agent.terminate();

@@ -119,7 +119,7 @@ fn two_hosts_each_task_on_one_host_with_one_commit_per_fix() {
             let message = git_output(&mirror, &["log", "-1", "--format=%B", &branch]).unwrap();
             assert!(message.starts_with("adder ") && message.contains(": coding agent"), "{message}");
             assert!(
-                message.contains(&format!("Baa-Task: {task_id}")) && message.contains(&format!("Baa-Run: {task_id}.s0.a1")),
+                message.contains(&format!("Baa-Task: {task_id}")) && message.contains(&format!("Baa-Run: {task_id}.s1.a1")),
                 "{message}"
             );
             let author = git_output(&mirror, &["log", "-1", "--format=%an <%ae>", &branch]).unwrap();
@@ -130,7 +130,7 @@ fn two_hosts_each_task_on_one_host_with_one_commit_per_fix() {
         } else {
             assert_eq!(detail["status"], "failed", "{detail:#}");
             let reason = detail["status_reason"].as_str().unwrap();
-            assert!(reason.starts_with("step 0 failed") && reason.contains("no_change"), "an agent that did nothing: {detail:#}");
+            assert!(reason.starts_with("step 1 failed") && reason.contains("no_change"), "an agent that did nothing: {detail:#}");
             assert_eq!(detail["result"]["commits"], 0, "a step that changed nothing commits nothing");
             assert_eq!(git_output(&mirror, &["rev-parse", &branch]).unwrap(), base);
         }
@@ -165,7 +165,7 @@ fn delivery_by_push_and_by_pull_request() {
     let pushed_detail = &details[0];
     assert_eq!(pushed_detail["status"], "succeeded", "{pushed_detail:#}\n{}", agent.log_text());
     let kinds: Vec<&str> = pushed_detail["steps"].as_array().unwrap().iter().map(|step| step["step_kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["shell", "test", "deliver"], "delivery last, after the acceptance step");
+    assert_eq!(kinds, ["setup", "shell", "test", "deliver"], "delivery last, after the acceptance step");
     let head = pushed_detail["result"]["head_commit"].as_str().unwrap();
     let listed = git_output(&remote, &["ls-remote", &remote_url, &format!("refs/heads/baa/{pushed}")]).unwrap();
     assert!(listed.starts_with(head), "the remote has the branch at the head commit: {listed:?}");
@@ -181,7 +181,7 @@ fn delivery_by_push_and_by_pull_request() {
 
     let refused_detail = &details[2];
     assert_eq!(refused_detail["status"], "failed", "{refused_detail:#}");
-    assert!(refused_detail["status_reason"].as_str().unwrap().starts_with("step 2"), "{refused_detail:#}");
+    assert!(refused_detail["status_reason"].as_str().unwrap().starts_with("step 3"), "the deliver step: {refused_detail:#}");
     let branch = format!("baa/{refused}");
     assert_eq!(git_output(&repo, &["rev-list", "--count", &format!("main..{branch}")]).unwrap(), "1", "the branch stays, with its commit");
     assert!(!plane.log_text(&refused, "stderr").is_empty(), "the push's output is kept");
@@ -202,8 +202,8 @@ fn a_lost_host_task_starts_over_on_the_other_host() {
     let task_id = plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "slow", "goal": "sleep 3; echo done > done.txt", "acceptance": ["test -f done.txt"]}));
     let run_dir = wait_until(Duration::from_secs(20), || {
         let detail = plane.task(&task_id);
-        if detail["steps"][0]["status"] == "running" {
-            return Ok(mini.run_dir(&task_id, detail["steps"][0]["current_run_id"].as_str().unwrap()));
+        if detail["steps"][1]["status"] == "running" {
+            return Ok(mini.run_dir(&task_id, detail["steps"][1]["current_run_id"].as_str().unwrap()));
         }
         Err(format!("{detail:#}"))
     });
@@ -222,8 +222,11 @@ fn a_lost_host_task_starts_over_on_the_other_host() {
     assert_eq!(detail["assigned_host"], "mac");
     let runs: Vec<(&str, &str)> =
         detail["runs"].as_array().unwrap().iter().map(|run| (run["host"].as_str().unwrap(), run["status"].as_str().unwrap())).collect();
-    assert_eq!(runs[0], ("mini", "lost"), "{runs:?}");
-    assert!(runs[1..].iter().all(|(host, status)| *host == "mac" && *status == "succeeded"), "{runs:?}");
+    // mini set the worktree up, then lost the step it was running; mac started over, setup
+    // included, in a worktree of its own.
+    assert_eq!(runs[..2], [("mini", "succeeded"), ("mini", "lost")], "{runs:?}");
+    assert!(runs[2..].iter().all(|(host, status)| *host == "mac" && *status == "succeeded"), "{runs:?}");
+    assert_eq!(runs.len(), 5, "setup, the lost run, then setup, the step and its test on mac: {runs:?}");
     let lost = detail["history"].as_array().unwrap().iter().find(|event| event["kind"] == "host_lost").cloned();
     assert!(lost.is_some_and(|event| event["message"].as_str().unwrap().contains("host mini lost")), "{detail:#}");
     assert_eq!(detail["result"]["host"], "mac");
@@ -242,7 +245,7 @@ fn housekeeping_removes_old_worktrees_and_a_full_disk_stops_claims() {
     let task_id = plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "short-lived", "goal": "echo kept > kept.txt"}));
     let detail = plane.wait_task(&task_id, &["succeeded"], Duration::from_secs(30));
     let worktree = agent.root.join("worktrees").join(&task_id);
-    let run_dir = agent.run_dir(&task_id, detail["runs"][0]["run_id"].as_str().unwrap());
+    let run_dir = agent.run_dir(&task_id, step_of(&detail, "shell")["current_run_id"].as_str().unwrap());
     assert!(worktree.exists() || !run_dir.exists(), "the worktree was made");
     let started = Instant::now();
     while worktree.exists() || run_dir.exists() {

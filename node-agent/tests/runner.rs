@@ -41,7 +41,7 @@ fn wait_local_status(run_dir: &Path, status: &str) {
 fn wait_step_running(plane: &ControlPlane, task_id: &str, limit: Duration) -> Value {
     wait_until(limit, || {
         let detail = plane.task(task_id);
-        match detail["steps"][0]["status"] == "running" {
+        match detail["steps"][1]["status"] == "running" {
             true => Ok(detail),
             false => Err(format!("step of {task_id} not running: {detail:#}")),
         }
@@ -103,7 +103,7 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
     // Noticed at the next step heartbeat (500 ms), then SIGTERM: sleep dies at once.
     assert!(stop_took <= Duration::from_millis(500 + 2_000), "canceled step stopped after {stop_took:?}");
     let detail = plane.wait_task(&canceled, &["canceled"], Duration::from_secs(20));
-    let run_id = detail["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let run_id = detail["runs"][1]["run_id"].as_str().unwrap().to_string();
     let start = Instant::now();
     while read_run(&plane, &run_id)["run"]["status"] != "canceled" {
         assert!(start.elapsed() < Duration::from_secs(10), "{:#}", read_run(&plane, &run_id));
@@ -113,7 +113,7 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
     // Success: the run directory is complete; logs and checkpoints are in the control plane.
     let detail = plane.wait_task(&succeeding, &["succeeded", "failed"], Duration::from_secs(30));
     assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
-    let run_id = detail["steps"][0]["current_run_id"].as_str().unwrap();
+    let run_id = detail["steps"][1]["current_run_id"].as_str().unwrap();
     let run_dir = agent.run_dir(&succeeding, run_id);
     // The control plane hears of the end first; the run directory closes a moment later.
     wait_local_status(&run_dir, "succeeded");
@@ -147,21 +147,21 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
     assert_eq!(summary["files_changed"], json!(["created.txt"]));
     assert_eq!(plane.log_text(&succeeding, "stdout"), "out-line\nfound-it\n");
     assert_eq!(plane.log_text(&succeeding, "stderr"), "err-line\n");
-    let test_run = read_run(&plane, detail["steps"][1]["current_run_id"].as_str().unwrap());
-    assert_eq!(detail["steps"][1]["step_kind"], "test");
+    let test_run = read_run(&plane, detail["steps"][2]["current_run_id"].as_str().unwrap());
+    assert_eq!(detail["steps"][2]["step_kind"], "test");
     assert!(checkpoint(&test_run, "test_output")["content"].as_str().unwrap().contains("found-it"));
 
     // Failure: the exit code is on the step and in the task's reason.
     let detail = plane.wait_task(&failing, &["failed", "succeeded"], Duration::from_secs(30));
     assert_eq!(detail["status"], "failed");
-    assert_eq!(detail["steps"][0]["exit_code"], 3, "{detail:#}");
+    assert_eq!(detail["steps"][1]["exit_code"], 3, "{detail:#}");
     assert!(detail["status_reason"].as_str().unwrap().contains("exit code 3"), "{detail:#}");
     assert_eq!(plane.log_text(&failing, "stdout"), "about to fail\n");
 
     // Timeout: the step ignores SIGTERM, so SIGKILL ends it after the grace period; nothing of
     // its process group is left.
     let detail = plane.wait_task(&timing_out, &["failed", "succeeded"], Duration::from_secs(30));
-    assert_eq!(detail["steps"][0]["status"], "timed_out", "{detail:#}");
+    assert_eq!(detail["steps"][1]["status"], "timed_out", "{detail:#}");
     for marker in ["sleep 4001", "sleep 4002"] {
         assert!(processes_matching(marker).is_empty(), "left behind: {:?}", processes_matching(marker));
     }
@@ -170,11 +170,11 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
     let detail = plane.wait_task(&codex, &["succeeded", "failed", "blocked"], Duration::from_secs(30));
     assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
     let steps = detail["steps"].as_array().unwrap();
-    assert_eq!(steps.iter().map(|step| step["step_kind"].as_str().unwrap()).collect::<Vec<_>>(), ["agent", "test", "test"]);
-    let agent_run = read_run(&plane, steps[0]["current_run_id"].as_str().unwrap());
+    assert_eq!(steps.iter().map(|step| step["step_kind"].as_str().unwrap()).collect::<Vec<_>>(), ["setup", "agent", "test", "test"]);
+    let agent_run = read_run(&plane, steps[1]["current_run_id"].as_str().unwrap());
     let diff = checkpoint(&agent_run, "git_diff")["content"].as_str().unwrap();
     assert!(diff.contains("NOTES.md") && diff.contains("+remember the milk"), "{diff}");
-    let test_run = read_run(&plane, steps[2]["current_run_id"].as_str().unwrap());
+    let test_run = read_run(&plane, steps[3]["current_run_id"].as_str().unwrap());
     assert!(checkpoint(&test_run, "test_output")["content"].as_str().unwrap().contains("notes-present"));
 
     let status = agent.terminate();
@@ -244,7 +244,7 @@ fn a_step_survives_its_agent_and_is_adopted_by_the_next() {
     let task_id =
         plane.create_task(shell_task(&repo, "count", &format!("{}; echo done > finished.txt", numbered_lines(LINES, "0.1")), json!({})));
     let detail = wait_step_running(&plane, &task_id, Duration::from_secs(20));
-    let run_id = detail["steps"][0]["current_run_id"].as_str().unwrap().to_string();
+    let run_id = detail["steps"][1]["current_run_id"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_secs(2));
     agent.kill9();
     let pid = read_json(&agent.run_dir(&task_id, &run_id).join("state.json"))["pid"].as_i64().unwrap();
@@ -257,8 +257,8 @@ fn a_step_survives_its_agent_and_is_adopted_by_the_next() {
 
     let detail = plane.wait_task(&task_id, &["succeeded", "failed"], Duration::from_secs(60));
     assert_eq!(detail["status"], "succeeded", "{detail:#}\n{}", agent.log_text());
-    assert_eq!(detail["runs"].as_array().unwrap().len(), 1, "one run: {detail:#}");
-    assert_eq!(detail["steps"][0]["attempt"], 1);
+    assert_eq!(detail["runs"].as_array().unwrap().len(), 2, "the setup's and one of the step: {detail:#}");
+    assert_eq!(detail["steps"][1]["attempt"], 1);
     wait_local_status(&agent.run_dir(&task_id, &run_id), "succeeded");
     let worker_log = std::fs::read_to_string(agent.run_dir(&task_id, &run_id).join("worker.log")).unwrap();
     assert!(worker_log.contains("\"run_adopted\"") && worker_log.contains("\"alive\":true"), "{worker_log}");
@@ -349,7 +349,7 @@ fn a_control_plane_that_never_answers_does_not_delay_a_stop() {
     let goal = "trap '' TERM; echo started; while true; do sleep 0.2; done";
     let task_id = plane.create_task(shell_task(&repo, "stubborn", goal, json!({"constraints": {"timeout_sec": 3}})));
     let detail = wait_step_running(&plane, &task_id, Duration::from_secs(20));
-    let run_id = detail["steps"][0]["current_run_id"].as_str().unwrap().to_string();
+    let run_id = detail["steps"][1]["current_run_id"].as_str().unwrap().to_string();
     let state_file = agent.run_dir(&task_id, &run_id).join("state.json");
     let state: Value = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
     let (pid, started_ms) = (state["pid"].as_i64().unwrap(), state["started_at_ms"].as_i64().unwrap() as u64);

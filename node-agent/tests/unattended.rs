@@ -42,7 +42,7 @@ fn an_agent_that_exits_0_having_done_nothing_fails_with_no_change_unless_allowed
     let idle = plane.wait_task(&idle, &end, Duration::from_secs(60));
     assert_eq!(idle["status"], "failed", "{idle:#}\n{}", agent.log_text());
     let reason = idle["status_reason"].as_str().unwrap();
-    assert!(reason.starts_with("step 0 failed: no_change:"), "{reason}");
+    assert!(reason.starts_with("step 1 failed: no_change:"), "{reason}");
     assert_eq!(idle["result"]["commits"], 0);
     for (task_id, what) in [(&allowed, "allowed"), (&reported, "a report"), (&changed, "a change")] {
         let done = plane.wait_task(task_id, &end, Duration::from_secs(60));
@@ -83,11 +83,11 @@ fn a_silent_idle_agent_is_stopped_as_stalled_and_a_quiet_busy_one_is_not() {
 
     let stalled = plane.wait_task(&idle, &end, Duration::from_secs(60));
     assert_eq!(stalled["status"], "failed", "{stalled:#}\n{}", agent.log_text());
-    let step = &stalled["steps"][0];
+    let step = step_of(&stalled, "agent");
     assert_eq!(step["status"], "timed_out", "{stalled:#}");
     let error = step["error"].as_str().unwrap();
     assert!(error.starts_with("stalled: ") && error.ends_with("last output: going quiet"), "{error}");
-    let run = &stalled["runs"][0];
+    let run = &stalled["runs"][1];
     let lasted = run["finished_at"].as_i64().unwrap() - run["started_at"].as_i64().unwrap();
     // 5 s without progress, the 2 s kill grace (the idle agent dies at SIGTERM), one tick,
     // and whole seconds on both ends.
@@ -95,7 +95,7 @@ fn a_silent_idle_agent_is_stopped_as_stalled_and_a_quiet_busy_one_is_not() {
     for (task_id, what) in [(&burn, "computing"), (&write, "writing a file")] {
         let done = plane.wait_task(task_id, &end, Duration::from_secs(60));
         assert_eq!(done["status"], "succeeded", "{what} for 20 s is not a stall: {done:#}");
-        let run = &done["runs"][0];
+        let run = &done["runs"][1];
         assert!(run["finished_at"].as_i64().unwrap() - run["started_at"].as_i64().unwrap() >= 19, "{done:#}");
     }
     let read = plane.wait_task(&stdin, &end, Duration::from_secs(30));
@@ -147,7 +147,10 @@ fn a_failed_acceptance_test_gets_another_round_whose_agent_reads_its_output() {
         .iter()
         .map(|step| (step["round"].as_i64().unwrap(), step["step_kind"].as_str().unwrap(), step["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(steps, [(1, "agent", "succeeded"), (1, "test", "failed"), (2, "agent", "succeeded"), (2, "test", "succeeded")]);
+    assert_eq!(
+        steps,
+        [(1, "setup", "succeeded"), (1, "agent", "succeeded"), (1, "test", "failed"), (2, "agent", "succeeded"), (2, "test", "succeeded")]
+    );
     let branch = format!("baa/{rounds}");
     assert_eq!(git_output(&repo, &["rev-list", "--count", &format!("{base}..{branch}")]).unwrap(), "2", "a commit per round");
     assert_eq!(done["result"]["commits"], 2);
@@ -157,13 +160,13 @@ fn a_failed_acceptance_test_gets_another_round_whose_agent_reads_its_output() {
         json!({"runs": 2, "input_tokens": 2000, "output_tokens": 500, "cost_usd": 0.25, "models": ["stand-in-1"]}),
         "{done:#}"
     );
-    let feedback_run = done["steps"][2]["current_run_id"].as_str().unwrap();
+    let feedback_run = done["steps"][3]["current_run_id"].as_str().unwrap();
     let feedback = std::fs::read_to_string(agent.run_dir(&rounds, feedback_run).join("feedback.md")).unwrap();
     assert!(feedback.contains("sh test.sh") && feedback.contains("2 + 3 is not -1"), "{feedback}");
 
     let failed = plane.wait_task(&once, &end, Duration::from_secs(60));
     assert_eq!(failed["status"], "failed", "max_rounds 1: no second round: {failed:#}");
-    assert_eq!(failed["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(failed["steps"].as_array().unwrap().len(), 3);
     agent.terminate();
 }
 
@@ -207,11 +210,11 @@ fn a_usage_limit_parks_the_account_for_every_host_until_its_reset_without_spendi
     let parked_at = std::time::Instant::now();
     let waiting = wait_until(Duration::from_secs(30), || {
         let detail = plane.task(&limited);
-        (detail["steps"][0]["status"] == "waiting_quota").then_some(detail.clone()).ok_or(format!("{detail:#}"))
+        (detail["steps"][1]["status"] == "waiting_quota").then_some(detail.clone()).ok_or(format!("{detail:#}"))
     });
     assert_eq!(waiting["status"], "running", "the task goes on waiting: {waiting:#}");
     assert_eq!(waiting["waiting_reason"]["code"], "quota", "{waiting:#}");
-    assert_eq!(waiting["steps"][0]["max_attempts"], 2, "the attempt spent is given back");
+    assert_eq!(waiting["steps"][1]["max_attempts"], 2, "the attempt spent is given back");
     let state = http(&plane.base(), "GET", "/v1/system/state", ADMIN, None)["data"].clone();
     assert_eq!(state["parked_accounts"][0]["account"], "team", "{state:#}");
     assert!(state["parked_accounts"][0]["message"].as_str().unwrap().contains("usage limit reached"));
@@ -222,7 +225,7 @@ fn a_usage_limit_parks_the_account_for_every_host_until_its_reset_without_spendi
     assert_eq!(plane.wait_task(&shell, &end, Duration::from_secs(30))["status"], "succeeded");
     let held = plane.task(&other);
     assert_eq!(held["status"], "running", "{held:#}");
-    assert_eq!(held["steps"][0]["status"], "ready");
+    assert_eq!(held["steps"][1]["status"], "ready");
     assert_eq!(held["waiting_reason"]["code"], "quota", "{held:#}");
     assert!(held["waiting_reason"]["message"].as_str().unwrap().contains("account team is parked"), "{held:#}");
 
@@ -234,22 +237,59 @@ fn a_usage_limit_parks_the_account_for_every_host_until_its_reset_without_spendi
     assert!(parked_at.elapsed() >= Duration::from_secs(15), "not before the reset: {:?}", parked_at.elapsed());
     let done = plane.task(&limited);
     let runs = done["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3, "setup, the limited run, the run after the reset");
     assert!(runs.iter().all(|run| run["host"] == "mini"), "the same host: {runs:?}");
-    assert!(runs[0]["error"].as_str().unwrap().contains("usage limit"), "{runs:?}");
+    assert!(runs[1]["error"].as_str().unwrap().contains("usage limit"), "{runs:?}");
 
     // A second wait, an hour long by the message, ended early by a person.
     let second = task("codex", "hit the limit for an hour", "mac");
     wait_until(Duration::from_secs(30), || {
         let detail = plane.task(&second);
-        (detail["steps"][0]["status"] == "waiting_quota").then_some(()).ok_or(format!("{detail:#}"))
+        (detail["steps"][1]["status"] == "waiting_quota").then_some(()).ok_or(format!("{detail:#}"))
     });
     let state = http(&plane.base(), "GET", "/v1/system/state", ADMIN, None)["data"].clone();
     let until = state["parked_accounts"][0]["parked_until"].as_i64().unwrap();
     assert!(until > state["now"].as_i64().unwrap() + 3_000, "an hour ahead: {state:#}");
     let resumed = http(&plane.base(), "POST", "/v1/accounts/team/resume", ADMIN, Some(json!({})))["data"].clone();
-    assert_eq!(resumed["resumed_steps"], json!([format!("{second}.s0")]), "{resumed}");
+    assert_eq!(resumed["resumed_steps"], json!([format!("{second}.s1")]), "{resumed}");
     assert_eq!(plane.wait_task(&second, &end, Duration::from_secs(30))["status"], "succeeded");
     mini.terminate();
     mac.terminate();
+}
+
+#[test]
+fn every_new_worktree_is_set_up_before_its_first_step_and_a_failed_setup_fails_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git_repo(dir.path());
+    let setup = repo.join(".baa/setup");
+    std::fs::create_dir_all(setup.parent().unwrap()).unwrap();
+    std::fs::write(&setup, "#!/bin/sh\necho \"setting up $(pwd)\"\nmkdir -p .venv && date > .venv/marker\n").unwrap();
+    std::fs::set_permissions(&setup, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(repo.join(".gitignore"), ".venv/\n").unwrap();
+    git_output(&repo, &["add", "."]).unwrap();
+    git_output(&repo, &["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "a setup"]).unwrap();
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--capacity", "2");
+    agent.spawn();
+    let task = |goal: &str, constraints: serde_json::Value| {
+        plane.create_task(json!({"repo": repo, "task_type": "shell", "title": goal, "goal": goal,
+            "acceptance": ["test -f .venv/marker"], "constraints": constraints}))
+    };
+    let first = task("test -f .venv/marker && echo venv-ready", json!({}));
+    let second = task("test -f .venv/marker && echo venv-ready-too", json!({}));
+    let broken = task("echo never", json!({"setup": "echo installing; echo the mirror is down >&2; exit 4"}));
+    let end = ["succeeded", "failed", "blocked", "canceled"];
+    for task_id in [&first, &second] {
+        let done = plane.wait_task(task_id, &end, Duration::from_secs(60));
+        assert_eq!(done["status"], "succeeded", "{done:#}\n{}", agent.log_text());
+        assert_eq!(done["steps"][0]["step_kind"], "setup");
+        assert!(plane.log_text(task_id, "stdout").starts_with(&format!("setting up {}", dir.path().display())), "its own worktree");
+        assert_eq!(done["result"]["commits"], 0, "what setup makes is not committed");
+    }
+    let failed = plane.wait_task(&broken, &end, Duration::from_secs(60));
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert!(failed["status_reason"].as_str().unwrap().starts_with("step 0 failed: exit code 4"), "{failed:#}");
+    assert_eq!(failed["steps"][1]["status"], "canceled", "nothing ran after it");
+    assert_eq!(plane.log_text(&broken, "stderr"), "the mirror is down\n");
+    agent.terminate();
 }

@@ -148,8 +148,8 @@ fn a_wave_of_cards_on_two_hosts_ends_in_an_integration_branch() {
     }
     assert_eq!(wave_done["base_commit"], base.as_str());
     let kinds: Vec<&str> = wave_done["steps"].as_array().unwrap().iter().map(|step| step["step_kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["merge", "test", "deliver"]);
-    assert_eq!(wave_done["steps"][1]["command"], all_three);
+    assert_eq!(kinds, ["setup", "merge", "test", "deliver"]);
+    assert_eq!(step_of(&wave_done, "test")["command"], all_three);
     assert_eq!(wave_done["result"]["commits"], 6, "three cards' commits and three merges: {wave_done:#}");
 
     // A card that writes outside its scope: blocked, naming the path, nothing committed or pushed.
@@ -166,7 +166,7 @@ fn a_wave_of_cards_on_two_hosts_ends_in_an_integration_branch() {
     }
     let clashed = plane.wait_task(&clash, &end, Duration::from_secs(120));
     assert_eq!(clashed["status"], "failed", "{clashed:#}");
-    let error = clashed["steps"][0]["error"].as_str().unwrap_or_default();
+    let error = step_of(&clashed, "merge")["error"].as_str().unwrap_or_default();
     assert!(error.contains("merging cards/t-f (T-F) conflicts in: conflict.txt"), "{clashed:#}");
     assert!(clashed["status_reason"].as_str().unwrap().contains("conflict.txt"), "{clashed:#}");
     mini.terminate();

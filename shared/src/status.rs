@@ -137,10 +137,11 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// What a step does: run the coding agent, run a shell command, run an acceptance test,
-    /// merge the dependencies' branches (an `integrate` task), deliver the branch (push, open a
-    /// pull request) after every acceptance step passed.
-    StepKind { Agent => "agent", Shell => "shell", Test => "test", Merge => "merge", Deliver => "deliver" }
+    /// What a step does: set up a new worktree (`.baa/setup` or `constraints.setup`), run the
+    /// coding agent, run a shell command, run an acceptance test, merge the dependencies'
+    /// branches (an `integrate` task), deliver the branch (push, open a pull request) after
+    /// every acceptance step passed.
+    StepKind { Setup => "setup", Agent => "agent", Shell => "shell", Test => "test", Merge => "merge", Deliver => "deliver" }
 );
 
 impl StepKind {

@@ -35,8 +35,14 @@ pub(super) fn stored_agent_report(row: &Row) -> ApiResult<Option<AgentReport>> {
 
 /// The report, once a step of the task has run.
 pub fn task_report(task: &Task, steps: &[Step], agent: Option<AgentReport>) -> Option<TaskReport> {
-    let ran: Vec<&Step> =
-        steps.iter().filter(|step| step.attempt > 0 && !matches!(step.status, StepStatus::Pending | StepStatus::Ready)).collect();
+    // A setup step that found nothing to run is no command of the task's.
+    let nothing_set_up = |step: &Step| {
+        step.step_kind == StepKind::Setup && step.summary.as_deref().is_some_and(|summary| summary.starts_with("nothing to set up"))
+    };
+    let ran: Vec<&Step> = steps
+        .iter()
+        .filter(|step| step.attempt > 0 && !matches!(step.status, StepStatus::Pending | StepStatus::Ready) && !nothing_set_up(step))
+        .collect();
     if ran.is_empty() {
         return None;
     }

@@ -112,6 +112,8 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     constraint_fields.opt_i64("stall_after_sec", 1, MAX_STEP_TIMEOUT_SEC)?;
     // Read by the settlement of a failed acceptance step: rounds of a codex task, the first included.
     constraint_fields.opt_i64("max_rounds", 1, rounds::MAX_ROUNDS)?;
+    // Read by the planner: the setup step's command (else the repository's `.baa/setup`).
+    constraint_fields.opt_str("setup", MAX_TEXT_LEN)?;
     let acceptance = fields.opt_string_list("acceptance", 50, MAX_TEXT_LEN)?.unwrap_or_default();
     let metadata = fields.opt_object("metadata")?.unwrap_or_default();
     Fields::nested(&metadata, "metadata".into()).opt_str("requested_by", 256)?;

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 use shared::status::StepStatus;
-use shared::status::{SystemMode, TaskStatus, TaskType, WaitingCode};
+use shared::status::{SystemMode, TaskStatus, WaitingCode};
 use shared::wire::{ParkedAccount, Step, Task, WaitingReason};
 
 use super::db::{DbError, Row, Statement};
@@ -184,14 +184,6 @@ fn queued(facts: &TaskFacts<'_>, fleet: &Fleet) -> Option<WaitingReason> {
         return reason(WaitingCode::NoHost, "no host leads the fleet: nothing is scheduled until one does".into(), task.created_at);
     }
     None
-}
-
-/// The worker kind a step needs: what a task of this type plans first, for a queued one.
-pub fn first_worker_kind(task_type: TaskType) -> &'static str {
-    match task_type {
-        TaskType::Codex => "codex",
-        TaskType::Shell | TaskType::Integrate => "shell",
-    }
 }
 
 fn quota(parked: &ParkedAccount) -> Option<WaitingReason> {

@@ -1,5 +1,7 @@
 //! The built-in planner: a task → its steps, by `task_type`. Pure.
 //!
+//! - first, a `setup` step: `constraints.setup`, or the repository's executable `.baa/setup`,
+//!   run once in the new worktree (the runner finds the file; without either it ends at once);
 //! - `shell`: one step runs the goal as a shell command (`sh -c`) in the worktree.
 //! - `codex`: one step runs the host's coding-agent command with the goal handed over.
 //! - `integrate`: one merge step merges the dependencies' branches, in `depends_on` order
@@ -16,6 +18,7 @@ pub const AGENT_TIMEOUT_SEC: i64 = 3_600;
 pub const TEST_TIMEOUT_SEC: i64 = 900;
 pub const DELIVER_TIMEOUT_SEC: i64 = 600;
 pub const MERGE_TIMEOUT_SEC: i64 = 600;
+pub const SETUP_TIMEOUT_SEC: i64 = 1_800;
 
 pub fn plan(task: &Task) -> TaskPlan {
     // `constraints.timeout_sec`, checked by the control plane at creation, overrides the
@@ -78,12 +81,57 @@ pub fn plan(task: &Task) -> TaskPlan {
         max_attempts: Some(2),
         metadata: None,
     });
+    // A new worktree is set up before anything runs in it (SPEC §13).
+    let setup = PlannedStep {
+        step_kind: StepKind::Setup,
+        worker_kind: "shell".into(),
+        title: "setup".into(),
+        command: task.constraints.get("setup").and_then(|setup| setup.as_str()).map(str::to_string),
+        prompt: None,
+        timeout_sec: timeout(SETUP_TIMEOUT_SEC),
+        max_attempts: Some(1),
+        metadata: None,
+    };
     TaskPlan {
         task_id: task.task_id.clone(),
         planner_provider: PLANNER_PROVIDER.into(),
         planning_strategy: format!("task_type:{}", task.task_type),
         base_ref: None,
         branch_name: None,
-        steps: std::iter::once(first).chain(tests).chain(deliver).collect(),
+        steps: [setup, first].into_iter().chain(tests).chain(deliver).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(task_type: &str, constraints: serde_json::Value) -> Task {
+        serde_json::from_value(json!({
+            "task_id": "t", "repo": "/srv/repo", "task_type": task_type, "title": "T", "goal": "make it so", "priority": 50,
+            "status": "planning", "constraints": constraints, "acceptance": ["make test"], "metadata": {}, "target_host": null,
+            "base_ref": "HEAD", "branch_name": "baa/t", "planner_provider": null, "planning_strategy": null, "claimed_by": null,
+            "claim_term": null, "created_at": 0, "updated_at": 0, "started_at": null, "finished_at": null, "status_reason": null,
+            "depends_on": ["a", "b"],
+        }))
+        .unwrap()
+    }
+
+    fn kinds(plan: &TaskPlan) -> Vec<&str> {
+        plan.steps.iter().map(|step| step.step_kind.as_str()).collect()
+    }
+
+    #[test]
+    fn setup_first_then_the_work_the_acceptance_and_delivery() {
+        assert_eq!(kinds(&plan(&task("shell", json!({})))), ["setup", "shell", "test"]);
+        assert_eq!(kinds(&plan(&task("codex", json!({"deliver": "push"})))), ["setup", "agent", "test", "deliver"]);
+        let integrate = plan(&task("integrate", json!({})));
+        assert_eq!(kinds(&integrate), ["setup", "merge", "test"]);
+        assert_eq!(integrate.steps[1].title, "merge 2 branches");
+        let setup = plan(&task("shell", json!({"setup": "python3 -m venv .venv", "timeout_sec": 60})));
+        assert_eq!(setup.steps[0].command.as_deref(), Some("python3 -m venv .venv"));
+        assert!(setup.steps.iter().all(|step| step.timeout_sec == Some(60)));
+        assert_eq!(plan(&task("shell", json!({}))).steps[0].command, None, "the runner looks for .baa/setup");
     }
 }

@@ -82,7 +82,7 @@ pub fn shell_command(
 ) -> Result<String, CommandError> {
     match step_kind {
         StepKind::Agent => agent_template.map(|template| render_agent_command(template, values)).ok_or(CommandError::NoAgentTemplate),
-        StepKind::Shell | StepKind::Test | StepKind::Merge | StepKind::Deliver => command
+        StepKind::Setup | StepKind::Shell | StepKind::Test | StepKind::Merge | StepKind::Deliver => command
             .filter(|command| !command.trim().is_empty())
             .map(str::to_string)
             .ok_or_else(|| CommandError::EmptyCommand(step_id.to_string())),

@@ -21,7 +21,16 @@ pub struct LimitHit {
 }
 
 /// Words that make a line a limit message.
-const LIMIT_WORDS: [&str; 6] = ["usage limit", "session limit", "rate limit", "limit reached", "too many requests", "usage_limit_reached"];
+const LIMIT_WORDS: [&str; 8] = [
+    "usage limit",
+    "session limit",
+    "rate limit",
+    "limit reached",
+    "too many requests",
+    "usage_limit_reached",
+    "quota exceeded",
+    "resource_exhausted",
+];
 
 /// The last limit message in `output`, if any, with its reset time as of `now`. `local` is the
 /// host's zone, for dates and clock times that name none; `extra` are the host's own phrases.
@@ -175,7 +184,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).unwrap();
         let paris: Tz = "Europe/Paris".parse().unwrap();
         let at = |y, mo, d, h, mi| Some(Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().timestamp());
-        let table: [(&str, Option<i64>); 9] = [
+        let table: [(&str, Option<i64>); 10] = [
             (
                 "You've hit your usage limit. To get more access now, send a request to your admin or try again in 5 days 22 hours 11 minutes.",
                 Some(now.timestamp() + ((5 * 24 + 22) * 60 + 11) * 60),
@@ -188,6 +197,7 @@ mod tests {
             (r#"stream error: {"error":{"type":"usage_limit_reached","resets_in_seconds":3600}}"#, Some(now.timestamp() + 3_600)),
             (r#"{"error":{"type":"usage_limit_reached","resets_at":"2026-07-01T18:30:00Z"}}"#, at(2026, 7, 1, 18, 30)),
             ("ERROR: unexpected status 429 Too Many Requests: Rate limit reached for requests", None),
+            ("[API Error: 429 RESOURCE_EXHAUSTED: Quota exceeded for quota metric 'Generate Content API requests per minute']", None),
         ];
         for (line, resets_at) in table {
             let output = format!("working on it\n{line}\nexiting\n");

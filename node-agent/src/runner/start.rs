@@ -18,6 +18,17 @@ use super::{wall_ms, RunnerShared};
 use crate::clock::Now;
 use crate::log::log;
 
+/// The summary of a setup step with nothing to run.
+pub const NOTHING_TO_SET_UP: &str = "nothing to set up: no executable .baa/setup in the repository and no constraints.setup";
+
+/// The repository's own setup (SPEC §13): an executable `.baa/setup` in the worktree.
+fn repository_setup(worktree: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = worktree.join(".baa/setup");
+    let executable = std::fs::metadata(&path).is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0);
+    executable.then(|| "./.baa/setup".to_string())
+}
+
 /// An agent step that shows no progress for this long is stopped as stalled (SPEC §13).
 pub const DEFAULT_AGENT_STALL_AFTER_SEC: i64 = 600;
 
@@ -130,6 +141,14 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
                 Ok(command) => Some(command),
                 Err(error) => {
                     failure = Some((RunPhase::Blocked, error.to_string()));
+                    None
+                }
+            },
+            StepKind::Setup => match step.command.clone().or_else(|| repository_setup(&worktree_path)) {
+                Some(command) => Some(command),
+                None => {
+                    // Nothing to run: the step ends at once, succeeded.
+                    failure = Some((RunPhase::Succeeded, NOTHING_TO_SET_UP.into()));
                     None
                 }
             },

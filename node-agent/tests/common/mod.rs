@@ -348,3 +348,13 @@ pub fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
+
+/// The step of a task (as `tasks.read` answers it) that runs `kind` first.
+pub fn step_of<'a>(detail: &'a Value, kind: &str) -> &'a Value {
+    detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["step_kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} step in {detail:#}"))
+}

@@ -143,11 +143,16 @@ impl Seats for SimSeats {
 
     fn start(&self, step: ClaimedStep) {
         let mut host = self.0.borrow_mut();
-        let script = host.scripts.pop_front().unwrap_or_default();
         let now = wall_from(self.1);
         let meta = crate::runner::start::run_meta(&step, "mini-main", "mini", "/sim/worktree".into(), now.wall_ms);
-        let pid = 4_000 + host.runs.len() as i32;
-        let machine = RunMachine::started(meta, TIMING, now, Ok((Some(pid), None)));
+        // The simulated repository has no `.baa/setup`: a setup step ends at once, as the
+        // runner's does, and takes no script.
+        let (script, process) = if step.step.step_kind == shared::status::StepKind::Setup {
+            (Script::default(), Err((RunPhase::Succeeded, crate::runner::start::NOTHING_TO_SET_UP.to_string())))
+        } else {
+            (host.scripts.pop_front().unwrap_or_default(), Ok((Some(4_000 + host.runs.len() as i32), None)))
+        };
+        let machine = RunMachine::started(meta, TIMING, now, process);
         let run = SimRun {
             machine,
             started: Instant::now(),

@@ -21,6 +21,10 @@ fn lines(count: u64, every: Duration) -> Vec<(Duration, String)> {
     (0..count).map(|index| (every * index as u32, format!("line {index}: {}\n", "x".repeat(40)))).collect()
 }
 
+/// The task's step among the simulated host's runs: its setup step's run comes first (the
+/// simulated repository has nothing to set up).
+const STEP: usize = 1;
+
 struct Fleet<'a> {
     plane: &'a MemoryPlane,
     conductor: Conductor<&'a MemoryPlane>,
@@ -41,22 +45,23 @@ impl<'a> Fleet<'a> {
         run_for(&mut self.conductor, &self.host, self.plane, duration, self.answering).await;
     }
 
-    /// Runs until the first run exists; returns when its process started.
+    /// Runs until the task's step exists (the run after its setup's); returns when its process
+    /// started.
     async fn until_started(&mut self) -> Instant {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.host.borrow().runs.is_empty() {
+        while self.host.borrow().runs.len() < 2 {
             assert!(Instant::now() < deadline, "a step was granted within 30 s");
             self.run_for(Duration::from_millis(100)).await;
         }
-        self.host.borrow().runs[0].started
+        self.host.borrow().runs[STEP].started
     }
 
     fn phase(&self) -> RunPhase {
-        self.host.borrow().runs[0].machine.phase()
+        self.host.borrow().runs[STEP].machine.phase()
     }
 
     fn signals(&self) -> Vec<(Duration, Signal)> {
-        self.host.borrow().runs[0].signals.clone()
+        self.host.borrow().runs[STEP].signals.clone()
     }
 
     /// Every byte of stdout the control plane stored for the task, in order.
@@ -77,7 +82,7 @@ async fn a_step_that_prints_and_exits_zero_succeeds_with_all_its_output() {
     fleet.run_for(20 * SECOND).await;
     assert_eq!(fleet.phase(), RunPhase::Succeeded);
     assert_eq!(plane.task(&task).await["status"], "succeeded");
-    let written = fleet.host.borrow().runs[0].stdout();
+    let written = fleet.host.borrow().runs[STEP].stdout();
     assert_eq!(written.lines().count(), 20);
     assert_eq!(fleet.stored_stdout(&task).await, written, "every byte, once, in order");
     assert!(fleet.signals().is_empty());
@@ -95,7 +100,7 @@ async fn a_step_that_exits_non_zero_fails_its_task() {
     let read = plane.task(&task).await;
     assert_eq!(read["status"], "failed");
     assert!(
-        read["steps"][0]["last_error"].as_str().unwrap_or_default().contains("exit code 3") || read.to_string().contains("exit code 3")
+        read["steps"][1]["last_error"].as_str().unwrap_or_default().contains("exit code 3") || read.to_string().contains("exit code 3")
     );
 }
 
@@ -153,7 +158,7 @@ async fn a_restarted_agent_adopts_a_run_mid_ladder_and_finishes_it_without_losin
     assert!(started + signals[1].0 > started + 4 * SECOND);
     assert_eq!(fleet.phase(), RunPhase::TimedOut);
     assert_eq!(plane.task(&task).await["status"], "failed");
-    let written = fleet.host.borrow().runs[0].stdout();
+    let written = fleet.host.borrow().runs[STEP].stdout();
     assert_eq!(fleet.stored_stdout(&task).await, written, "every byte once, across the restart");
 }
 
@@ -171,7 +176,7 @@ async fn a_run_whose_process_ended_while_no_agent_watched_reports_its_recorded_e
     fleet.run_for(15 * SECOND).await;
     assert_eq!(fleet.phase(), RunPhase::Succeeded);
     assert_eq!(plane.task(&task).await["status"], "succeeded");
-    assert_eq!(fleet.stored_stdout(&task).await, fleet.host.borrow().runs[0].stdout());
+    assert_eq!(fleet.stored_stdout(&task).await, fleet.host.borrow().runs[STEP].stdout());
 }
 
 #[tokio::test(start_paused = true)]
@@ -186,7 +191,7 @@ async fn an_unreachable_control_plane_holds_nothing_up_and_loses_nothing() {
     fleet.run_for(38 * SECOND).await;
     {
         let host = fleet.host.borrow();
-        let run = &host.runs[0];
+        let run = &host.runs[STEP];
         assert_eq!(run.machine.phase(), RunPhase::Exited, "the step ran to its end; its report waits");
         assert_eq!(run.stdout().lines().count(), 200, "output went on into the spool");
         assert!(!run.machine.cursor().in_flight.is_empty(), "a batch waits for its verdict");
@@ -195,7 +200,7 @@ async fn an_unreachable_control_plane_holds_nothing_up_and_loses_nothing() {
     fleet.run_for(30 * SECOND).await;
     assert_eq!(fleet.phase(), RunPhase::Succeeded);
     assert_eq!(plane.task(&task).await["status"], "succeeded");
-    let written = fleet.host.borrow().runs[0].stdout();
+    let written = fleet.host.borrow().runs[STEP].stdout();
     assert_eq!(fleet.stored_stdout(&task).await, written, "nothing lost, nothing twice");
 }
 
@@ -229,5 +234,5 @@ async fn a_steadily_printing_step_costs_about_a_third_of_a_request_a_second() {
     // half a request a second.
     assert!(syncs <= 8, "{syncs} syncs in 20 s of steady output");
     fleet.run_for(10 * SECOND).await;
-    assert_eq!(fleet.stored_stdout(&task).await, fleet.host.borrow().runs[0].stdout());
+    assert_eq!(fleet.stored_stdout(&task).await, fleet.host.borrow().runs[STEP].stdout());
 }
