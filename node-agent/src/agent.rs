@@ -146,11 +146,22 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         }
         log!("node-agent {} starting as {} ({})", env!("CARGO_PKG_VERSION"), conductor.config.node_id, conductor.config.role);
         conductor.seats = Box::new(runner.clone());
+        // The notifier is its own task, so a webhook that does not answer never holds up a
+        // sync; it stops with the agent (what it had not delivered goes out after the restart:
+        // the control plane keeps how far it got).
+        let notifier = conductor.config.notify.enabled().then(|| {
+            let (feed, events, delivered) = crate::notify::feed();
+            conductor.feed = Some(feed);
+            tokio::task::spawn_local(crate::notify::deliver(conductor.config.notify.clone(), events, delivered))
+        });
         conductor.startup(conductor::clock_now(), false, &mut RunnerStartup { runner: &runner, found: Vec::new() }).await;
         let publish = |conductor: &conductor::Conductor<client::ControlClient>| {
             *board.conductor.borrow_mut() = conductor.snapshot(conductor::clock_now())
         };
         tokio::join!(conductor::run(&mut conductor, shutdown.clone().wait(), runner.wake_handle(), publish), runner.run(shutdown),);
+        if let Some(notifier) = notifier {
+            notifier.abort();
+        }
         finished.trigger();
         for server in servers {
             let _ = server.await;

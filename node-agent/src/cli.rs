@@ -96,6 +96,12 @@ pub struct RawArgs {
     /// More phrases (separated by |) that mark a usage-limit message in the agent's output, beside the built-in ones
     #[arg(long, env = "BAA_AGENT_LIMIT_PATTERNS")]
     pub agent_limit_patterns: Option<String>,
+    /// While this host leads: POST every event of the feed, in order, to this URL (JSON with a one-line "text", as chat webhooks expect)
+    #[arg(long, env = "BAA_NOTIFY_WEBHOOK")]
+    pub notify_webhook: Option<String>,
+    /// While this host leads: also raise a desktop notification for each event (macOS), true or false [default: false]
+    #[arg(long, env = "BAA_NOTIFY_DESKTOP")]
+    pub notify_desktop: Option<String>,
     /// The pull-request command template for constraints.deliver "pr", run after the push; variables {branch} {base_branch} {title} {report_file} {remote} {task_id} {worktree}; the first URL it prints is the task's pr_url
     #[arg(long, env = "BAA_PR_COMMAND")]
     pub pr_command: Option<String>,

@@ -112,6 +112,8 @@ pub struct AgentConfig {
     pub lease_ttl_sec: i64,
     pub renew_failure_threshold: u32,
     pub runner: RunnerConfig,
+    /// Where the leader delivers the event feed (SPEC §13).
+    pub notify: crate::notify::NotifyConfig,
     pub paths: RuntimePaths,
     pub run_once: bool,
     pub json: bool,
@@ -355,6 +357,18 @@ impl AgentConfig {
             paths,
             run_once: raw.run_once,
             json: raw.json,
+            notify: crate::notify::NotifyConfig {
+                webhook: match raw.notify_webhook.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+                    Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url.to_string()),
+                    Some(url) => return Err(bad("notify_webhook", format!("must be an http:// or https:// URL, got {url:?}"))),
+                    None => None,
+                },
+                desktop: match raw.notify_desktop.as_deref().map(str::trim).unwrap_or("") {
+                    "" | "false" => false,
+                    "true" => true,
+                    other => return Err(bad("notify_desktop", format!("must be true or false, got {other:?}"))),
+                },
+            },
             warnings,
         })
     }

@@ -19,9 +19,11 @@
 //! - [`embedded`]: `start --embedded`: the control plane in this process, its tokens.
 //! - [`status`]: the local status server (`/healthz`, `/v1/status`, the page, `/metrics`).
 //! - [`log`]: timestamped log lines on stderr.
+//! - [`notify`]: the leader delivers the event feed to a webhook and the desktop.
 //! - [`tasks_cli`]: `node-agent tasks …`: the control plane for people; task cards imported.
 //! - [`units`]: durations and sizes as people write them (`7d`, `5GB`).
-//! - [`platform`]: what differs between Linux and macOS (zombies, process start, group CPU, free disk).
+//! - [`platform`]: what differs between Linux and macOS (zombies, process start, group CPU, free
+//!   disk, desktop notifications).
 
 pub mod agent;
 pub mod checklist;
@@ -33,6 +35,7 @@ pub mod config;
 pub mod config_show;
 pub mod embedded;
 pub mod log;
+pub mod notify;
 pub mod platform;
 pub mod runner;
 pub mod shutdown;

@@ -293,3 +293,107 @@ fn every_new_worktree_is_set_up_before_its_first_step_and_a_failed_setup_fails_t
     assert_eq!(plane.log_text(&broken, "stderr"), "the mirror is down\n");
     agent.terminate();
 }
+
+/// A webhook receiver on 127.0.0.1: the JSON bodies it took, in order; while `down` it drops
+/// every connection unanswered.
+struct Receiver {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, is_down) = (bodies.clone(), down.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(stream);
+                    continue;
+                }
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    kept.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or_default());
+                    let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                }
+            }
+        });
+        Receiver { url, bodies, down }
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.bodies.lock().unwrap().iter().map(|body| body["event"]["event_id"].as_i64().unwrap()).collect()
+    }
+}
+
+#[test]
+fn the_leader_delivers_every_event_in_order_to_a_webhook_across_its_outage_and_goes_on_scheduling() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git_repo(dir.path());
+    let plane = ControlPlane::start(dir.path());
+    let receiver = Receiver::start();
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--capacity", "2").env("BAA_NOTIFY_WEBHOOK", &receiver.url);
+    agent.spawn();
+    let end = ["succeeded", "failed", "blocked", "canceled"];
+    let task = |goal: &str| plane.create_task(json!({"repo": repo, "task_type": "shell", "title": goal, "goal": goal}));
+    let first = task("echo before the outage");
+    assert_eq!(plane.wait_task(&first, &end, Duration::from_secs(30))["status"], "succeeded");
+    wait_until(Duration::from_secs(30), || (receiver.ids().len() >= 2).then_some(()).ok_or(format!("{:?}", receiver.ids())));
+
+    receiver.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let outage = std::time::Instant::now();
+    let during: Vec<String> = (0..3).map(|index| task(&format!("echo during the outage {index}"))).collect();
+    for task_id in &during {
+        assert_eq!(plane.wait_task(task_id, &end, Duration::from_secs(30))["status"], "succeeded", "scheduling goes on");
+    }
+    assert!(outage.elapsed() < Duration::from_secs(10), "all ran within the outage: {:?}", outage.elapsed());
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(outage.elapsed()));
+    receiver.down.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let feed: Vec<i64> = http(&plane.base(), "GET", "/v1/events?after=0&limit=500", ADMIN, None)["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_id"].as_i64().unwrap())
+        .collect();
+    assert!(feed.len() >= 2 + 3 * 3, "created, started, succeeded for each: {feed:?}");
+    let received = wait_until(Duration::from_secs(60), || {
+        let ids = receiver.ids();
+        let mut seen: Vec<i64> = Vec::new();
+        for id in &ids {
+            if !seen.contains(id) {
+                seen.push(*id);
+            }
+        }
+        (seen == feed).then_some(ids.clone()).ok_or(format!("received {ids:?}, the feed is {feed:?}\n{}", agent.log_text()))
+    });
+    // Each receipt is a repeat of one already received (at least once) or the feed's next event.
+    let mut next = 0;
+    for id in &received {
+        if !feed[..next].contains(id) {
+            assert_eq!(Some(id), feed.get(next), "out of order: {received:?}");
+            next += 1;
+        }
+    }
+    let bodies = receiver.bodies.lock().unwrap().clone();
+    assert!(bodies.iter().all(|body| body["text"].as_str().is_some_and(|text| text.contains(" · "))), "a one-line text for chat");
+    assert!(agent.log_text().contains("notify: event"), "the failed deliveries were logged");
+    assert!(!agent.log_text().contains(&receiver.url), "the webhook's URL stays out of the log");
+    agent.terminate();
+}

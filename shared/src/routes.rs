@@ -57,6 +57,7 @@ pub enum Action {
     SystemDrain,
     SystemState,
     AccountsResume,
+    EventsList,
     AgentsSync,
 }
 
@@ -195,6 +196,7 @@ pub const ROUTES: &[Route] = &[
         ADMIN_READ,
         "mode, leader, controllers, queue counts, drained, mode changes, parked accounts",
     ),
+    route(EventsList, "events.list", Get, "/v1/events", ADMIN_READ, "the event feed after a cursor, oldest first"),
     route(
         AccountsResume,
         "accounts.resume",

@@ -20,6 +20,7 @@
 //! - [`grants`]: a host's claim of ready steps (`steps.claim`, and the grant of a sync).
 //! - [`retry`]: the pure retry policy for failed and lost step attempts.
 //! - [`settle`]: the statements that settle failed and lost attempts by that policy, in one batch.
+//! - [`events`]: the event feed (written by triggers), and the leader notifier's part in a sync.
 //! - [`quota`]: usage limits: accounts parked until their reset, steps waiting for them.
 //! - [`waiting`]: why a queued task or a ready step is not moving, from the scheduler's facts.
 //! - [`rounds`]: agent rounds: the next round's steps after a failed acceptance step or a
@@ -37,6 +38,7 @@ pub mod console;
 pub mod controllers;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod grants;
 pub mod http;
 pub mod input;
@@ -298,6 +300,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::SystemDrain => system::change_mode(self, call, shared::status::SystemMode::Draining).await,
             Action::SystemState => system::state(self, call).await,
             Action::AccountsResume => quota::resume(self, call).await,
+            Action::EventsList => events::list(self, call).await,
             Action::AgentsSync => sync::sync(self, call).await,
         }
     }

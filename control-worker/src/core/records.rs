@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value as Json};
 use shared::status::*;
-use shared::wire::{Checkpoint, Controller, Lease, LogChunk, ModeChange, ParkedAccount, Run, Step, Task, TaskEvent};
+use shared::wire::{Checkpoint, Controller, FeedEvent, Lease, LogChunk, ModeChange, ParkedAccount, Run, Step, Task, TaskEvent};
 
 use super::db::{DbError, Row};
 
@@ -314,5 +314,16 @@ pub fn parked_account(row: &Row) -> Result<ParkedAccount, DbError> {
         message: row.text("message")?,
         parked_at: row.i64("parked_at")?,
         parked_by: row.text("parked_by")?,
+    })
+}
+
+pub fn event(row: &Row) -> Result<FeedEvent, DbError> {
+    Ok(FeedEvent {
+        event_id: row.i64("event_id")?,
+        kind: row.text("kind")?,
+        task_id: row.opt_text("task_id")?,
+        subject: row.text("subject")?,
+        message: row.text("message")?,
+        created_at: row.i64("created_at")?,
     })
 }

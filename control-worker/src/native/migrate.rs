@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_task_cards.sql", include_str!("../../../migrations/0004_task_cards.sql")),
     ("0005_agent_rounds.sql", include_str!("../../../migrations/0005_agent_rounds.sql")),
     ("0006_usage_limits.sql", include_str!("../../../migrations/0006_usage_limits.sql")),
+    ("0007_event_feed.sql", include_str!("../../../migrations/0007_event_feed.sql")),
 ];
 
 /// wrangler's ledger table, created with wrangler's very text (the name quoted), so that the

@@ -45,6 +45,7 @@ fn bodies(action: Action, generator: &mut SchemaGenerator) -> (Option<Value>, bo
         SystemPause | SystemResume | SystemDrain => (Some(schema::<ChangeReason>(generator)), true, schema::<SystemChanged>(generator)),
         SystemState => (None, false, schema::<shared::wire::SystemState>(generator)),
         AccountsResume => (None, false, schema::<shared::wire::AccountResumed>(generator)),
+        EventsList => (None, false, schema::<shared::wire::EventPage>(generator)),
         AgentsSync => (Some(schema::<AgentSyncRequest>(generator)), false, schema::<AgentSyncResponse>(generator)),
     };
     (request, optional, response)

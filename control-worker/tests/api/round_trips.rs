@@ -190,6 +190,7 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
     call("system.resume", "POST", "/v1/system/resume", ADMIN, None);
     call("system.drain", "POST", "/v1/system/drain", ADMIN, None);
     call("system.state", "GET", "/v1/system/state", ADMIN, None);
+    call("events.list", "GET", "/v1/events?after=0", ADMIN, None);
     call("leader.release", "POST", "/v1/leader/release", SERVICE, Some(json!({"controller_id": "mini-main"})));
     (counts, plans)
 }

@@ -344,3 +344,66 @@ fn a_tasks_usage_is_its_runs_usage_files_summed() {
     let bad = json!({"worker_id": "mini-main", "run_id": run_id, "summary": "s", "exit_code": 0, "usage": {"cost_usd": "free"}});
     assert_eq!(err(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, bad), 400, "invalid_request")["field"], "usage.cost_usd");
 }
+
+fn feed(t: &Target, query: &str) -> Vec<(i64, String, String)> {
+    let page = ok(&t.get(&format!("/v1/events?{query}"), READONLY), 200);
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (event["event_id"].as_i64().unwrap(), event["kind"].as_str().unwrap().into(), event["subject"].as_str().unwrap().into())
+        })
+        .collect()
+}
+
+#[test]
+fn the_event_feed_tells_what_happened_in_order_and_the_leaders_notifier_gets_it_with_its_syncs() {
+    let t = Target::new();
+    let leader = leader(&t);
+    let task_id = planned_codex_task(&t, &leader, json!({"title": "the adder"}));
+    run_next(&t, &task_id, true);
+    run_next(&t, &task_id, false);
+    ok(&t.post("/v1/system/pause", BROWSER_ADMIN, json!({"reason": "lunch"})), 200);
+    ok(&t.post("/v1/system/resume", BROWSER_ADMIN, json!({})), 200);
+    let events = feed(&t, "after=0");
+    let kinds: Vec<&str> = events.iter().map(|(_, kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["task_created", "task_started", "round_started", "mode_changed", "mode_changed"], "{events:?}");
+    assert!(events.windows(2).all(|pair| pair[0].0 < pair[1].0), "in order");
+    assert_eq!(events[0].2, "the adder");
+    assert_eq!(events[3].2, "paused");
+    assert_eq!(feed(&t, &format!("after={}", events[2].0)), events[3..].to_vec());
+    assert_eq!(feed(&t, "last=2"), events[3..].to_vec(), "the newest, oldest first");
+
+    // The leader's notifier: the events after its cursor with its sync, and its progress kept.
+    let body = |node: &str, term: Option<i64>, extra: Value| {
+        let mut body = json!({"node_id": node, "host": "mini", "role": "primary", "priority": 100, "status": "ok",
+            "lease": {"wish": "acquire", "ttl_sec": 30, "term": term}});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        body
+    };
+    let first = ok(&t.post("/v1/agents/sync", SHARED, body(&leader.id, Some(leader.term), json!({"events_after": 0}))), 200);
+    assert_eq!(first["notified_through"], 0);
+    let ids: Vec<i64> = first["events"].as_array().unwrap().iter().map(|event| event["event_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, events.iter().map(|(id, _, _)| *id).collect::<Vec<_>>());
+    let through = ids[2];
+    let next = ok(
+        &t.post(
+            "/v1/agents/sync",
+            SHARED,
+            body(&leader.id, Some(leader.term), json!({"events_after": ids[4], "events_delivered": through})),
+        ),
+        200,
+    );
+    assert!(next["events"].as_array().is_none_or(|events| events.is_empty()), "{next}");
+    let after = ok(&t.post("/v1/agents/sync", SHARED, body(&leader.id, Some(leader.term), json!({}))), 200);
+    assert_eq!(after["notified_through"], through, "kept for the next leader");
+    let stale = ok(
+        &t.post("/v1/agents/sync", SHARED, body(&leader.id, Some(leader.term + 5), json!({"events_after": 0, "events_delivered": 999}))),
+        200,
+    );
+    assert!(stale["events"].as_array().is_none_or(|events| events.is_empty()), "not the leader in that term: no feed");
+    assert_eq!(stale["notified_through"], through, "and no write");
+}

@@ -96,6 +96,8 @@ pub struct Conductor<P> {
     /// When this agent started (unix seconds), reported with every sync; set by `main`.
     pub started_at: Option<i64>,
     pub seats: Box<dyn Seats>,
+    /// The event feed for this host's notifier, while it leads (SPEC §13); set by `agent`.
+    pub feed: Option<crate::notify::Feed>,
 }
 
 /// Now, from tokio's clock (see [`crate::clock`]).
@@ -125,6 +127,7 @@ impl<P: ControlPlane> Conductor<P> {
             logged_term: None,
             started_at: None,
             seats: Box::new(NoSeats),
+            feed: None,
         }
     }
 
@@ -137,7 +140,14 @@ impl<P: ControlPlane> Conductor<P> {
     /// A sync carrying this node's facts, its lease wish, its room, its plans and its runs'
     /// reports.
     fn request(&self, status: &str, lease: LeaseIntent, room: Room, plans: Vec<TaskPlan>, reports: RunReports) -> AgentSyncRequest {
+        // Only a leader's notifier asks for the feed.
+        let (events_after, events_delivered) = match (&self.feed, lease.term) {
+            (Some(feed), Some(_)) => feed.ask(),
+            _ => (None, None),
+        };
         AgentSyncRequest {
+            events_after,
+            events_delivered,
             node_id: Some(self.config.node_id.clone()),
             host: self.config.host.clone(),
             role: self.config.role,
@@ -217,6 +227,9 @@ impl<P: ControlPlane> Conductor<P> {
             log!("mode is {}", answer.mode);
         }
         self.mode = Some(answer.mode);
+        if let Some(feed) = self.feed.as_mut() {
+            feed.take(answer.notified_through, &answer.events);
+        }
         if self.parked_accounts != answer.parked_accounts {
             for parked in answer.parked_accounts.iter().filter(|parked| !self.parked_accounts.contains(parked)) {
                 log!("account {} parked until {} by a usage limit: {}", parked.account, parked.parked_until, parked.message);

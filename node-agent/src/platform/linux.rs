@@ -44,3 +44,8 @@ pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
     }
     found.then(|| ticks * 1_000 / ticks_per_second)
 }
+
+/// No desktop to notify on the Linux hosts this runs on (servers, CI): false.
+pub fn desktop_notification(_title: &str, _text: &str) -> bool {
+    false
+}

@@ -38,3 +38,16 @@ pub fn group_cpu_ms(pgid: i32) -> Option<u64> {
         .collect();
     (!times.is_empty()).then(|| times.iter().sum())
 }
+
+/// A notification in the macOS Notification Center (`osascript`); whether it was raised.
+pub fn desktop_notification(title: &str, text: &str) -> bool {
+    // AppleScript string literals: backslashes and double quotes escaped.
+    let quote = |text: &str| format!("\"{}\"", text.chars().take(200).collect::<String>().replace('\\', "\\\\").replace('"', "\\\""));
+    let script = format!("display notification {} with title {}", quote(text), quote(title));
+    Command::new("osascript")
+        .args(["-e", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}

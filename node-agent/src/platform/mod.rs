@@ -11,8 +11,8 @@
 //!   process: zombies linger where PID 1 reaps orphans late (some containers).
 //! - [`free_disk_bytes`]: bytes available to this user on the file system holding a path
 //!   (`statvfs(3)` on both).
-//!
-//! Desktop notifications (SPEC §13) will join them here.
+//! - [`desktop_notification`]: a notification on the desktop (`osascript` on macOS; Linux
+//!   hosts have none: false).
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -20,9 +20,9 @@ mod linux;
 mod macos;
 
 #[cfg(target_os = "linux")]
-pub use linux::{group_cpu_ms, group_has_live_process, is_zombie};
+pub use linux::{desktop_notification, group_cpu_ms, group_has_live_process, is_zombie};
 #[cfg(target_os = "macos")]
-pub use macos::{group_cpu_ms, group_has_live_process, is_zombie};
+pub use macos::{desktop_notification, group_cpu_ms, group_has_live_process, is_zombie};
 
 use std::path::Path;
 use std::process::{Command, Stdio};

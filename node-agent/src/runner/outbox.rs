@@ -213,6 +213,8 @@ mod tests {
         AgentSyncResponse {
             node_id: "n".into(),
             parked_accounts: Vec::new(),
+            events: Vec::new(),
+            notified_through: 0,
             lease: LeaseDecision {
                 is_leader: false,
                 operation: LeaseOperation::None,

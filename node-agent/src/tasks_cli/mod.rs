@@ -22,7 +22,7 @@ use api::Api;
 #[derive(Debug, Parser)]
 #[command(
     name = "node-agent tasks",
-    about = "Tasks on the control plane, for people: create, list, show, logs, cancel, approve, reject, report, import"
+    about = "Tasks on the control plane, for people: create, list, show, logs, cancel, approve, reject, report, import, watch"
 )]
 pub struct TasksArgs {
     /// Base URL of the Control API
@@ -101,6 +101,15 @@ pub enum Verb {
     },
     /// A task's report in the card's sections
     Report { task: String },
+    /// The event feed as it comes (tasks started, rounds, ends, reviews, parked accounts, mode changes), until interrupted
+    Watch {
+        /// Print this many of the latest events first
+        #[arg(long, default_value = "10")]
+        last: u32,
+        /// Stop after this many seconds (for scripts) [default: never]
+        #[arg(long)]
+        for_sec: Option<u64>,
+    },
     /// Create the tasks of card files, in dependency order; a card already imported is left as it is
     Import {
         /// For cards without a repo: line
@@ -161,6 +170,32 @@ fn print_task(task: &Value) {
         let round = step["round"].as_i64().filter(|round| *round > 1).map(|round| format!(" (round {round})")).unwrap_or_default();
         println!("  step {} {:<9} {}  {}{round}", step["step_index"], text(&step["status"]), when, text(&step["title"]));
     }
+}
+
+/// One event as people read it: local time, kind, subject, message.
+fn print_event(event: &Value) {
+    println!(
+        "{}  {:<15} {}: {}",
+        local_time(event["created_at"].as_i64().unwrap_or(0)),
+        text(&event["kind"]),
+        text(&event["subject"]),
+        text(&event["message"])
+    );
+}
+
+async fn watch(api: &Api, last: u32, for_sec: Option<u64>, json_out: bool) -> Result<(), String> {
+    let stop = for_sec.map(|sec| std::time::Instant::now() + Duration::from_secs(sec));
+    let print = |event: &Value| if json_out { println!("{event}") } else { print_event(event) };
+    let first = api.get(&format!("/v1/events?last={}", last.max(1))).await?;
+    let mut after = first["next_after"].as_i64().unwrap_or(0);
+    first["events"].as_array().into_iter().flatten().skip(usize::from(last == 0)).for_each(print);
+    while stop.is_none_or(|stop| std::time::Instant::now() < stop) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let page = api.get(&format!("/v1/events?after={after}&limit=500")).await?;
+        page["events"].as_array().into_iter().flatten().for_each(print);
+        after = page["next_after"].as_i64().unwrap_or(after);
+    }
+    Ok(())
 }
 
 async fn follow_logs(api: &Api, task_id: &str, follow: bool, events: bool) -> Result<(), String> {
@@ -274,6 +309,7 @@ async fn run(args: TasksArgs) -> Result<(), String> {
                 print!("{}", text(&page["markdown"]))
             }
         }
+        Verb::Watch { last, for_sec } => watch(&api, last, for_sec, args.json).await?,
         Verb::Import { repo, deliver, files } => import(&api, repo.as_deref(), deliver.as_deref(), &files, args.json).await?,
     }
     Ok(())

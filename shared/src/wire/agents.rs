@@ -221,6 +221,12 @@ pub struct AgentSyncRequest {
     /// The host has more output waiting than it sent in this sync.
     #[serde(default)]
     pub more_output: bool,
+    /// The leader's notifier (SPEC §13): send the events after this id (only with a term).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_after: Option<i64>,
+    /// The leader's notifier delivered every event up to this id (fenced by the term).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_delivered: Option<i64>,
     /// How long the answer may be held (0 to 25,000 ms; 0, the default, never): a standby with
     /// nothing else to do is answered as soon as the lease changes hands, or after the pace.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -290,6 +296,12 @@ pub struct AgentSyncResponse {
     /// Accounts parked by a usage limit (SPEC §13), soonest reset first.
     #[serde(default)]
     pub parked_accounts: Vec<ParkedAccount>,
+    /// With `events_after`: the next events of the feed (at most 20), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<FeedEvent>,
+    /// The last event any leader's notifier delivered.
+    #[serde(default)]
+    pub notified_through: i64,
     /// Steps this host is to start now.
     pub granted: Vec<ClaimedStep>,
     /// One verdict per item sent, in the order sent.

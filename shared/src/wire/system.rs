@@ -75,3 +75,35 @@ pub struct AccountResumed {
     pub account: String,
     pub resumed_steps: Vec<String>,
 }
+
+/// One entry of the event feed (SPEC §13): what happened, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct FeedEvent {
+    pub event_id: i64,
+    /// `task_created`, `task_started`, `round_started`, `task_succeeded`, `task_failed`,
+    /// `task_blocked`, `task_review`, `task_canceled`, `host_lost`, `account_parked`,
+    /// `account_resumed`, `mode_changed`.
+    pub kind: String,
+    pub task_id: Option<String>,
+    /// What it is about: the task's title, the account, the mode.
+    pub subject: String,
+    pub message: String,
+    pub created_at: i64,
+}
+
+impl FeedEvent {
+    /// One line for people (a chat message): `task_failed · Fix the parser: failed: step 1 …`.
+    pub fn text(&self) -> String {
+        format!("{} · {}: {}", self.kind, self.subject, self.message)
+    }
+}
+
+/// `events.list`: the events after a cursor, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct EventPage {
+    pub events: Vec<FeedEvent>,
+    /// The `after` to ask with next (the last event's id, or the one given).
+    pub next_after: i64,
+}

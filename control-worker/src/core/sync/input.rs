@@ -47,6 +47,10 @@ pub struct SyncInput {
     pub more_output: bool,
     /// How long the caller allows its answer to be held (see [`super::hold`]).
     pub hold_ms: i64,
+    /// The leader's notifier: the events after this id, please.
+    pub events_after: Option<i64>,
+    /// The leader's notifier delivered every event through this id.
+    pub events_delivered: Option<i64>,
 }
 
 impl SyncInput {
@@ -98,6 +102,8 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
             .collect::<ApiResult<Vec<_>>>()?,
         more_output: fields.bool_or_false("more_output")?,
         hold_ms: fields.opt_i64("hold_ms", 0, MAX_HOLD_MS)?.unwrap_or(0),
+        events_after: fields.opt_i64("events_after", 0, MAX_SAFE_INTEGER)?,
+        events_delivered: fields.opt_i64("events_delivered", 0, MAX_SAFE_INTEGER)?,
         facts: {
             // What the host has room for is worth seeing in the controllers list.
             facts.metadata.insert("capacity".into(), capacity.into());

@@ -30,6 +30,7 @@ use super::clock::{Clock, Random};
 use super::controllers::sync_upsert;
 use super::db::{Db, Row, Statement};
 use super::error::{ApiError, ApiResult};
+use super::events;
 use super::grants::{self, ClaimAsk};
 use super::input::Fields;
 use super::lease::{acquire_statements, acquired, empty_lease, release_statements, SELECT_LEASE_SQL};
@@ -161,8 +162,24 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         LeaseWish::Release => batch.push(release_statements(&node_id, input.term, now)),
         LeaseWish::Keep => batch.push([Statement::new(SELECT_LEASE_SQL, vec![])]),
     };
-    let mode_at =
-        batch.push([Statement::new(SELECT_MODE_SQL, vec![]), Statement::new(super::quota::PARKED_ACCOUNTS_SQL, vec![now.into()])]);
+    let mode_at = batch.push([
+        Statement::new(SELECT_MODE_SQL, vec![]),
+        Statement::new(super::quota::PARKED_ACCOUNTS_SQL, vec![now.into()]),
+        Statement::new(events::NOTIFIED_THROUGH_SQL, vec![]),
+    ]);
+    // The leader's notifier: what it delivered (a fenced write), then what comes next.
+    let events_at = match (leading_term, input.events_after) {
+        (Some(term), Some(after)) => {
+            let mut statements = Vec::new();
+            if let Some(delivered) = input.events_delivered {
+                statements.push(events::record_delivered(&node_id, term, now, delivered));
+            }
+            let rows_at = statements.len();
+            statements.push(events::for_leader(&node_id, term, now, after));
+            Some(batch.push(statements) + rows_at)
+        }
+        _ => None,
+    };
 
     // The leader's reaping and claim, and the grant, are built first: the room they need is
     // kept free while the items are placed, and they go in last.
@@ -403,6 +420,11 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         },
         mode,
         parked_accounts: records::all(&results[mode_at + 1], records::parked_account)?,
+        notified_through: results[mode_at + 2].first().map(|row| row.i64("notified_through")).transpose()?.unwrap_or(0),
+        events: match events_at {
+            Some(at) => results[at].iter().map(records::event).collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        },
         granted,
         runs: run_verdicts,
         completions: completion_verdicts,
