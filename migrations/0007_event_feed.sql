@@ -34,14 +34,14 @@ END;
 CREATE TRIGGER events_on_account_parked AFTER INSERT ON accounts
 BEGIN
     INSERT INTO events (kind, task_id, subject, message, created_at)
-    VALUES ('account_parked', NULL, NEW.account, 'parked until ' || NEW.parked_until || ' by ' || NEW.parked_by || ': ' || NEW.message, NEW.parked_at);
+    VALUES ('account_parked', NULL, NEW.account, 'parked until ' || datetime(NEW.parked_until, 'unixepoch') || ' UTC by ' || NEW.parked_by || ': ' || NEW.message, NEW.parked_at);
 END;
 
 CREATE TRIGGER events_on_account_parked_again AFTER UPDATE OF parked_at ON accounts
 WHEN NEW.parked_at <> OLD.parked_at
 BEGIN
     INSERT INTO events (kind, task_id, subject, message, created_at)
-    VALUES ('account_parked', NULL, NEW.account, 'parked until ' || NEW.parked_until || ' by ' || NEW.parked_by || ': ' || NEW.message, NEW.parked_at);
+    VALUES ('account_parked', NULL, NEW.account, 'parked until ' || datetime(NEW.parked_until, 'unixepoch') || ' UTC by ' || NEW.parked_by || ': ' || NEW.message, NEW.parked_at);
 END;
 
 CREATE TRIGGER events_on_account_resumed AFTER UPDATE OF resumed_at ON accounts

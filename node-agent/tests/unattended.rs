@@ -223,9 +223,14 @@ fn a_usage_limit_parks_the_account_for_every_host_until_its_reset_without_spendi
     let other = task("codex", "other work", "mac");
     let shell = task("shell", "echo shell-work", "mac");
     assert_eq!(plane.wait_task(&shell, &end, Duration::from_secs(30))["status"], "succeeded");
-    let held = plane.task(&other);
+    // Its setup ran (a shell step); its agent step stays ready, granted to no host.
+    let held = wait_until(Duration::from_secs(30), || {
+        let detail = plane.task(&other);
+        (detail["steps"][1]["status"] == "ready").then_some(detail.clone()).ok_or(format!("{detail:#}"))
+    });
     assert_eq!(held["status"], "running", "{held:#}");
-    assert_eq!(held["steps"][1]["status"], "ready");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(plane.task(&other)["steps"][1]["status"], "ready", "still not granted");
     assert_eq!(held["waiting_reason"]["code"], "quota", "{held:#}");
     assert!(held["waiting_reason"]["message"].as_str().unwrap().contains("account team is parked"), "{held:#}");
 
@@ -395,5 +400,19 @@ fn the_leader_delivers_every_event_in_order_to_a_webhook_across_its_outage_and_g
     assert!(bodies.iter().all(|body| body["text"].as_str().is_some_and(|text| text.contains(" · "))), "a one-line text for chat");
     assert!(agent.log_text().contains("notify: event"), "the failed deliveries were logged");
     assert!(!agent.log_text().contains(&receiver.url), "the webhook's URL stays out of the log");
+
+    // A person follows the same feed from a terminal.
+    let watched = std::process::Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .args(["tasks", "watch", "--last", "3", "--for-sec", "1"])
+        .env_clear()
+        .env("BAA_CONTROL_API_BASE", plane.base())
+        .env("BAA_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&watched.stdout);
+    assert!(watched.status.success(), "{text}{}", String::from_utf8_lossy(&watched.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "the last three events: {text}");
+    assert!(lines.iter().all(|line| line.contains("task_") && line.contains("echo during the outage")), "{text}");
     agent.terminate();
 }

@@ -36,7 +36,7 @@ const PARK_ACCOUNT_SQL: &str = "INSERT INTO accounts (account, parked_until, mes
 // ?1 marker, ?2 account, ?3 now. The waiting step's task remembers it.
 const RECORD_PARK_SQL: &str = "INSERT INTO task_events (task_id, kind, message, created_at) \
      SELECT s.task_id, 'account_parked', 'step ' || s.step_index || ' waits: account ' || ?2 || ' is parked until ' || \
-       (SELECT parked_until FROM accounts WHERE account = ?2) || ' by a usage limit', ?3 \
+       (SELECT datetime(parked_until, 'unixepoch') FROM accounts WHERE account = ?2) || ' UTC by a usage limit', ?3 \
      FROM steps s WHERE s.claim_token = ?1 AND s.status = 'waiting_quota'";
 
 /// How many statements [`park_statements`] makes.

@@ -93,6 +93,11 @@ pub struct TaskFacts<'a> {
     pub ready_step: Option<&'a Step>,
 }
 
+/// A time in a message for people: `2026-12-02 09:59 UTC`.
+pub fn utc(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0).map_or_else(|| seconds.to_string(), |at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
 fn reason(code: WaitingCode, message: String, since: i64) -> Option<WaitingReason> {
     Some(WaitingReason { code, message, since })
 }
@@ -119,13 +124,12 @@ fn quiet_host(task: &Task, name: &str, fleet: &Fleet, since: i64) -> Option<Wait
     }
     let heard = fleet.host(name).map(|host| host.last_heard_at);
     let message = match (heard, task.target_host.is_some()) {
-        (Some(at), true) => format!("waits for host {name} (constraints.target_host), not heard from since {at}"),
-        (Some(at), false) => {
-            format!(
-                "host {name} not heard from since {at}; after {} s without it the task starts over on another host",
-                fleet.host_lost_after_sec
-            )
-        }
+        (Some(at), true) => format!("waits for host {name} (constraints.target_host), not heard from since {}", utc(at)),
+        (Some(at), false) => format!(
+            "host {name} not heard from since {}; after {} s without it the task starts over on another host",
+            utc(at),
+            fleet.host_lost_after_sec
+        ),
         (None, _) => format!("waits for host {name}, never heard from"),
     };
     reason(WaitingCode::HostLost, message, heard.unwrap_or(since))
@@ -174,7 +178,7 @@ fn queued(facts: &TaskFacts<'_>, fleet: &Fleet) -> Option<WaitingReason> {
         if !fleet.host(target).is_some_and(|host| fleet.live(host)) {
             let since = heard.unwrap_or(task.created_at);
             let message = match heard {
-                Some(at) => format!("waits for its target host {target}, not heard from since {at}"),
+                Some(at) => format!("waits for its target host {target}, not heard from since {}", utc(at)),
                 None => format!("waits for its target host {target}, never heard from"),
             };
             return reason(WaitingCode::HostLost, message, since);
@@ -189,7 +193,7 @@ fn queued(facts: &TaskFacts<'_>, fleet: &Fleet) -> Option<WaitingReason> {
 fn quota(parked: &ParkedAccount) -> Option<WaitingReason> {
     reason(
         WaitingCode::Quota,
-        format!("account {} is parked by a usage limit until {} ({})", parked.account, parked.parked_until, parked.message),
+        format!("account {} is parked by a usage limit until {} ({})", parked.account, utc(parked.parked_until), parked.message),
         parked.parked_at,
     )
 }

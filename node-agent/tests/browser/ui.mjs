@@ -45,6 +45,17 @@ git("add", "README.md");
 git("-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m", "initial");
 fs.mkdirSync(shots, { recursive: true });
 
+// A stand-in coding agent: a goal about a limit hits the account's usage limit once; any
+// other goal makes a first guess, and the fix once its feedback file says what failed.
+const agentScript = path.join(dir, "stand-in-agent.sh");
+fs.writeFileSync(agentScript, `#!/bin/sh
+case "$(cat "$1")" in
+  *limit*) if [ ! -e "${dir}/limited" ]; then touch "${dir}/limited"; echo "You've hit your usage limit. Try again in 2 hours."; exit 1; fi
+           echo done > limited.txt ;;
+  *) if [ -s "$2" ]; then echo fixed > fixed.txt; else echo guess > guess.txt; fi ;;
+esac
+`);
+
 const root = path.join(dir, "root");
 const agentLogPath = path.join(dir, "agent.log");
 const agentLog = fs.openSync(agentLogPath, "a");
@@ -53,7 +64,8 @@ const agent = spawn(
   agentBin,
   ["start", "--embedded", "--control-listen", "127.0.0.1:0", "--local-api", "127.0.0.1:0", "--host", "mini", "--runtime-root", root,
    "--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500"],
-  { env: { HOME: dir, PATH: process.env.PATH }, stdio: ["ignore", agentLog, agentLog] },
+  { env: { HOME: dir, PATH: process.env.PATH, BAA_AGENT_COMMAND: `sh ${agentScript} {goal_file} {feedback_file}` },
+    stdio: ["ignore", agentLog, agentLog] },
 );
 const failures = [];
 let browser;
@@ -122,6 +134,7 @@ try {
   await page.click("#create");
   await expectText(page, "#created", "created task_");
   const taskId = (await page.textContent("#created")).replace("created ", "").trim();
+  await expectText(page, "#detail-id", taskId);
   await expectText(page, "#detail-status", "succeeded");
   await expectText(page, "#logs", "browser-output");
   await expectText(page, "#logs", "accepted");
@@ -153,6 +166,40 @@ try {
   assert.ok(await page.isHidden("#approve-task"), "approved: the buttons go");
   await page.uncheck("#new-review");
   await page.fill("#reason", "");
+
+  // A coding-agent task whose acceptance fails in round 1 and passes in round 2: the rounds in
+  // the steps, and the task's diff, step by step.
+  await page.selectOption("#new-type", "codex");
+  await page.fill("#new-title", "two rounds");
+  await page.fill("#new-goal", "make the test pass");
+  await page.fill("#new-acceptance", "test -f fixed.txt");
+  await page.click("#create");
+  await expectText(page, "#detail-goal", "two rounds");
+  await expectText(page, "#detail-status", "succeeded");
+  // Setup, agent and test in round 1; agent and test in round 2 (the table fills a moment after the status).
+  await waitFor("the steps of both rounds", async () =>
+    JSON.stringify(await page.$$eval("#steps tbody tr", (rows) => rows.map((row) => row.cells[1].textContent))) ===
+      JSON.stringify(["1", "1", "1", "2", "2"]));
+  await expectText(page, "#diff", "+guess");
+  await expectText(page, "#diff", "+fixed");
+  await expectText(page, "#diff", "round 2");
+  await page.screenshot({ path: path.join(shots, "console-rounds-and-diff.png"), fullPage: true });
+
+  // A usage limit parks the account: the console lists it, the task says why it waits, and
+  // "Resume now" ends the wait.
+  await page.fill("#new-title", "meets a limit");
+  await page.fill("#new-goal", "hit the usage limit");
+  await page.fill("#new-acceptance", "");
+  await page.click("#create");
+  await expectText(page, "#detail-goal", "meets a limit");
+  await expectText(page, "#accounts", "mini");
+  await expectText(page, "#accounts", "usage limit");
+  await expectText(page, "#detail-reason", "waiting (quota");
+  await page.screenshot({ path: path.join(shots, "console-parked-account.png"), fullPage: true });
+  await page.click(".resume-account");
+  await expectText(page, "#detail-status", "succeeded");
+  await waitFor("the parked accounts to go", async () => page.isHidden("#accounts-section"));
+  await page.selectOption("#new-type", "shell");
 
   // Cancel a task that would run for a long time.
   await page.fill("#new-title", "to be canceled");
@@ -194,6 +241,11 @@ try {
   console.log(`browser tests passed; screenshots in ${shots}`);
 } catch (error) {
   console.error(error);
+  if (failures.length) console.error(failures.join("\n"));
+  // What the page showed when it went wrong.
+  for (const open of browser ? browser.contexts().flatMap((context) => context.pages()) : []) {
+    await open.screenshot({ path: path.join(shots, "failure-" + Date.now() + ".png"), fullPage: true }).catch(() => {});
+  }
   console.error(fs.readFileSync(path.join(dir, "agent.log"), "utf8").split("\n").slice(-40).join("\n"));
   process.exitCode = 1;
 } finally {

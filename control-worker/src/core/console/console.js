@@ -3,7 +3,7 @@
 "use strict";
 
 const REFRESH_MS = 2000;
-const state = { token: sessionStorage.getItem("baa-token") || "", selected: null, logCursor: 0, logTask: null, timer: null };
+const state = { token: sessionStorage.getItem("baa-token") || "", selected: null, logCursor: 0, logTask: null, timer: null, diffs: {} };
 const $ = (id) => document.getElementById(id);
 
 function showError(message) {
@@ -112,6 +112,25 @@ async function refreshTasks() {
   });
 }
 
+// The task's changes, step by step: each committing step's last run's git_diff checkpoint
+// (fetched once per run: a finished run's checkpoints do not change).
+async function showDiff(detail) {
+  const parts = [];
+  for (const step of detail.steps) {
+    if (!["agent", "shell", "merge"].includes(step.step_kind) || !step.current_run_id || step.attempt === 0) continue;
+    let diff = state.diffs[step.current_run_id];
+    if (diff === undefined) {
+      const run = await api("GET", "/v1/runs/" + encodeURIComponent(step.current_run_id));
+      const checkpoint = run.checkpoints.find((checkpoint) => checkpoint.checkpoint_type === "git_diff");
+      diff = checkpoint ? checkpoint.content : null;
+      if (run.run.status !== "claimed" && run.run.status !== "running") state.diffs[step.current_run_id] = diff;
+    }
+    if (diff && diff.trim()) parts.push("# round " + step.round + ", step " + step.step_index + ": " + step.title + "\n" + diff);
+  }
+  $("detail-diff").hidden = parts.length === 0;
+  $("diff").textContent = parts.join("\n");
+}
+
 async function refreshDetail() {
   if (!state.selected) return;
   const detail = await api("GET", "/v1/tasks/" + encodeURIComponent(state.selected));
@@ -123,7 +142,7 @@ async function refreshDetail() {
   const waiting = detail.waiting_reason;
   $("detail-reason").textContent = (waiting ? "waiting (" + waiting.code + ", since " + when(waiting.since) + "): " + waiting.message + " " : "") + (detail.status_reason || "");
   $("cancel-task").disabled = ["succeeded", "failed", "blocked", "canceled"].includes(detail.status);
-  $("approve-task").hidden = $("reject-task").hidden = detail.status !== "review";
+  $("approve-task").hidden = $("reject-task").hidden = $("reject-retry-label").hidden = detail.status !== "review";
   const usage = detail.usage;
   $("detail-usage").hidden = !usage;
   if (usage) {
@@ -148,6 +167,7 @@ async function refreshDetail() {
     const delivered = [result.pushed_to ? "pushed to " + result.pushed_to : "", result.pr_url || ""].filter(Boolean).join(" · ");
     $("result-delivery").textContent = delivered || "not delivered: the branch stays on " + result.host;
   }
+  await showDiff(detail);
   fill("steps", detail.steps, [
     (step) => step.step_index,
     (step) => step.round,
@@ -247,7 +267,8 @@ for (const [button, verb] of [["approve-task", "approve"], ["reject-task", "reje
   $(button).addEventListener("click", async () => {
     try {
       const reason = $("reason").value.trim();
-      const body = verb === "approve" ? (reason ? { comment: reason } : {}) : { reason: reason || "rejected in the console" };
+      const body = verb === "approve" ? (reason ? { comment: reason } : {})
+        : { reason: reason || "rejected in the console", retry: $("reject-retry").checked };
       await api("POST", "/v1/tasks/" + encodeURIComponent(state.selected) + "/" + verb, body);
       await refresh();
     } catch (error) {
