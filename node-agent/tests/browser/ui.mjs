@@ -49,6 +49,7 @@ fs.mkdirSync(shots, { recursive: true });
 // other goal makes a first guess, and the fix once its feedback file says what failed.
 const agentScript = path.join(dir, "stand-in-agent.sh");
 fs.writeFileSync(agentScript, `#!/bin/sh
+printf '{"input_tokens": 1500, "output_tokens": 300, "cost_usd": 0.02, "model": "stand-in"}' > "$3"
 case "$(cat "$1")" in
   *limit*) if [ ! -e "${dir}/limited" ]; then touch "${dir}/limited"; echo "You've hit your usage limit. Try again in 2 hours."; exit 1; fi
            echo done > limited.txt ;;
@@ -64,7 +65,7 @@ const agent = spawn(
   agentBin,
   ["start", "--embedded", "--control-listen", "127.0.0.1:0", "--local-api", "127.0.0.1:0", "--host", "mini", "--runtime-root", root,
    "--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500"],
-  { env: { HOME: dir, PATH: process.env.PATH, BAA_AGENT_COMMAND: `sh ${agentScript} {goal_file} {feedback_file}` },
+  { env: { HOME: dir, PATH: process.env.PATH, BAA_AGENT_COMMAND: `sh ${agentScript} {goal_file} {feedback_file} {usage_file}` },
     stdio: ["ignore", agentLog, agentLog] },
 );
 const failures = [];
@@ -183,6 +184,8 @@ try {
   await expectText(page, "#diff", "+guess");
   await expectText(page, "#diff", "+fixed");
   await expectText(page, "#diff", "round 2");
+  // Each round's agent wrote its usage file: the task shows the sum.
+  await expectText(page, "#detail-usage", "usage: 3000 tokens in, 600 out, $0.0400 over 2 run(s) (stand-in)");
   await page.screenshot({ path: path.join(shots, "console-rounds-and-diff.png"), fullPage: true });
 
   // A usage limit parks the account: the console lists it, the task says why it waits, and
