@@ -1,5 +1,6 @@
 -- SPEC §13, telling a person: one ordered feed of what happened (`GET /v1/events`), written by
--- triggers in the same transaction as the change itself, whatever statement made it.
+-- triggers in the same transaction as the change itself, whatever statement made it (and, for
+-- a host back after being lost, by the sync that brings it back).
 CREATE TABLE events (
     event_id   INTEGER PRIMARY KEY AUTOINCREMENT,
     kind       TEXT NOT NULL,

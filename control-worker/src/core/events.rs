@@ -37,6 +37,17 @@ const RECORD_DELIVERED_SQL: &str = concat!(
     fence!("1", "2", "3")
 );
 
+// ?1 host, ?2 now, ?3 host_lost_after_sec. Before a sync's heartbeat is written: a host none of
+// whose controllers was heard from for that long is back.
+const HOST_BACK_SQL: &str = "INSERT INTO events (kind, task_id, subject, message, created_at) \
+     SELECT 'host_back', NULL, ?1, 'back after ' || (?2 - MAX(last_heartbeat_at)) || ' s without a word', ?2 \
+     FROM controllers WHERE host = ?1 GROUP BY host HAVING MAX(last_heartbeat_at) < ?2 - ?3";
+
+/// The feed's `host_back` for a host that syncs again after being lost.
+pub fn host_back(host: &str, now: i64, host_lost_after_sec: i64) -> Statement {
+    Statement::new(HOST_BACK_SQL, vec![host.into(), now.into(), host_lost_after_sec.into()])
+}
+
 /// The leader's record that its notifier delivered every event through `delivered`.
 pub fn record_delivered(controller_id: &str, term: i64, now: i64, delivered: i64) -> Statement {
     Statement::new(RECORD_DELIVERED_SQL, vec![controller_id.into(), term.into(), now.into(), delivered.into()])

@@ -407,3 +407,17 @@ fn the_event_feed_tells_what_happened_in_order_and_the_leaders_notifier_gets_it_
     assert!(stale["events"].as_array().is_none_or(|events| events.is_empty()), "not the leader in that term: no feed");
     assert_eq!(stale["notified_through"], through, "and no write");
 }
+
+#[test]
+fn a_host_that_syncs_again_after_being_lost_is_back_in_the_feed() {
+    let t = Target::new();
+    host_says(&t, 0, false);
+    t.advance(30);
+    host_says(&t, 0, false);
+    assert!(feed(&t, "after=0").iter().all(|(_, kind, _)| kind != "host_back"), "heard from all along");
+    t.advance(700);
+    host_says(&t, 0, false);
+    let back: Vec<_> = feed(&t, "after=0").into_iter().filter(|(_, kind, _)| kind == "host_back").collect();
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0].2, "mini");
+}

@@ -82,7 +82,7 @@ pub struct AccountResumed {
 pub struct FeedEvent {
     pub event_id: i64,
     /// `task_created`, `task_started`, `round_started`, `task_succeeded`, `task_failed`,
-    /// `task_blocked`, `task_review`, `task_canceled`, `host_lost`, `account_parked`,
+    /// `task_blocked`, `task_review`, `task_canceled`, `host_lost`, `host_back`, `account_parked`,
     /// `account_resumed`, `mode_changed`.
     pub kind: String,
     pub task_id: Option<String>,

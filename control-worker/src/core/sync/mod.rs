@@ -156,7 +156,10 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     let leading_term = input.term.filter(|_| input.wish == LeaseWish::Acquire);
 
     let mut batch = Batch { statements: Vec::new() };
-    batch.push([sync_upsert(&input.facts, (core.config.controller_liveness_sec / 2).max(1), now)]);
+    batch.push([
+        events::host_back(&host, now, core.config.host_lost_after_sec),
+        sync_upsert(&input.facts, (core.config.controller_liveness_sec / 2).max(1), now),
+    ]);
     let lease_at = match input.wish {
         LeaseWish::Acquire => batch.push(acquire_statements(&node_id, &host, input.ttl_sec, input.preferred, now)),
         LeaseWish::Release => batch.push(release_statements(&node_id, input.term, now)),
