@@ -132,9 +132,13 @@ try {
   await page.fill("#new-title", "from the browser");
   await page.fill("#new-goal", "echo hello > browser.txt; echo browser-output");
   await page.fill("#new-acceptance", "test -f browser.txt && echo accepted");
+  const before = await page.textContent("#created");
   await page.click("#create");
-  await expectText(page, "#created", "created task_");
-  const taskId = (await page.textContent("#created")).replace("created ", "").trim();
+  // The line still names the task created before until this one's answer comes.
+  const taskId = await waitFor("the new task's id", async () => {
+    const created = await page.textContent("#created");
+    return created !== before && created.startsWith("created task_") && created.replace("created ", "").trim();
+  });
   await expectText(page, "#detail-id", taskId);
   await expectText(page, "#detail-status", "succeeded");
   await expectText(page, "#logs", "browser-output");

@@ -3,7 +3,7 @@
 "use strict";
 
 const REFRESH_MS = 2000;
-const state = { token: sessionStorage.getItem("baa-token") || "", selected: null, logCursor: 0, logTask: null, timer: null, diffs: {} };
+const state = { token: sessionStorage.getItem("baa-token") || "", selected: null, logCursor: 0, logTask: null, timer: null, diffs: {}, detailGeneration: 0 };
 const $ = (id) => document.getElementById(id);
 
 function showError(message) {
@@ -114,7 +114,7 @@ async function refreshTasks() {
 
 // The task's changes, step by step: each committing step's last run's git_diff checkpoint
 // (fetched once per run: a finished run's checkpoints do not change).
-async function showDiff(detail) {
+async function showDiff(detail, stale) {
   const parts = [];
   for (const step of detail.steps) {
     if (!["agent", "shell", "merge"].includes(step.step_kind) || !step.current_run_id || step.attempt === 0) continue;
@@ -127,13 +127,19 @@ async function showDiff(detail) {
     }
     if (diff && diff.trim()) parts.push("# round " + step.round + ", step " + step.step_index + ": " + step.title + "\n" + diff);
   }
+  if (stale()) return;
   $("detail-diff").hidden = parts.length === 0;
   $("diff").textContent = parts.join("\n");
 }
 
 async function refreshDetail() {
   if (!state.selected) return;
+  // The timer and a click may refresh at once: only the newest call goes on writing (an older
+  // one would show the task selected before, or append the same log lines twice).
+  const generation = ++state.detailGeneration;
+  const stale = () => generation !== state.detailGeneration;
   const detail = await api("GET", "/v1/tasks/" + encodeURIComponent(state.selected));
+  if (stale()) return;
   $("detail").hidden = false;
   $("detail-id").textContent = detail.task_id;
   $("detail-status").textContent = detail.status;
@@ -152,6 +158,7 @@ async function refreshDetail() {
   $("detail-report").hidden = !detail.report;
   if (detail.report) {
     const report = await api("GET", "/v1/tasks/" + encodeURIComponent(detail.task_id) + "/report");
+    if (stale()) return;
     $("report").textContent = report.markdown;
   }
   const result = detail.result;
@@ -167,7 +174,8 @@ async function refreshDetail() {
     const delivered = [result.pushed_to ? "pushed to " + result.pushed_to : "", result.pr_url || ""].filter(Boolean).join(" · ");
     $("result-delivery").textContent = delivered || "not delivered: the branch stays on " + result.host;
   }
-  await showDiff(detail);
+  await showDiff(detail, stale);
+  if (stale()) return;
   fill("steps", detail.steps, [
     (step) => step.step_index,
     (step) => step.round,
@@ -185,6 +193,7 @@ async function refreshDetail() {
   }
   for (;;) {
     const logs = await api("GET", "/v1/tasks/" + encodeURIComponent(state.selected) + "/logs?limit=500&after=" + state.logCursor);
+    if (stale()) return;
     for (const chunk of logs.chunks) {
       const span = document.createElement("span");
       span.className = chunk.stream;
