@@ -3,8 +3,9 @@
 //!
 //! - [`input`]: the validated body.
 //! - [`pace`]: `next_sync_ms`, a pure function of what the sync found.
+//! - `batch`: the sync's statements, and the placement of items while they fit.
 //! - [`hold`]: a quiet standby's answer held until the lease changes hands.
-//! - this file: the batch and the answer.
+//! - this file: what goes into the batch, in order, and the answer read from its rows.
 //!
 //! The batch, in order: the heartbeat (written only when a fact changed or the row is getting
 //! old), the lease (acquire or renew, release, or a look), the mode; then what the host reports
@@ -18,6 +19,7 @@
 //! nothing of them is written. Every statement is one of the single-purpose routes' own: the
 //! sync adds no SQL of its own but the heartbeat's write-if-changed.
 
+mod batch;
 pub mod hold;
 mod input;
 pub mod pace;
@@ -40,6 +42,7 @@ use super::records;
 use super::run_reports::{self as reports, CheckpointOutcome};
 use super::system::SELECT_MODE_SQL;
 use super::{Call, Core, Reply};
+use batch::{place, place_where, Batch, Placed};
 use input::RunItem;
 use pace::{next_sync_ms, PaceFacts};
 
@@ -50,51 +53,6 @@ pub const CLAIM_TASKS_PER_SYNC: i64 = 5;
 // A run's step and run statuses after the batch, for the verdicts of completions and failures.
 const RUN_STANDING_SQL: &str = "SELECT r.run_id, r.worker_id, r.status AS run_status, s.status AS step_status, \
        s.current_run_id FROM runs r JOIN steps s ON s.step_id = r.step_id WHERE r.run_id = ?1 AND r.step_id = ?2";
-
-/// The statements of one sync, with where each part's rows will be.
-struct Batch {
-    statements: Vec<Statement>,
-}
-
-impl Batch {
-    fn push(&mut self, statements: impl IntoIterator<Item = Statement>) -> usize {
-        let at = self.statements.len();
-        self.statements.extend(statements);
-        at
-    }
-
-    fn room(&self, reserved: usize) -> usize {
-        MAX_SYNC_STATEMENTS.saturating_sub(self.statements.len() + reserved)
-    }
-}
-
-/// Where an item's rows are, or that it was deferred.
-type Placed = Option<usize>;
-
-/// Places each item of a list while it fits, leaving `reserved` statements for what follows.
-fn place<T>(batch: &mut Batch, items: &[T], reserved: usize, statements: impl Fn(&T) -> Vec<Statement>) -> Vec<Placed> {
-    place_where(batch, items, reserved, |_| true, statements, Vec::new())
-}
-
-/// Places the items that `chosen` picks while they fit, into `placed` (aligned with `items`;
-/// empty: none placed yet), leaving the others as they were.
-fn place_where<T>(
-    batch: &mut Batch,
-    items: &[T],
-    reserved: usize,
-    chosen: impl Fn(&T) -> bool,
-    statements: impl Fn(&T) -> Vec<Statement>,
-    mut placed: Vec<Placed>,
-) -> Vec<Placed> {
-    placed.resize(items.len(), None);
-    for (item, at) in items.iter().zip(placed.iter_mut()) {
-        if at.is_none() && chosen(item) {
-            let item_statements = statements(item);
-            *at = (item_statements.len() <= batch.room(reserved)).then(|| batch.push(item_statements));
-        }
-    }
-    placed
-}
 
 fn deferred(id: &str) -> ItemVerdict {
     let mut verdict = ItemVerdict::new(id, Verdict::Deferred);
