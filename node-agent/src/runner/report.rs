@@ -25,7 +25,8 @@ fn outcome_of(state: &RunState) -> Outcome {
     })
 }
 
-fn tail(path: &Path, bytes: u64) -> Vec<u8> {
+/// The last `bytes` of a file (what there is of them).
+pub(super) fn tail(path: &Path, bytes: u64) -> Vec<u8> {
     let len = file_len(path);
     shipper::read_range(path, len.saturating_sub(bytes), bytes as usize).unwrap_or_default()
 }

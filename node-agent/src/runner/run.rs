@@ -245,9 +245,7 @@ fn usage_limit(run: &ActiveRun, exit_code: Option<i64>, patterns: &[String]) -> 
     }
     let mut output = String::new();
     for path in [run.dir.stdout_log(), run.dir.stderr_log()] {
-        let len = file_len(&path);
-        let tail = shipper::read_range(&path, len.saturating_sub(LIMIT_SCAN_BYTES), LIMIT_SCAN_BYTES as usize).unwrap_or_default();
-        output.push_str(&String::from_utf8_lossy(&tail));
+        output.push_str(&String::from_utf8_lossy(&report::tail(&path, LIMIT_SCAN_BYTES)));
         output.push('\n');
     }
     limits::detect(&output, chrono::Utc::now(), limits::host_zone(), patterns)
