@@ -22,6 +22,8 @@
 //! - [`notify`]: the leader delivers the event feed to a webhook and the desktop.
 //! - [`tasks_cli`]: `node-agent tasks …`: the control plane for people; task cards imported.
 //! - [`units`]: durations and sizes as people write them (`7d`, `5GB`).
+//! - `simulation` (tests only): the fleet under a seeded schedule of faults, every guarantee of
+//!   SPEC §15 checked after every event (`scripts/simulate`).
 //! - [`platform`]: what differs between Linux and macOS (zombies, process start, group CPU, free
 //!   disk, desktop notifications).
 
@@ -39,6 +41,8 @@ pub mod notify;
 pub mod platform;
 pub mod runner;
 pub mod shutdown;
+#[cfg(test)]
+mod simulation;
 pub mod status;
 pub mod tasks_cli;
 pub mod units;

@@ -8,12 +8,17 @@
 //!
 //! Hand-over without overlap: when the preferred controller (the primary) asks while a standby
 //! holds a live lease, only its wish is recorded (`preferred_holder_id`, `preferred_seen_at`).
-//! The standby's next renewal then releases the lease instead of renewing it (`hand_over`) and
-//! is told it no longer leads; the preferred controller's next call acquires with `term + 1`.
-//! Between the two the lease has no holder, so no instant has two leaders, and the standby's
-//! in-flight writes carry the old term and are refused by the fence. A wish is honoured only
-//! while fresh (seen within the caller's TTL), so a primary that asked once and died does not
-//! starve the standby, and a standby never takes a live lease from anyone: no flapping.
+//! The standby's next renewal then gives the lease up instead of renewing it (`hand_over`) and
+//! is told it no longer leads; the preferred controller acquires with `term + 1` once the
+//! expiry the standby was last granted has passed. Not before: the answer that tells the
+//! standby can be late or lost, and until it arrives the standby believes it leads — up to its
+//! local deadline, which always falls before that expiry (SPEC §5). So no instant has two
+//! nodes that believe they lead (the simulation found the ordering where an immediate
+//! hand-over broke this), and the standby's in-flight writes carry the old term and are
+//! refused by the fence. A lease is free only once expired: a release expires it at once. A
+//! wish is honoured only while fresh (seen within the caller's TTL), so a primary that asked
+//! once and died does not starve the standby, and a standby never takes a live lease from
+//! anyone: no flapping.
 
 use shared::status::LeaseOperation;
 use shared::wire::{LeaderAcquireResponse, LeaderReleaseResponse, Lease};
@@ -40,7 +45,7 @@ const ACQUIRE_SQL: &str = concat!(
        holder_id = CASE decision.op WHEN 'acquire' THEN ?1 WHEN 'hand_over' THEN NULL ELSE holder_id END, \
        holder_host = CASE decision.op WHEN 'acquire' THEN ?2 WHEN 'renew' THEN ?2 WHEN 'hand_over' THEN NULL ELSE holder_host END, \
        term = CASE decision.op WHEN 'acquire' THEN term + 1 ELSE term END, \
-       lease_expires_at = CASE decision.op WHEN 'acquire' THEN ?3 + ?4 WHEN 'renew' THEN ?3 + ?4 WHEN 'hand_over' THEN ?3 ELSE lease_expires_at END, \
+       lease_expires_at = CASE decision.op WHEN 'acquire' THEN ?3 + ?4 WHEN 'renew' THEN ?3 + ?4 ELSE lease_expires_at END, \
        renewed_at = CASE decision.op WHEN 'none' THEN renewed_at ELSE ?3 END, \
        acquired_at = CASE decision.op WHEN 'acquire' THEN ?3 ELSE acquired_at END, \
        preferred_holder_id = CASE WHEN ?5 = 1 THEN ?1 ELSE preferred_holder_id END, \
@@ -50,7 +55,7 @@ const ACQUIRE_SQL: &str = concat!(
              WHEN holder_id = ?1 AND lease_expires_at > ?3 THEN \
                CASE WHEN ?5 = 0 AND preferred_holder_id IS NOT NULL AND preferred_holder_id <> ?1 \
                          AND preferred_seen_at > ?3 - ?4 THEN 'hand_over' ELSE 'renew' END \
-             WHEN holder_id IS NULL OR lease_expires_at <= ?3 THEN \
+             WHEN lease_expires_at <= ?3 THEN \
                CASE WHEN ?5 = 1 OR preferred_holder_id IS NULL OR preferred_holder_id = ?1 \
                          OR preferred_seen_at IS NULL OR preferred_seen_at <= ?3 - ?4 THEN 'acquire' ELSE 'none' END \
              ELSE 'none' END AS op \

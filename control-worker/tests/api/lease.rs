@@ -119,8 +119,18 @@ fn acquire_table() {
             expect_term: 1,
         },
         Case {
-            name: "the preferred one takes the freed lease",
+            name: "the preferred one waits for the handed-over lease to expire",
             setup: &[("s", false, 1), ("p", true, 1), ("s", false, 1)],
+            caller: "p",
+            preferred: true,
+            expect_leader: false,
+            expect_operation: "none",
+            expect_holder: None,
+            expect_term: 1,
+        },
+        Case {
+            name: "the preferred one takes the handed-over lease once it expired",
+            setup: &[("s", false, 1), ("p", true, 1), ("s", false, TTL)],
             caller: "p",
             preferred: true,
             expect_leader: true,
@@ -258,7 +268,16 @@ fn preferred_hand_back_never_has_two_leaders() {
     t.advance(1);
     let standby = acquire(&t, "mac-standby", "mac", TTL, false);
     assert_eq!((standby["is_leader"].clone(), standby["operation"].clone()), (json!(false), json!("hand_over")));
-    // ...and only now does the primary lead, in a new term.
+    // ...the lease it was granted runs out first (the standby may hear of the hand-over late,
+    // and believes it leads until then)...
+    let until = standby["lease_expires_at"].as_i64().unwrap();
+    assert!(until > t.now(), "the hand-over keeps the expiry the standby was granted");
+    t.advance(until - t.now() - 1);
+    let early = acquire(&t, "mini-main", "mini", TTL, true);
+    assert_eq!((early["is_leader"].clone(), early["holder_id"].clone()), (json!(false), Value::Null));
+    assert_eq!(acquire(&t, "mac-standby", "mac", TTL, false)["is_leader"], false, "nor does the standby take it back");
+    // ...and only then does the primary lead, in a new term.
+    t.advance(1);
     let primary = acquire(&t, "mini-main", "mini", TTL, true);
     assert_eq!((primary["is_leader"].clone(), primary["term"].clone()), (json!(true), json!(2)));
     timeline.push((t.now(), "mini-main".into(), 2));

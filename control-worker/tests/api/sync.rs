@@ -195,11 +195,19 @@ fn leader_writes_are_fenced_by_the_term_renewed_in_the_same_batch() {
     assert_eq!(task(&t, &task_id)["steps"], json!([]), "no step was written");
 
     // That sync was also the primary's wish for the lease back: mac's next renewal hands it
-    // over (no instant with two leaders), and mini acquires in a new term.
+    // over, and once the lease mac was granted has run out (no instant with two nodes that
+    // believe they lead), mini acquires in a new term.
     let handed = sync(&t, "mac-standby", "mac", Some(term + 1), 0, json!({}));
     assert_eq!(handed["lease"]["operation"], "hand_over", "{handed}");
     assert_eq!(handed["lease"]["is_leader"], false);
     assert_eq!(handed["leader_writes"], "fenced");
+    let expires_at = handed["lease"]["lease_expires_at"].as_i64().unwrap();
+    let waiting = sync(&t, "mini-main", "mini", None, 0, json!({}));
+    assert_eq!(waiting["lease"]["is_leader"], false, "{waiting}");
+    let pace = waiting["next_sync_ms"].as_i64().unwrap();
+    let idle_ms = 10_000;
+    assert_eq!(pace, ((expires_at - t.now()) * 1000 + 500).min(idle_ms), "the primary comes back at the expiry, or idle: {waiting}");
+    t.advance(expires_at - t.now());
     let back = sync(&t, "mini-main", "mini", None, 0, json!({}));
     assert_eq!(back["lease"]["is_leader"], true);
     let new_term = back["lease"]["term"].as_i64().unwrap();

@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use control_worker::core::clock::{Clock, SeededRandom};
 use control_worker::core::config::Config;
-use control_worker::core::http::ApiRequest;
+use control_worker::core::http::{ApiRequest, ApiResponse};
 use control_worker::core::Core;
 use control_worker::native::SqliteDb;
 use serde::de::DeserializeOwned;
@@ -88,12 +88,7 @@ impl MemoryPlane {
     /// Calls a route as `token`; the envelope's data, or its error.
     pub async fn call<T: DeserializeOwned>(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Result<T, ClientError> {
         let request = ApiRequest::json(method, path, token, body.as_ref());
-        let response = self.core.handle(request).await;
-        let envelope: Value = serde_json::from_slice(&response.body).map_err(|error| ClientError::Decode(error.to_string()))?;
-        if envelope["ok"] == Value::Bool(true) {
-            return serde_json::from_value(envelope["data"].clone()).map_err(|error| ClientError::Decode(error.to_string()));
-        }
-        Err(ClientError::api(response.status, envelope["error"].as_str().unwrap_or(""), envelope["message"].as_str().unwrap_or("")))
+        decode(&self.core.handle(request).await)
     }
 
     /// Creates a shell task; returns its id.
@@ -114,6 +109,15 @@ impl MemoryPlane {
     pub async fn task(&self, task_id: &str) -> Value {
         self.call("GET", &format!("/v1/tasks/{task_id}"), ADMIN_TOKEN, None).await.expect("task read")
     }
+}
+
+/// An answer's envelope: its data, or its error, as the agent's client reads them.
+pub fn decode<T: DeserializeOwned>(response: &ApiResponse) -> Result<T, ClientError> {
+    let envelope: Value = serde_json::from_slice(&response.body).map_err(|error| ClientError::Decode(error.to_string()))?;
+    if envelope["ok"] == Value::Bool(true) {
+        return serde_json::from_value(envelope["data"].clone()).map_err(|error| ClientError::Decode(error.to_string()));
+    }
+    Err(ClientError::api(response.status, envelope["error"].as_str().unwrap_or(""), envelope["message"].as_str().unwrap_or("")))
 }
 
 impl ControlPlane for &MemoryPlane {

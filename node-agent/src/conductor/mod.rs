@@ -48,6 +48,13 @@ pub(crate) enum SyncKind {
     Draining,
 }
 
+/// A sync on its way: what was sent, and when, for [`Conductor::end_sync`].
+pub(crate) struct SyncSent {
+    sent_at: Instant,
+    pub(crate) request: AgentSyncRequest,
+    reports: RunReports,
+}
+
 /// The shortest pause between two syncs, whatever the control plane asks.
 const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -174,6 +181,14 @@ impl<P: ControlPlane> Conductor<P> {
 
     /// One `agents.sync`; returns whether the control plane answered.
     async fn sync_once(&mut self, now: Instant, kind: SyncKind) -> bool {
+        let sync = self.begin_sync(now, kind);
+        let answer = self.plane.sync(&sync.request).await;
+        self.end_sync(sync, answer)
+    }
+
+    /// The sans-IO half of a sync that goes out: the request, built from the lease machine,
+    /// the room and the runs' reports at `now`. Exactly one [`Self::end_sync`] follows.
+    pub(crate) fn begin_sync(&mut self, now: Instant, kind: SyncKind) -> SyncSent {
         let sent_at = self.lease.start_attempt(now);
         let term = self.lease.leading_term(now);
         let room = if kind == SyncKind::Tick { self.seats.room() } else { Room::default() };
@@ -192,7 +207,14 @@ impl<P: ControlPlane> Conductor<P> {
             request.hold_ms = (self.config.sync_timeout() * 3 / 4).min(self.config.heartbeat_interval).as_millis() as i64;
         }
         self.sync.syncs += 1;
-        match self.plane.sync(&request).await {
+        SyncSent { sent_at, request, reports }
+    }
+
+    /// The sans-IO half of a sync that came back (or did not): the answer feeds the lease
+    /// machine, the planner and the runner. Returns whether the control plane answered.
+    pub(crate) fn end_sync(&mut self, sync: SyncSent, answer: Result<AgentSyncResponse, ClientError>) -> bool {
+        let SyncSent { sent_at, request, reports } = sync;
+        match answer {
             Ok(answer) => {
                 self.seats.settle(&reports, &answer);
                 self.handle_answer(sent_at, &request, answer);
@@ -209,7 +231,7 @@ impl<P: ControlPlane> Conductor<P> {
                     _ => "",
                 };
                 log!("sync failed ({} in a row): {}{hint}", self.sync.consecutive_failures, short(&error));
-                self.log_transition(clock_now().max(now));
+                self.log_transition(clock_now().max(sent_at));
                 false
             }
         }
@@ -293,7 +315,7 @@ impl<P: ControlPlane> Conductor<P> {
         self.log_transition(now);
     }
 
-    fn log_transition(&mut self, now: Instant) {
+    pub(crate) fn log_transition(&mut self, now: Instant) {
         let term = self.lease.leading_term(now);
         if term != self.logged_term {
             match (self.logged_term, term) {
@@ -350,12 +372,14 @@ impl<P: ControlPlane> Conductor<P> {
             term: Some(term),
         };
         let request = self.request("stopping", lease, Room::default(), Vec::new(), RunReports::default());
+        // Leadership ends before the release is sent: once the control plane frees the lease
+        // another node may take it, whenever this answer arrives.
+        self.lease.handle_released();
         match self.plane.sync(&request).await {
             Ok(answer) if answer.lease.holder_id.as_deref() != Some(self.config.node_id.as_str()) => log!("lease: released term={term}"),
             Ok(answer) => log!("lease: release of term={term} refused; the lease is in term {}", answer.lease.term),
             Err(error) => log!("lease: release of term={term} failed: {}", short(&error)),
         }
-        self.lease.handle_released();
     }
 }
 

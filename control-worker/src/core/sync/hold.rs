@@ -49,6 +49,7 @@ pub fn hold_ms(facts: &HoldFacts) -> i64 {
 /// lease changed, otherwise what is left of `next_ms` after the hold.
 pub async fn hold<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, lease: &Lease, hold_ms: i64, next_ms: i64) -> ApiResult<i64> {
     let mut waited = 0;
+    let held_at = core.clock.now();
     while waited < hold_ms {
         let step = HOLD_POLL_MS.min(hold_ms - waited);
         core.clock.sleep_ms(step as u64).await;
@@ -56,7 +57,8 @@ pub async fn hold<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, lease: &Leas
         let rows = core.db.query(Statement::new(SELECT_LEASE_SQL, vec![])).await?;
         let now_lease = records::first(&rows, records::lease)?.unwrap_or_else(empty_lease);
         let changed = now_lease.holder_id != lease.holder_id || now_lease.term != lease.term;
-        let expired = now_lease.holder_id.is_some() && now_lease.lease_expires_at <= core.clock.now();
+        // Expired during the hold (a lease handed over has no holder but is not free until then).
+        let expired = now_lease.lease_expires_at > held_at && now_lease.lease_expires_at <= core.clock.now();
         if changed || expired {
             return Ok(0);
         }

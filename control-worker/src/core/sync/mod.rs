@@ -347,8 +347,9 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     };
 
     let newly_leading = is_leader && leading_term != Some(lease.term);
-    let standby_until = (input.wish == LeaseWish::Acquire && !is_leader && lease.holder_id.is_some() && lease.lease_expires_at > now)
-        .then_some(lease.lease_expires_at);
+    // Another node holds the lease, or a standby handed it over to this one: either way it
+    // can be taken only once it expired.
+    let standby_until = (input.wish == LeaseWish::Acquire && !is_leader && lease.lease_expires_at > now).then_some(lease.lease_expires_at);
     let work_waiting = !granted.is_empty() || !claimed_tasks.is_empty() || any_deferred.get() || newly_leading;
     let mut next = next_sync_ms(&PaceFacts {
         idle_ms: core.config.sync_idle_ms,

@@ -21,7 +21,7 @@ mod ending;
 mod process;
 mod shipping;
 #[cfg(test)]
-mod sim_host;
+pub(crate) mod sim_host;
 #[cfg(test)]
 mod tests;
 mod verdicts;

@@ -56,7 +56,7 @@ pub struct SimRun {
 }
 
 impl SimRun {
-    fn file(&self, stream: LogStream) -> &[u8] {
+    pub fn file(&self, stream: LogStream) -> &[u8] {
         match stream {
             LogStream::Stdout => &self.files[0],
             LogStream::Stderr => &self.files[1],
@@ -92,14 +92,23 @@ impl SimRun {
     }
 }
 
+/// Draws the script of a step granted.
+pub type ScriptMaker = Box<dyn FnMut(&ClaimedStep) -> Script>;
+
 #[derive(Default)]
 pub struct SimHost {
     pub runs: Vec<SimRun>,
     pub outbox: Outbox,
     /// Scripts for the next steps granted, in order.
     pub scripts: VecDeque<Script>,
+    /// The script of a step granted when `scripts` has none left (the simulation's, chosen by
+    /// its seed).
+    pub make_script: Option<ScriptMaker>,
     pub capacity: i64,
     pub wake: bool,
+    /// The node and host the runs are started by (`mini-main` on `mini` when empty).
+    pub node_id: String,
+    pub host_name: String,
 }
 
 /// Both clocks of the simulation: tokio's virtual instant, and a wall clock that follows it
@@ -144,13 +153,22 @@ impl Seats for SimSeats {
     fn start(&self, step: ClaimedStep) {
         let mut host = self.0.borrow_mut();
         let now = wall_from(self.1);
-        let meta = crate::runner::start::run_meta(&step, "mini-main", "mini", "/sim/worktree".into(), now.wall_ms);
+        let (node_id, host_name) = match host.node_id.is_empty() {
+            true => ("mini-main".to_string(), "mini".to_string()),
+            false => (host.node_id.clone(), host.host_name.clone()),
+        };
+        let meta = crate::runner::start::run_meta(&step, &node_id, &host_name, "/sim/worktree".into(), now.wall_ms);
         // The simulated repository has no `.baa/setup`: a setup step ends at once, as the
         // runner's does, and takes no script.
         let (script, process) = if step.step.step_kind == shared::status::StepKind::Setup {
             (Script::default(), Err((RunPhase::Succeeded, crate::runner::start::NOTHING_TO_SET_UP.to_string())))
         } else {
-            (host.scripts.pop_front().unwrap_or_default(), Ok((Some(4_000 + host.runs.len() as i32), None)))
+            let script = match (host.scripts.pop_front(), host.make_script.as_mut()) {
+                (Some(script), _) => script,
+                (None, Some(make)) => make(&step),
+                (None, None) => Script::default(),
+            };
+            (script, Ok((Some(4_000 + host.runs.len() as i32), None)))
         };
         let machine = RunMachine::started(meta, TIMING, now, process);
         let run = SimRun {
@@ -209,6 +227,9 @@ impl SimHost {
     /// processes went on meanwhile.
     pub fn restart(&mut self, now: Now) {
         self.outbox = Outbox::default();
+        // A run whose `state.json` was never written is no run to adopt (its process was
+        // never started).
+        self.runs.retain(|run| run.saved_state.is_some());
         for run in &mut self.runs {
             run.advance_process();
             let state = run.saved_state.clone().expect("state.json was written");
