@@ -18,6 +18,9 @@ use super::tasks::{
 };
 use super::{Call, Core, Reply};
 
+/// The most attempts a step may have.
+pub const MAX_ATTEMPTS: i64 = 20;
+
 // ?1 controller, ?2 term, ?3 now, ?4 limit, ?5 liveness window.
 // A queued task is claimable when its target host (if any) is alive, every dependency has
 // succeeded, and no task whose write scope may overlap its own is planning or running, or is
@@ -149,7 +152,7 @@ pub(super) fn plan_input(fields: &Fields<'_>, task_id: &str) -> ApiResult<PlanIn
             _ => {}
         }
         let timeout_sec = step.opt_i64("timeout_sec", 1, MAX_STEP_TIMEOUT_SEC)?.unwrap_or(DEFAULT_STEP_TIMEOUT_SEC);
-        let max_attempts = step.opt_i64("max_attempts", 1, 20)?.unwrap_or(1);
+        let max_attempts = step.opt_i64("max_attempts", 1, MAX_ATTEMPTS)?.unwrap_or(1);
         let metadata = step.opt_object("metadata")?.unwrap_or_default();
         steps_json.push(json!({
             "step_id": format!("{task_id}.s{index}"),

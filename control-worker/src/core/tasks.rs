@@ -103,6 +103,9 @@ pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     }
     // Read by the planner as each step's timeout; checked here so a bad value fails at once.
     constraint_fields.opt_i64("timeout_sec", 1, MAX_STEP_TIMEOUT_SEC)?;
+    // Read by the planner as each step's attempts (a failed, timed-out or lost attempt is
+    // retried while attempts remain).
+    constraint_fields.opt_i64("max_attempts", 1, super::planning::MAX_ATTEMPTS)?;
     // Read by the planner (a final deliver step) and by the runner (the remote).
     constraint_fields.opt_enumerated("deliver", DeliveryMode::parse, &DeliveryMode::choices())?;
     constraint_fields.opt_str("remote", MAX_SHORT_TEXT_LEN)?;

@@ -162,6 +162,8 @@ fn validation_errors_name_the_field_and_the_rule() {
     invalid(&create(with("constraints", json!({"target_host": 3}))), "constraints.target_host");
     invalid(&create(with("constraints", json!({"timeout_sec": 0}))), "constraints.timeout_sec");
     invalid(&create(with("constraints", json!({"timeout_sec": "60"}))), "constraints.timeout_sec");
+    invalid(&create(with("constraints", json!({"max_attempts": 0}))), "constraints.max_attempts");
+    invalid(&create(with("constraints", json!({"max_attempts": 21}))), "constraints.max_attempts");
     invalid(&create(with("acceptance", json!("make test"))), "acceptance");
     invalid(&create(with("acceptance", json!(["make test", ""]))), "acceptance[1]");
     invalid(&create(with("metadata", json!({"requested_by": ""}))), "metadata.requested_by");

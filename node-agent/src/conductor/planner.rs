@@ -26,6 +26,10 @@ pub fn plan(task: &Task) -> TaskPlan {
     let timeout = |default: i64| {
         Some(task.constraints.get("timeout_sec").and_then(|value| value.as_i64()).filter(|sec| *sec >= 1).unwrap_or(default))
     };
+    // `constraints.max_attempts` (checked at creation too) raises every step's attempts.
+    let attempts = |default: i64| {
+        Some(task.constraints.get("max_attempts").and_then(|value| value.as_i64()).filter(|attempts| *attempts >= 1).unwrap_or(default))
+    };
     let first = match task.task_type {
         TaskType::Shell => PlannedStep {
             step_kind: StepKind::Shell,
@@ -34,7 +38,7 @@ pub fn plan(task: &Task) -> TaskPlan {
             command: Some(task.goal.clone()),
             prompt: None,
             timeout_sec: timeout(SHELL_TIMEOUT_SEC),
-            max_attempts: Some(1),
+            max_attempts: attempts(1),
             metadata: None,
         },
         TaskType::Codex => PlannedStep {
@@ -44,7 +48,7 @@ pub fn plan(task: &Task) -> TaskPlan {
             command: None,
             prompt: Some(task.goal.clone()),
             timeout_sec: timeout(AGENT_TIMEOUT_SEC),
-            max_attempts: Some(1),
+            max_attempts: attempts(1),
             metadata: None,
         },
         TaskType::Integrate => PlannedStep {
@@ -54,7 +58,7 @@ pub fn plan(task: &Task) -> TaskPlan {
             command: None,
             prompt: None,
             timeout_sec: timeout(MERGE_TIMEOUT_SEC),
-            max_attempts: Some(1),
+            max_attempts: attempts(1),
             metadata: None,
         },
     };
@@ -65,7 +69,7 @@ pub fn plan(task: &Task) -> TaskPlan {
         command: Some(command.clone()),
         prompt: None,
         timeout_sec: timeout(TEST_TIMEOUT_SEC),
-        max_attempts: Some(1),
+        max_attempts: attempts(1),
         metadata: None,
     });
     // Delivery comes last, after every acceptance step passed; a push may meet a passing
@@ -78,7 +82,7 @@ pub fn plan(task: &Task) -> TaskPlan {
         command: None,
         prompt: None,
         timeout_sec: timeout(DELIVER_TIMEOUT_SEC),
-        max_attempts: Some(2),
+        max_attempts: attempts(2),
         metadata: None,
     });
     // A new worktree is set up before anything runs in it (SPEC §13).
@@ -89,7 +93,7 @@ pub fn plan(task: &Task) -> TaskPlan {
         command: task.constraints.get("setup").and_then(|setup| setup.as_str()).map(str::to_string),
         prompt: None,
         timeout_sec: timeout(SETUP_TIMEOUT_SEC),
-        max_attempts: Some(1),
+        max_attempts: attempts(1),
         metadata: None,
     };
     TaskPlan {
@@ -133,5 +137,12 @@ mod tests {
         assert_eq!(setup.steps[0].command.as_deref(), Some("python3 -m venv .venv"));
         assert!(setup.steps.iter().all(|step| step.timeout_sec == Some(60)));
         assert_eq!(plan(&task("shell", json!({}))).steps[0].command, None, "the runner looks for .baa/setup");
+    }
+
+    #[test]
+    fn max_attempts_raises_every_steps_attempts() {
+        let attempts = |plan: TaskPlan| plan.steps.iter().map(|step| step.max_attempts.unwrap()).collect::<Vec<_>>();
+        assert_eq!(attempts(plan(&task("shell", json!({"deliver": "push"})))), [1, 1, 1, 2]);
+        assert_eq!(attempts(plan(&task("shell", json!({"deliver": "push", "max_attempts": 3})))), [3, 3, 3, 3]);
     }
 }

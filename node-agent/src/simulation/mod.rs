@@ -40,7 +40,8 @@ struct Options {
 }
 
 fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|value| value.trim().parse().unwrap_or_else(|_| panic!("{name} must be a whole number, not {value:?}")))
+    let value = std::env::var(name).ok().filter(|value| !value.trim().is_empty())?;
+    Some(value.trim().parse().unwrap_or_else(|_| panic!("{name} must be a whole number, not {value:?}")))
 }
 
 fn options() -> Options {

@@ -67,6 +67,8 @@ pub struct TaskShape {
     /// Acceptance entries: each one more step after the goal's.
     pub acceptance: usize,
     pub timeout_sec: i64,
+    /// Each step's attempts.
+    pub max_attempts: i64,
 }
 
 /// The seed's plan.
@@ -89,7 +91,11 @@ impl Schedule {
         let window = faults_end.as_millis() as u64;
         let task_count = 2 + dice.below(3) as usize;
         let tasks = (0..task_count)
-            .map(|_| TaskShape { acceptance: dice.below(2) as usize, timeout_sec: 4 + dice.below(27) as i64 })
+            .map(|_| TaskShape {
+                acceptance: dice.below(2) as usize,
+                timeout_sec: 4 + dice.below(27) as i64,
+                max_attempts: 1 + dice.below(3) as i64,
+            })
             .collect::<Vec<_>>();
         let mut acts = Vec::new();
         for task in 0..task_count {

@@ -247,8 +247,12 @@ impl World {
 
     /// Runs the seed: until every task ended after the faults stopped, or the bound.
     pub async fn run(mut self) -> Outcome {
-        let shapes: Vec<String> =
-            self.schedule.tasks.iter().map(|task| format!("{}+{} steps, timeout {} s", 1, task.acceptance, task.timeout_sec)).collect();
+        let shapes: Vec<String> = self
+            .schedule
+            .tasks
+            .iter()
+            .map(|task| format!("1+{} steps, timeout {} s, {} attempts", task.acceptance, task.timeout_sec, task.max_attempts))
+            .collect();
         let acts: Vec<String> = self.schedule.acts.iter().map(|(at, act)| format!("{:.3} {act:?}", at.as_secs_f64())).collect();
         self.note(
             "seed",
@@ -299,6 +303,7 @@ impl World {
             statuses.collect::<Result<Vec<_>, _>>().expect("task statuses")
         });
         self.note("end", format!("tasks {}", statuses.join(", ")));
+        self.note("end", format!("{turns} turns"));
         self.final_checks();
         self.finish()
     }
@@ -577,7 +582,8 @@ impl World {
                 let acceptance: Vec<String> = (0..shape.acceptance).map(|n| format!("test {n}")).collect();
                 let body = json!({
                     "repo": "/srv/repo", "task_type": "shell", "title": format!("task {index}"), "goal": format!("work {index}"),
-                    "acceptance": acceptance, "constraints": {"timeout_sec": shape.timeout_sec},
+                    "acceptance": acceptance,
+                    "constraints": {"timeout_sec": shape.timeout_sec, "max_attempts": shape.max_attempts},
                 });
                 match self.admin("POST", "/v1/tasks", Some(body)).await {
                     Ok(created) => {
