@@ -3,12 +3,16 @@
 //! fault chosen by a seed, every guarantee checked after every event.
 //!
 //! - [`schedule`]: the seeded dice, and what a seed decides before it starts.
-//! - [`world`]: one fleet under one seed: the event loop, the network, the operators.
+//! - [`world`]: one fleet under one seed: the event loop, what settled means, the end checks.
+//! - [`agents`]: each agent's turn and the syncs it sends and hears.
+//! - [`control_plane`]: syncs delivered to the real core, operators' calls, the faults.
 //! - [`checks`]: the guarantees, checked after every event and at the end.
 //! - this file: seeds run on every core, the report, and the tests that run them
 //!   (`scripts/simulate` runs [`simulate`] with its options in the environment).
 
+mod agents;
 mod checks;
+mod control_plane;
 mod schedule;
 mod world;
 

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use control_worker::core::clock::{Random, SeededRandom};
 use shared::status::SystemMode;
+use shared::wire::ClaimedStep;
+
+use crate::runner::machine::sim_host::Script;
 
 /// The seeded source of every choice in one simulation.
 pub struct Dice(SeededRandom);
@@ -120,4 +123,21 @@ impl Schedule {
         acts.sort_by_key(|(at, _)| *at);
         Schedule { tasks, acts, faults_end }
     }
+}
+
+/// A step's simulated process, drawn by the seed: lines at intervals, then an exit (mostly 0),
+/// now and then a process that ignores SIGTERM or never exits by itself.
+pub fn draw_script(dice: &Dice, _step: &ClaimedStep) -> Script {
+    let lines = dice.below(9);
+    let mut at = Duration::ZERO;
+    let mut prints = Vec::new();
+    for line in 0..lines {
+        at += dice.millis(0, 3_000);
+        prints.push((at, format!("line {line} {}\n", "x".repeat(dice.below(60) as usize))));
+    }
+    let exits = match dice.below(100) {
+        0..=4 => None,
+        code => Some((at + dice.millis(0, 4_000), if code < 85 { 0 } else { 1 + (code % 3) as i64 })),
+    };
+    Script { prints, exits, ignores_sigterm: dice.chance(150) }
 }

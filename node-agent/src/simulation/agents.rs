@@ -1,0 +1,169 @@
+//! The agents of a simulated fleet: each the real conductor around a simulated host, its syncs
+//! carried by the world. An agent's turn: it comes back from a crash and adopts its runs, its
+//! runs move on, a sync it gave up on fails, a sync that is due goes out; an answer that comes
+//! back feeds the conductor.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use shared::wire::{AgentSyncRequest, AgentSyncResponse};
+use tokio::time::Instant;
+
+use super::control_plane::describe_request;
+use super::world::{Message, World, LEASE_TTL_SEC};
+use crate::client::{ClientError, ControlPlane};
+use crate::conductor::{Conductor, SyncKind, SyncSent};
+use crate::runner::machine::sim_host::{SimHost, SimSeats};
+
+/// The conductors' plane/// The conductors' plane: never called, the world carries their syncs.
+pub(super) struct Carried;
+
+impl ControlPlane for Carried {
+    async fn sync(&self, _request: &AgentSyncRequest) -> Result<AgentSyncResponse, ClientError> {
+        Err(ClientError::Unreachable("the simulation carries every sync".into()))
+    }
+}
+
+pub(super) struct InFlight {
+    pub(super) id: u64,
+    pub(super) sync: SyncSent,
+    pub(super) gives_up_at: Instant,
+}
+
+pub(super) struct Agent {
+    pub(super) node_id: String,
+    pub(super) config: crate::config::AgentConfig,
+    pub(super) host: Rc<RefCell<SimHost>>,
+    /// `None` while the agent is down.
+    pub(super) conductor: Option<Conductor<Carried>>,
+    pub(super) down_until: Option<Instant>,
+    pub(super) cut_until: Instant,
+    /// Startup syncs left before ticking (the checklist's registration).
+    pub(super) startup_tries: u32,
+    pub(super) in_flight: Option<InFlight>,
+    /// Which life of the agent a message belongs to: answers to an earlier one are lost.
+    pub(super) life: u64,
+}
+
+pub(super) fn agent_config(index: usize) -> crate::config::AgentConfig {
+    let raw = crate::cli::RawArgs {
+        node_id: Some(format!("host{index}-main")),
+        role: Some(if index == 0 { "primary" } else { "standby" }.into()),
+        host: Some(format!("host{index}")),
+        control_api_base: Some("http://simulated".into()),
+        lease_ttl_sec: Some(LEASE_TTL_SEC.to_string()),
+        lease_renew_interval_ms: Some("1000".into()),
+        ..crate::cli::RawArgs::default()
+    };
+    crate::config::AgentConfig::resolve(&raw, |_| None).expect("the simulated agent's configuration")
+}
+
+impl World {
+    /// One agent's turn: it comes back if its downtime is over, its runs move on, a sync it
+    /// gave up on fails, and a sync that is due goes out.
+    pub(super) fn agent_turn(&mut self, index: usize) {
+        let now = Instant::now();
+        let wall = self.wall();
+        let node = self.agents[index].node_id.clone();
+        match self.agents[index].down_until {
+            Some(until) if now < until => return,
+            Some(_) => self.start_agent(index),
+            None => {}
+        }
+        let agent = &mut self.agents[index];
+        agent.host.borrow_mut().turn(wall);
+        let conductor = agent.conductor.as_mut().expect("a running agent");
+        if std::mem::take(&mut agent.host.borrow_mut().wake) {
+            conductor.sync_soon();
+        }
+        if agent.in_flight.as_ref().is_some_and(|flight| now >= flight.gives_up_at) {
+            let flight = agent.in_flight.take().expect("a sync in flight");
+            conductor.end_sync(flight.sync, Err(ClientError::Unreachable("timed out".into())));
+            agent.startup_tries = agent.startup_tries.saturating_sub(1);
+            agent.host.borrow_mut().turn(wall);
+            self.note(&node, format!("sync#{} gave up: no answer", flight.id));
+        }
+        let agent = &mut self.agents[index];
+        let conductor = agent.conductor.as_mut().expect("a running agent");
+        if agent.in_flight.is_none() && conductor.lease.attempt_due(now.into_std()) {
+            let kind = if agent.startup_tries > 0 { SyncKind::Startup } else { SyncKind::Tick };
+            let mut sync = conductor.begin_sync(now.into_std(), kind);
+            // A held answer is a long delay: the world's delays stand for it.
+            sync.request.hold_ms = 0;
+            self.sequence += 1;
+            let id = self.sequence;
+            let request = sync.request.clone();
+            let gives_up_at = now + agent.config.sync_timeout();
+            let cut = now < agent.cut_until;
+            let life = agent.life;
+            agent.in_flight = Some(InFlight { id, sync, gives_up_at });
+            self.note(&node, format!("sync#{id} sent: {}", describe_request(&request, kind)));
+            self.send(index, life, id, request, cut);
+        }
+        let agent = &mut self.agents[index];
+        if let Some(conductor) = agent.conductor.as_mut() {
+            conductor.log_transition(now.into_std());
+        }
+        self.drain_log(index);
+    }
+
+    fn send(&mut self, agent: usize, life: u64, id: u64, request: AgentSyncRequest, cut: bool) {
+        let now = Instant::now();
+        let faulty = self.faulty();
+        if cut || (faulty && self.dice.chance(40)) {
+            self.note("net", format!("sync#{id} lost on the way"));
+            return;
+        }
+        let at = now + self.delay();
+        if faulty && self.dice.chance(30) {
+            let again = at + self.dice.millis(1, 6_000);
+            self.enqueue(again, Message::Request { agent, life, id, request: Box::new(request.clone()) });
+        }
+        self.enqueue(at, Message::Request { agent, life, id, request: Box::new(request) });
+    }
+
+    fn drain_log(&mut self, index: usize) {
+        let node = self.agents[index].node_id.clone();
+        for line in crate::log::take_lines() {
+            self.note(&node, format!("| {line}"));
+        }
+    }
+
+    /// The agent (re)starts: a new conductor, and its runs adopted from what its last life
+    /// wrote to disk.
+    pub(super) fn start_agent(&mut self, index: usize) {
+        let now = Instant::now();
+        let wall = self.wall();
+        let started = self.started;
+        let agent = &mut self.agents[index];
+        agent.down_until = None;
+        agent.life += 1;
+        agent.in_flight = None;
+        agent.startup_tries = agent.config.renew_failure_threshold;
+        agent.host.borrow_mut().restart(wall);
+        let mut conductor = Conductor::new(agent.config.clone(), Carried, now.into_std());
+        conductor.seats = Box::new(SimSeats(agent.host.clone(), started));
+        agent.conductor = Some(conductor);
+        let (node, runs) = (agent.node_id.clone(), agent.host.borrow().runs.len());
+        self.drain_log(index);
+        self.note(&node, format!("started (life {}), {runs} run(s) on disk", self.agents[index].life));
+    }
+
+    pub(super) fn deliver_answer(&mut self, index: usize, life: u64, id: u64, answer: Result<AgentSyncResponse, ClientError>) {
+        let wall = self.wall();
+        let agent = &mut self.agents[index];
+        let node = agent.node_id.clone();
+        let current = agent.life == life && agent.in_flight.as_ref().is_some_and(|flight| flight.id == id);
+        if !current {
+            self.note(&node, format!("answer to sync#{id} came too late: dropped"));
+            return;
+        }
+        let flight = agent.in_flight.take().expect("the sync in flight");
+        let conductor = agent.conductor.as_mut().expect("a running agent");
+        let answered = conductor.end_sync(flight.sync, answer);
+        agent.startup_tries = if answered { 0 } else { agent.startup_tries.saturating_sub(1) };
+        agent.host.borrow_mut().turn(wall);
+        self.note(&node, format!("sync#{id} {}", if answered { "answered" } else { "failed" }));
+        self.drain_log(index);
+    }
+}

@@ -1,0 +1,193 @@
+//! The control plane's side of a simulated fleet: syncs delivered to the real core (and its
+//! answers sent back, or lost), operators' calls, and the faults of the schedule — crashes,
+//! partitions, restarts, clock steps.
+
+use control_worker::core::clock::SeededRandom;
+use control_worker::core::http::ApiRequest;
+use control_worker::core::Core;
+use serde_json::{json, Value};
+use shared::status::SystemMode;
+use shared::wire::{AgentSyncRequest, AgentSyncResponse};
+use tokio::time::Instant;
+
+use super::checks::Violation;
+use super::schedule::Act;
+use super::world::{Message, SimClock, World};
+use crate::client::ClientError;
+use crate::conductor::memory_plane::{decode, ADMIN_TOKEN, SERVICE_TOKEN};
+use crate::conductor::SyncKind;
+
+impl World {
+    pub(super) async fn deliver_request(&mut self, agent: usize, life: u64, id: u64, request: AgentSyncRequest) {
+        let node = self.agents[agent].node_id.clone();
+        let now = Instant::now();
+        let answer = if now < self.plane_down_until {
+            self.note("plane", format!("sync#{id} from {node} refused: restarting"));
+            Err(ClientError::Unreachable("connection refused".into()))
+        } else {
+            let body = serde_json::to_value(&request).expect("a request serialises");
+            let response = self.core().handle(ApiRequest::json("POST", "/v1/agents/sync", SERVICE_TOKEN, Some(&body))).await;
+            self.syncs += 1;
+            if response.status >= 500 {
+                self.checks.violation.get_or_insert(Violation {
+                    guarantee: "no 500",
+                    detail: format!("sync#{id} from {node}: {} {}", response.status, String::from_utf8_lossy(&response.body)),
+                });
+            }
+            let answer = decode::<AgentSyncResponse>(&response);
+            match &answer {
+                Ok(answer) => {
+                    self.note("plane", format!("sync#{id} from {node}: {}", describe_answer(answer)));
+                    self.checks.on_sync(&request, answer);
+                }
+                Err(error) => self.note("plane", format!("sync#{id} from {node}: {error}")),
+            }
+            self.check_database();
+            answer
+        };
+        let cut = now < self.agents[agent].cut_until;
+        if cut || (self.faulty() && self.dice.chance(40)) {
+            self.note("net", format!("answer to sync#{id} lost on the way"));
+            return;
+        }
+        let at = now + self.delay();
+        self.enqueue(at, Message::Answer { agent, life, id, answer: Box::new(answer) });
+    }
+
+    /// An operator's call, as a browser would make it.
+    async fn admin(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        let response = self.core().handle(ApiRequest::json(method, path, ADMIN_TOKEN, body.as_ref())).await;
+        if response.status >= 500 {
+            self.checks.violation.get_or_insert(Violation {
+                guarantee: "no 500",
+                detail: format!("{method} {path}: {} {}", response.status, String::from_utf8_lossy(&response.body)),
+            });
+        }
+        let answer = decode::<Value>(&response);
+        self.check_database();
+        answer
+    }
+
+    pub(super) async fn act(&mut self, act: Act) {
+        let now = Instant::now();
+        let operator_call = matches!(act, Act::CreateTask(_) | Act::CancelTask(_) | Act::SetMode(_));
+        if operator_call && now < self.plane_down_until {
+            // The operator tries again once it is back, in the order they acted.
+            self.enqueue(self.plane_down_until, Message::Act(act));
+            return;
+        }
+        match act {
+            Act::CreateTask(index) => {
+                let shape = self.schedule.tasks[index].clone();
+                let acceptance: Vec<String> = (0..shape.acceptance).map(|n| format!("test {n}")).collect();
+                let body = json!({
+                    "repo": "/srv/repo", "task_type": "shell", "title": format!("task {index}"), "goal": format!("work {index}"),
+                    "acceptance": acceptance,
+                    "constraints": {"timeout_sec": shape.timeout_sec, "max_attempts": shape.max_attempts},
+                });
+                match self.admin("POST", "/v1/tasks", Some(body)).await {
+                    Ok(created) => {
+                        let task_id = created["task_id"].as_str().unwrap_or_default().to_string();
+                        self.note("operator", format!("created task {index}: {task_id}"));
+                        self.task_ids[index] = Some(task_id);
+                    }
+                    Err(error) => {
+                        self.checks.violation.get_or_insert(Violation { guarantee: "tasks accepted", detail: error.to_string() });
+                    }
+                }
+            }
+            Act::CancelTask(index) => {
+                let Some(task_id) = self.task_ids[index].clone() else { return };
+                let answer = self.admin("POST", &format!("/v1/tasks/{task_id}/cancel"), Some(json!({}))).await;
+                self.note(
+                    "operator",
+                    format!("cancel task {index}: {}", answer.map(|_| "done".to_string()).unwrap_or_else(|error| error.to_string())),
+                );
+            }
+            Act::SetMode(mode) => {
+                let path = match mode {
+                    SystemMode::Paused => "/v1/system/pause",
+                    SystemMode::Draining => "/v1/system/drain",
+                    SystemMode::Running => "/v1/system/resume",
+                };
+                let answer = self.admin("POST", path, Some(json!({}))).await;
+                self.note(
+                    "operator",
+                    format!("mode {mode}: {}", answer.map(|_| "done".to_string()).unwrap_or_else(|error| error.to_string())),
+                );
+            }
+            Act::Crash { agent, down_for } => {
+                let target = &mut self.agents[agent];
+                let until = now + down_for;
+                target.down_until = Some(target.down_until.map_or(until, |earlier| earlier.max(until)));
+                target.conductor = None;
+                target.in_flight = None;
+                let node = target.node_id.clone();
+                self.note(&node, format!("crashed; back in {:.3} s", down_for.as_secs_f64()));
+            }
+            Act::Partition { agent, lasting } => {
+                let target = &mut self.agents[agent];
+                target.cut_until = target.cut_until.max(now + lasting);
+                let node = target.node_id.clone();
+                self.note("net", format!("{node} cut off for {:.3} s", lasting.as_secs_f64()));
+            }
+            Act::RestartControlPlane { down_for } => {
+                let old = self.core.take().expect("the control plane");
+                let clock = SimClock { started: self.started, offset_ms: self.offset_ms.clone() };
+                let random = SeededRandom::new(self.seed ^ self.sequence);
+                self.core = Some(Core::new(old.db, clock, random, self.config.clone()));
+                self.plane_down_until = self.plane_down_until.max(now + down_for);
+                self.note("plane", format!("restarting; back in {:.3} s", down_for.as_secs_f64()));
+            }
+            Act::StepClock { offset_ms } => {
+                self.offset_ms.set(offset_ms);
+                self.note("plane", format!("clock stepped to {offset_ms:+} ms"));
+            }
+        }
+    }
+}
+
+pub(super) fn describe_request(request: &AgentSyncRequest, kind: SyncKind) -> String {
+    let term = request.lease.term.map(|term| format!(" term {term}")).unwrap_or_default();
+    let chunks: usize = request.logs.iter().map(|logs| logs.chunks.len()).sum();
+    format!(
+        "{kind:?}{term}, {} run(s), {} completion(s), {} failure(s), {chunks} chunk(s), {} plan(s), room {}",
+        request.runs.len(),
+        request.completions.len(),
+        request.failures.len(),
+        request.plans.len(),
+        request.capacity
+    )
+}
+
+fn describe_answer(answer: &AgentSyncResponse) -> String {
+    let lease = &answer.lease;
+    let mut text = format!(
+        "lease {} term {} ({:?}{}), mode {}",
+        lease.holder_id.as_deref().unwrap_or("free"),
+        lease.term,
+        lease.operation,
+        if lease.is_leader { ", leads" } else { "" },
+        answer.mode
+    );
+    for grant in &answer.granted {
+        text.push_str(&format!("; granted {} attempt {} as {}", grant.step.step_id, grant.attempt, grant.run_id));
+    }
+    if !answer.claimed_tasks.is_empty() {
+        text.push_str(&format!(
+            "; claimed {}",
+            answer.claimed_tasks.iter().map(|task| task.task_id.as_str()).collect::<Vec<_>>().join(",")
+        ));
+    }
+    for (kind, verdicts) in [("completion", &answer.completions), ("failure", &answer.failures), ("plan", &answer.plans)] {
+        for verdict in verdicts {
+            text.push_str(&format!("; {kind} {} {:?}", verdict.id, verdict.verdict));
+        }
+    }
+    if let Some(reaped) = &answer.reaped {
+        for step in &reaped.reaped {
+            text.push_str(&format!("; reaped {step:?}"));
+        }
+    }
+    text
+}
