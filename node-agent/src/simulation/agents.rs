@@ -38,6 +38,8 @@ pub(super) struct Agent {
     pub(super) conductor: Option<Conductor<Carried>>,
     pub(super) down_until: Option<Instant>,
     pub(super) cut_until: Instant,
+    /// Stopped until then: no turn, answers wait.
+    pub(super) stalled_until: Instant,
     /// Startup syncs left before ticking (the checklist's registration).
     pub(super) startup_tries: u32,
     pub(super) in_flight: Option<InFlight>,
@@ -65,6 +67,9 @@ impl World {
         let now = Instant::now();
         let wall = self.wall();
         let node = self.agents[index].node_id.clone();
+        if now < self.agents[index].stalled_until {
+            return;
+        }
         match self.agents[index].down_until {
             Some(until) if now < until => return,
             Some(_) => self.start_agent(index),
@@ -82,6 +87,7 @@ impl World {
             agent.startup_tries = agent.startup_tries.saturating_sub(1);
             agent.host.borrow_mut().turn(wall);
             self.note(&node, format!("sync#{} gave up: no answer", flight.id));
+            self.count("sync given up", 1);
         }
         let agent = &mut self.agents[index];
         let conductor = agent.conductor.as_mut().expect("a running agent");
@@ -112,6 +118,7 @@ impl World {
         let faulty = self.faulty();
         if cut || (faulty && self.dice.chance(40)) {
             self.note("net", format!("sync#{id} lost on the way"));
+            self.count("request lost", 1);
             return;
         }
         let at = now + self.delay();
@@ -147,15 +154,23 @@ impl World {
         let (node, runs) = (agent.node_id.clone(), agent.host.borrow().runs.len());
         self.drain_log(index);
         self.note(&node, format!("started (life {}), {runs} run(s) on disk", self.agents[index].life));
+        self.count("run adopted", runs as u64);
     }
 
     pub(super) fn deliver_answer(&mut self, index: usize, life: u64, id: u64, answer: Result<AgentSyncResponse, ClientError>) {
         let wall = self.wall();
         let agent = &mut self.agents[index];
+        if Instant::now() < agent.stalled_until {
+            // Read once the agent runs again.
+            let at = agent.stalled_until;
+            self.enqueue(at, Message::Answer { agent: index, life, id, answer: Box::new(answer) });
+            return;
+        }
         let node = agent.node_id.clone();
         let current = agent.life == life && agent.in_flight.as_ref().is_some_and(|flight| flight.id == id);
         if !current {
             self.note(&node, format!("answer to sync#{id} came too late: dropped"));
+            self.count("answer too late", 1);
             return;
         }
         let flight = agent.in_flight.take().expect("the sync in flight");

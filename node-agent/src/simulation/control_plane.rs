@@ -6,8 +6,9 @@ use control_worker::core::clock::SeededRandom;
 use control_worker::core::http::ApiRequest;
 use control_worker::core::Core;
 use serde_json::{json, Value};
-use shared::status::SystemMode;
+use shared::status::{LeaseOperation, SystemMode, Verdict};
 use shared::wire::{AgentSyncRequest, AgentSyncResponse};
+use shared::ErrorCode;
 use tokio::time::Instant;
 
 use super::checks::Violation;
@@ -39,6 +40,7 @@ impl World {
                 Ok(answer) => {
                     self.note("plane", format!("sync#{id} from {node}: {}", describe_answer(answer)));
                     self.checks.on_sync(&request, answer);
+                    self.tally_answer(answer);
                 }
                 Err(error) => self.note("plane", format!("sync#{id} from {node}: {error}")),
             }
@@ -48,10 +50,35 @@ impl World {
         let cut = now < self.agents[agent].cut_until;
         if cut || (self.faulty() && self.dice.chance(40)) {
             self.note("net", format!("answer to sync#{id} lost on the way"));
+            self.count("answer lost", 1);
             return;
         }
         let at = now + self.delay();
+        if self.faulty() && self.dice.chance(20) {
+            let again = at + self.dice.millis(1, 3_000);
+            self.enqueue(again, Message::Answer { agent, life, id, answer: Box::new(answer.clone()) });
+        }
         self.enqueue(at, Message::Answer { agent, life, id, answer: Box::new(answer) });
+    }
+
+    fn tally_answer(&mut self, answer: &AgentSyncResponse) {
+        match answer.lease.operation {
+            LeaseOperation::Acquire => self.count("lease acquired", 1),
+            LeaseOperation::HandOver => self.count("lease handed over", 1),
+            _ => {}
+        }
+        let verdicts = || answer.completions.iter().chain(&answer.failures);
+        self.count("late report refused", verdicts().filter(|verdict| verdict.verdict == Verdict::Stale).count() as u64);
+        let fenced = answer.plans.iter().filter(|verdict| verdict.code == Some(ErrorCode::StaleTerm)).count();
+        self.count("stale plan fenced", fenced as u64);
+        let all = [&answer.runs, &answer.completions, &answer.failures, &answer.logs, &answer.checkpoints, &answer.plans];
+        let deferred = all.iter().flat_map(|verdicts| verdicts.iter()).filter(|verdict| verdict.verdict == Verdict::Deferred).count();
+        self.count("item deferred", deferred as u64);
+        if let Some(reaped) = &answer.reaped {
+            self.count("lost attempt retried", reaped.reaped.iter().filter(|step| step.requeued).count() as u64);
+            self.count("lost attempt failed", reaped.reaped.iter().filter(|step| !step.requeued).count() as u64);
+            self.count("planning task requeued", reaped.requeued_tasks.len() as u64);
+        }
     }
 
     /// An operator's call, as a browser would make it.
@@ -117,21 +144,32 @@ impl World {
                 );
             }
             Act::Crash { agent, down_for } => {
+                self.count("fault: crash", 1);
                 let target = &mut self.agents[agent];
                 let until = now + down_for;
                 target.down_until = Some(target.down_until.map_or(until, |earlier| earlier.max(until)));
                 target.conductor = None;
                 target.in_flight = None;
+                target.stalled_until = now;
                 let node = target.node_id.clone();
                 self.note(&node, format!("crashed; back in {:.3} s", down_for.as_secs_f64()));
             }
+            Act::Stall { agent, lasting } => {
+                self.count("fault: stall", 1);
+                let target = &mut self.agents[agent];
+                target.stalled_until = target.stalled_until.max(now + lasting);
+                let node = target.node_id.clone();
+                self.note(&node, format!("stopped for {:.3} s", lasting.as_secs_f64()));
+            }
             Act::Partition { agent, lasting } => {
+                self.count("fault: partition", 1);
                 let target = &mut self.agents[agent];
                 target.cut_until = target.cut_until.max(now + lasting);
                 let node = target.node_id.clone();
                 self.note("net", format!("{node} cut off for {:.3} s", lasting.as_secs_f64()));
             }
             Act::RestartControlPlane { down_for } => {
+                self.count("fault: control plane restart", 1);
                 let old = self.core.take().expect("the control plane");
                 let clock = SimClock { started: self.started, offset_ms: self.offset_ms.clone() };
                 let random = SeededRandom::new(self.seed ^ self.sequence);
@@ -140,6 +178,7 @@ impl World {
                 self.note("plane", format!("restarting; back in {:.3} s", down_for.as_secs_f64()));
             }
             Act::StepClock { offset_ms } => {
+                self.count("fault: clock step", 1);
                 self.offset_ms.set(offset_ms);
                 self.note("plane", format!("clock stepped to {offset_ms:+} ms"));
             }

@@ -67,38 +67,54 @@ struct Failure {
     outcome: Outcome,
 }
 
-/// Runs `count` seeds from `first` on every core; the failing ones, in seed order, with each
-/// seed's wall time and the syncs carried.
-fn run_seeds(first: u64, count: u64, agents: usize) -> (Vec<Failure>, Vec<Duration>, u64) {
+type Tally = std::collections::BTreeMap<&'static str, u64>;
+
+/// What a run of many seeds found: the failing seeds in seed order, each seed's wall time, the
+/// syncs carried and the paths taken.
+struct Seeds {
+    failures: Vec<Failure>,
+    times: Vec<Duration>,
+    syncs: u64,
+    tally: Tally,
+}
+
+/// Runs `count` seeds from `first` on every core.
+fn run_seeds(first: u64, count: u64, agents: usize) -> Seeds {
     let threads = std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(1) as u64;
     let results = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
                 scope.spawn(move || {
-                    let (mut failures, mut times, mut syncs) = (Vec::new(), Vec::new(), 0);
+                    let (mut failures, mut times, mut syncs, mut tally) = (Vec::new(), Vec::new(), 0, Tally::new());
                     for seed in (first..first + count).filter(|seed| seed % threads == thread) {
                         let started = Instant::now();
                         let outcome = run_seed(seed, agents);
                         times.push(started.elapsed());
                         syncs += outcome.syncs;
+                        for (what, times) in &outcome.tally {
+                            *tally.entry(*what).or_default() += times;
+                        }
                         if outcome.violation.is_some() {
                             failures.push(Failure { seed, outcome });
                         }
                     }
-                    (failures, times, syncs)
+                    (failures, times, syncs, tally)
                 })
             })
             .collect();
         workers.into_iter().map(|worker| worker.join().expect("a simulation thread")).collect::<Vec<_>>()
     });
-    let (mut failures, mut times, mut syncs) = (Vec::new(), Vec::new(), 0);
-    for (thread_failures, thread_times, thread_syncs) in results {
+    let (mut failures, mut times, mut syncs, mut tally) = (Vec::new(), Vec::new(), 0, Tally::new());
+    for (thread_failures, thread_times, thread_syncs, thread_tally) in results {
         failures.extend(thread_failures);
         times.extend(thread_times);
         syncs += thread_syncs;
+        for (what, times) in thread_tally {
+            *tally.entry(what).or_default() += times;
+        }
     }
     failures.sort_by_key(|failure| failure.seed);
-    (failures, times, syncs)
+    Seeds { failures, times, syncs, tally }
 }
 
 /// Where the report goes: the file `BAA_SIM_OUT` names (`scripts/simulate` prints it), or
@@ -131,7 +147,7 @@ fn simulate() {
         return;
     }
     let started = Instant::now();
-    let (failures, mut times, syncs) = run_seeds(options.first_seed, options.seeds, options.agents);
+    let Seeds { failures, mut times, syncs, tally } = run_seeds(options.first_seed, options.seeds, options.agents);
     let elapsed = started.elapsed();
     for failure in &failures {
         let violation = failure.outcome.violation.as_ref().expect("a failing seed");
@@ -142,6 +158,8 @@ fn simulate() {
         }
         writeln!(out, "    (replay: scripts/simulate --seed {} --agents {})", failure.seed, options.agents).unwrap();
     }
+    let taken: Vec<String> = tally.iter().map(|(what, times)| format!("{what} {times}")).collect();
+    writeln!(out, "paths taken: {}", taken.join(", ")).unwrap();
     times.sort();
     let median = times.get(times.len() / 2).copied().unwrap_or_default();
     writeln!(

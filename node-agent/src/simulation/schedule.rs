@@ -49,6 +49,12 @@ pub enum Act {
         agent: usize,
         down_for: Duration,
     },
+    /// The agent process is stopped (SIGSTOP) for `lasting`: it keeps its memory, its steps'
+    /// processes go on, answers wait in its socket.
+    Stall {
+        agent: usize,
+        lasting: Duration,
+    },
     /// Nothing passes between the agent and the control plane for `lasting`.
     Partition {
         agent: usize,
@@ -108,8 +114,9 @@ impl Schedule {
         for _ in 0..faults {
             let at = dice.millis(0, window);
             let act = match dice.below(100) {
-                0..=24 => Act::Crash { agent: dice.below(agents as u64) as usize, down_for: dice.millis(0, 25_000) },
-                25..=54 => Act::Partition { agent: dice.below(agents as u64) as usize, lasting: dice.millis(500, 30_000) },
+                0..=19 => Act::Crash { agent: dice.below(agents as u64) as usize, down_for: dice.millis(0, 25_000) },
+                20..=29 => Act::Stall { agent: dice.below(agents as u64) as usize, lasting: dice.millis(100, 20_000) },
+                30..=54 => Act::Partition { agent: dice.below(agents as u64) as usize, lasting: dice.millis(500, 30_000) },
                 55..=64 => Act::RestartControlPlane { down_for: dice.millis(100, 5_000) },
                 65..=79 => Act::StepClock { offset_ms: dice.below(2 * MAX_CLOCK_OFFSET_MS as u64 + 1) as i64 - MAX_CLOCK_OFFSET_MS },
                 80..=89 => Act::SetMode(if dice.chance(500) { SystemMode::Paused } else { SystemMode::Draining }),

@@ -26,6 +26,7 @@ use crate::client::ClientError;
 use crate::clock::Now;
 use crate::conductor::memory_plane::{ADMIN_TOKEN, SERVICE_TOKEN, START};
 use crate::runner::machine::sim_host::SimHost;
+use crate::runner::run_dir::RunPhase;
 
 /// The lease TTL of the simulated fleet: short, so failovers happen within a seed.
 pub const LEASE_TTL_SEC: u32 = 10;
@@ -39,6 +40,8 @@ pub struct Outcome {
     pub violation: Option<Violation>,
     pub trace: Vec<String>,
     pub syncs: u64,
+    /// How often each path of interest was taken (faults, failovers, refused late reports…).
+    pub tally: BTreeMap<&'static str, u64>,
 }
 
 /// The control plane's clock: true (virtual) time from [`START`], stepped by `offset_ms`, in
@@ -81,6 +84,7 @@ pub struct World {
     pub(super) checks: Checks,
     pub(super) trace: Vec<String>,
     pub(super) syncs: u64,
+    pub(super) tally: BTreeMap<&'static str, u64>,
     pub(super) seed: u64,
 }
 
@@ -115,6 +119,7 @@ impl World {
                     conductor: None,
                     down_until: Some(started),
                     cut_until: started,
+                    stalled_until: started,
                     startup_tries: 0,
                     in_flight: None,
                     life: 0,
@@ -136,6 +141,7 @@ impl World {
             checks: Checks::default(),
             trace: Vec::new(),
             syncs: 0,
+            tally: BTreeMap::new(),
             seed,
         };
         for (at, act) in world.schedule.acts.clone() {
@@ -163,6 +169,10 @@ impl World {
     pub(super) fn note(&mut self, who: &str, what: String) {
         let at = self.elapsed();
         self.trace.push(format!("{:>4}.{:03} {who:<11} {what}", at.as_secs(), at.subsec_millis()));
+    }
+
+    pub(super) fn count(&mut self, what: &'static str, times: u64) {
+        *self.tally.entry(what).or_default() += times;
     }
 
     pub(super) fn enqueue(&mut self, at: Instant, message: Message) {
@@ -241,6 +251,21 @@ impl World {
             statuses.collect::<Result<Vec<_>, _>>().expect("task statuses")
         });
         self.note("end", format!("tasks {}", statuses.join(", ")));
+        for status in &statuses {
+            match status.as_str() {
+                "succeeded" => self.count("task succeeded", 1),
+                "failed" => self.count("task failed", 1),
+                "canceled" => self.count("task canceled", 1),
+                _ => {}
+            }
+        }
+        let phases: Vec<RunPhase> = self
+            .agents
+            .iter()
+            .flat_map(|agent| agent.host.borrow().runs.iter().map(|run| run.machine.phase()).collect::<Vec<_>>())
+            .collect();
+        self.count("run timed out", phases.iter().filter(|phase| **phase == RunPhase::TimedOut).count() as u64);
+        self.count("run canceled", phases.iter().filter(|phase| **phase == RunPhase::Canceled).count() as u64);
         self.note("end", format!("{turns} turns"));
         self.final_checks();
         self.finish()
@@ -251,13 +276,14 @@ impl World {
             let line = format!("{}: {}", violation.guarantee, violation.detail);
             self.note("BROKEN", line);
         }
-        Outcome { violation: self.checks.violation, trace: self.trace, syncs: self.syncs }
+        Outcome { violation: self.checks.violation, trace: self.trace, syncs: self.syncs, tally: self.tally }
     }
 
     fn next_wake(&self) -> Instant {
         let mut wakes: Vec<Instant> = self.queue.keys().next().map(|(at, _)| *at).into_iter().collect();
+        let now = Instant::now();
         for agent in &self.agents {
-            if let Some(until) = agent.down_until {
+            if let Some(until) = agent.down_until.or((agent.stalled_until > now).then_some(agent.stalled_until)) {
                 wakes.push(until);
                 continue;
             }
@@ -289,6 +315,7 @@ impl World {
                 let host = agent.host.borrow();
                 let reports = host.outbox.take();
                 agent.down_until.is_none()
+                    && agent.stalled_until <= Instant::now()
                     && agent.in_flight.is_none()
                     && reports.runs.is_empty()
                     && reports.completions.is_empty()
