@@ -364,7 +364,16 @@ impl<P: ControlPlane> Conductor<P> {
 
     /// Gives the lease up if this node holds it, so a standby takes over at once.
     pub async fn shutdown(&mut self) {
-        let Some(term) = self.lease.held_term() else { return };
+        let Some(release) = self.begin_release(clock_now()) else { return };
+        let answer = self.plane.sync(&release.request).await;
+        self.end_release(release, answer);
+    }
+
+    /// The sans-IO half of a release that goes out, if this node holds the lease. Leadership
+    /// ends before it is sent: once the control plane frees the lease another node may take
+    /// it, whenever this answer arrives.
+    pub(crate) fn begin_release(&mut self, now: Instant) -> Option<SyncSent> {
+        let term = self.lease.held_term()?;
         let lease = LeaseIntent {
             wish: LeaseWish::Release,
             ttl_sec: self.config.lease_ttl_sec,
@@ -372,10 +381,14 @@ impl<P: ControlPlane> Conductor<P> {
             term: Some(term),
         };
         let request = self.request("stopping", lease, Room::default(), Vec::new(), RunReports::default());
-        // Leadership ends before the release is sent: once the control plane frees the lease
-        // another node may take it, whenever this answer arrives.
         self.lease.handle_released();
-        match self.plane.sync(&request).await {
+        Some(SyncSent { sent_at: now, request, reports: RunReports::default() })
+    }
+
+    /// The sans-IO half of a release that came back (or did not).
+    pub(crate) fn end_release(&mut self, release: SyncSent, answer: Result<AgentSyncResponse, ClientError>) {
+        let term = release.request.lease.term.unwrap_or_default();
+        match answer {
             Ok(answer) if answer.lease.holder_id.as_deref() != Some(self.config.node_id.as_str()) => log!("lease: released term={term}"),
             Ok(answer) => log!("lease: release of term={term} refused; the lease is in term {}", answer.lease.term),
             Err(error) => log!("lease: release of term={term} failed: {}", short(&error)),

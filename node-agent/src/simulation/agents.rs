@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use shared::wire::{AgentSyncRequest, AgentSyncResponse};
 use tokio::time::Instant;
@@ -15,7 +16,7 @@ use crate::client::{ClientError, ControlPlane};
 use crate::conductor::{Conductor, SyncKind, SyncSent};
 use crate::runner::machine::sim_host::{SimHost, SimSeats};
 
-/// The conductors' plane/// The conductors' plane: never called, the world carries their syncs.
+/// The conductors' plane: never called, the world carries their syncs.
 pub(super) struct Carried;
 
 impl ControlPlane for Carried {
@@ -28,6 +29,16 @@ pub(super) struct InFlight {
     pub(super) id: u64,
     pub(super) sync: SyncSent,
     pub(super) gives_up_at: Instant,
+    /// The release of the lease on shutdown, not a sync.
+    pub(super) release: bool,
+}
+
+/// An agent told to stop (SIGTERM): it releases the lease, drains its runs' reports for at
+/// most the shutdown grace, then is down for `down_for`.
+#[derive(Clone, Copy)]
+pub(super) struct Stopping {
+    pub(super) grace_until: Instant,
+    pub(super) down_for: Duration,
 }
 
 pub(super) struct Agent {
@@ -43,6 +54,7 @@ pub(super) struct Agent {
     /// Startup syncs left before ticking (the checklist's registration).
     pub(super) startup_tries: u32,
     pub(super) in_flight: Option<InFlight>,
+    pub(super) stopping: Option<Stopping>,
     /// Which life of the agent a message belongs to: answers to an earlier one are lost.
     pub(super) life: u64,
 }
@@ -83,16 +95,37 @@ impl World {
         }
         if agent.in_flight.as_ref().is_some_and(|flight| now >= flight.gives_up_at) {
             let flight = agent.in_flight.take().expect("a sync in flight");
-            conductor.end_sync(flight.sync, Err(ClientError::Unreachable("timed out".into())));
-            agent.startup_tries = agent.startup_tries.saturating_sub(1);
+            let timed_out = Err(ClientError::Unreachable("timed out".into()));
+            if flight.release {
+                conductor.end_release(flight.sync, timed_out);
+            } else {
+                conductor.end_sync(flight.sync, timed_out);
+                agent.startup_tries = agent.startup_tries.saturating_sub(1);
+            }
             agent.host.borrow_mut().turn(wall);
             self.note(&node, format!("sync#{} gave up: no answer", flight.id));
             self.count("sync given up", 1);
         }
         let agent = &mut self.agents[index];
         let conductor = agent.conductor.as_mut().expect("a running agent");
+        if let (Some(stopping), None) = (agent.stopping, &agent.in_flight) {
+            // Drained, or out of grace: the process exits; runs still going are adopted by
+            // the next life.
+            if !conductor.seats.busy() || now >= stopping.grace_until {
+                agent.conductor = None;
+                agent.stopping = None;
+                agent.down_until = Some(now + stopping.down_for);
+                self.drain_log(index);
+                self.note(&node, format!("stopped; back in {:.3} s", stopping.down_for.as_secs_f64()));
+                return;
+            }
+        }
         if agent.in_flight.is_none() && conductor.lease.attempt_due(now.into_std()) {
-            let kind = if agent.startup_tries > 0 { SyncKind::Startup } else { SyncKind::Tick };
+            let kind = match (agent.stopping, agent.startup_tries) {
+                (Some(_), _) => SyncKind::Draining,
+                (None, 0) => SyncKind::Tick,
+                (None, _) => SyncKind::Startup,
+            };
             let mut sync = conductor.begin_sync(now.into_std(), kind);
             // A held answer is a long delay: the world's delays stand for it.
             sync.request.hold_ms = 0;
@@ -102,13 +135,40 @@ impl World {
             let gives_up_at = now + agent.config.sync_timeout();
             let cut = now < agent.cut_until;
             let life = agent.life;
-            agent.in_flight = Some(InFlight { id, sync, gives_up_at });
+            agent.in_flight = Some(InFlight { id, sync, gives_up_at, release: false });
             self.note(&node, format!("sync#{id} sent: {}", describe_request(&request, kind)));
             self.send(index, life, id, request, cut);
         }
         let agent = &mut self.agents[index];
         if let Some(conductor) = agent.conductor.as_mut() {
             conductor.log_transition(now.into_std());
+        }
+        self.drain_log(index);
+    }
+
+    /// The agent is told to stop (SIGTERM): the sync in flight is given up (what it carried
+    /// stays in the outbox), the lease is released if held, then the runs drain.
+    pub(super) fn stop_agent(&mut self, index: usize, down_for: Duration) {
+        let now = Instant::now();
+        let agent = &mut self.agents[index];
+        let node = agent.node_id.clone();
+        if agent.down_until.is_some() || agent.stopping.is_some() || now < agent.stalled_until {
+            return;
+        }
+        agent.stopping = Some(Stopping { grace_until: now + agent.config.runner.shutdown_grace, down_for });
+        agent.in_flight = None;
+        let conductor = agent.conductor.as_mut().expect("a running agent");
+        let release = conductor.begin_release(now.into_std());
+        self.note(&node, "told to stop".into());
+        if let Some(release) = release {
+            self.sequence += 1;
+            let id = self.sequence;
+            let agent = &mut self.agents[index];
+            let request = release.request.clone();
+            let (cut, life) = (now < agent.cut_until, agent.life);
+            agent.in_flight = Some(InFlight { id, sync: release, gives_up_at: now + agent.config.sync_timeout(), release: true });
+            self.note(&node, format!("sync#{id} sent: release of term {}", request.lease.term.unwrap_or_default()));
+            self.send(index, life, id, request, cut);
         }
         self.drain_log(index);
     }
@@ -175,6 +235,12 @@ impl World {
         }
         let flight = agent.in_flight.take().expect("the sync in flight");
         let conductor = agent.conductor.as_mut().expect("a running agent");
+        if flight.release {
+            conductor.end_release(flight.sync, answer);
+            self.note(&node, format!("sync#{id} (release) answered"));
+            self.drain_log(index);
+            return;
+        }
         let answered = conductor.end_sync(flight.sync, answer);
         agent.startup_tries = if answered { 0 } else { agent.startup_tries.saturating_sub(1) };
         agent.host.borrow_mut().turn(wall);

@@ -151,8 +151,13 @@ impl World {
                 target.conductor = None;
                 target.in_flight = None;
                 target.stalled_until = now;
+                target.stopping = None;
                 let node = target.node_id.clone();
                 self.note(&node, format!("crashed; back in {:.3} s", down_for.as_secs_f64()));
+            }
+            Act::Restart { agent, down_for } => {
+                self.count("fault: graceful restart", 1);
+                self.stop_agent(agent, down_for);
             }
             Act::Stall { agent, lasting } => {
                 self.count("fault: stall", 1);

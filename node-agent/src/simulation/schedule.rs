@@ -49,6 +49,12 @@ pub enum Act {
         agent: usize,
         down_for: Duration,
     },
+    /// The agent is told to stop (SIGTERM, as launchd does on an upgrade): it releases the
+    /// lease, drains, exits, and is started again after `down_for`.
+    Restart {
+        agent: usize,
+        down_for: Duration,
+    },
     /// The agent process is stopped (SIGSTOP) for `lasting`: it keeps its memory, its steps'
     /// processes go on, answers wait in its socket.
     Stall {
@@ -114,7 +120,8 @@ impl Schedule {
         for _ in 0..faults {
             let at = dice.millis(0, window);
             let act = match dice.below(100) {
-                0..=19 => Act::Crash { agent: dice.below(agents as u64) as usize, down_for: dice.millis(0, 25_000) },
+                0..=14 => Act::Crash { agent: dice.below(agents as u64) as usize, down_for: dice.millis(0, 25_000) },
+                15..=19 => Act::Restart { agent: dice.below(agents as u64) as usize, down_for: dice.millis(0, 15_000) },
                 20..=29 => Act::Stall { agent: dice.below(agents as u64) as usize, lasting: dice.millis(100, 20_000) },
                 30..=54 => Act::Partition { agent: dice.below(agents as u64) as usize, lasting: dice.millis(500, 30_000) },
                 55..=64 => Act::RestartControlPlane { down_for: dice.millis(100, 5_000) },

@@ -122,6 +122,7 @@ impl World {
                     stalled_until: started,
                     startup_tries: 0,
                     in_flight: None,
+                    stopping: None,
                     life: 0,
                 }
             })
@@ -288,6 +289,7 @@ impl World {
                 continue;
             }
             wakes.extend(agent.host.borrow().next_wake());
+            wakes.extend(agent.stopping.map(|stopping| stopping.grace_until));
             match (&agent.in_flight, &agent.conductor) {
                 (Some(flight), _) => wakes.push(flight.gives_up_at),
                 (None, Some(conductor)) => wakes.push(Instant::from_std(conductor.next_wake(Instant::now().into_std()))),
@@ -316,6 +318,7 @@ impl World {
                 let reports = host.outbox.take();
                 agent.down_until.is_none()
                     && agent.stalled_until <= Instant::now()
+                    && agent.stopping.is_none()
                     && agent.in_flight.is_none()
                     && reports.runs.is_empty()
                     && reports.completions.is_empty()
