@@ -29,7 +29,12 @@ use world::{Outcome, World};
 ///   primary, which acquired at once, while the answer telling the standby was still on its
 ///   way: both believed they led (`5-hand-over-frees-the-lease-at-once.patch`). The hand-over
 ///   now keeps the expiry the standby was granted.
-const REGRESSION_SEEDS: &[(u64, usize)] = &[(16, 3), (111, 3), (202, 3), (211, 3), (258, 3)];
+/// - 149, 287, 738, 770, 938: "one leader at a time". A leader told to stop went on believing
+///   it led until its release was answered, while the control plane had freed the lease and
+///   another node had taken it (`6-release-ends-leadership-after-its-answer.patch`). Leadership
+///   now ends before the release is sent.
+const REGRESSION_SEEDS: &[(u64, usize)] =
+    &[(16, 3), (111, 3), (202, 3), (211, 3), (258, 3), (149, 3), (287, 3), (738, 3), (770, 3), (938, 3)];
 
 /// Runs one seed to its end; the same seed gives the same outcome and trace.
 pub fn run_seed(seed: u64, agents: usize) -> Outcome {
