@@ -105,8 +105,19 @@ impl LeaseMachine {
         self.term = answer.term;
         self.lease_expires_at = Some(answer.lease_expires_at);
         self.last_operation = Some(answer.operation);
-        self.leadership =
-            if answer.is_leader { Some((answer.term, sent_at + self.timing.ttl.saturating_sub(self.timing.margin()))) } else { None };
+        self.leadership = match (answer.is_leader, answer.operation) {
+            // Only a grant made by this very call counts its TTL from (no earlier than) its
+            // sending.
+            (true, LeaseOperation::Acquire | LeaseOperation::Renew) => {
+                Some((answer.term, sent_at + self.timing.ttl.saturating_sub(self.timing.margin())))
+            }
+            // Told it holds the lease without a grant (a draining node's look at the lease): no
+            // longer than it already could, and never a lease it did not know it had — a
+            // request it gave up on may have acquired it, and the control plane's TTL started
+            // then (the simulation found a stopping node leading on such a lease).
+            (true, _) => self.leadership.filter(|(term, _)| *term == answer.term),
+            (false, _) => None,
+        };
     }
 
     /// The call sent earlier failed (no answer, or an error answer).
@@ -252,6 +263,25 @@ mod tests {
         handed.holder_id = None;
         machine.handle_answer(sent, &handed);
         assert_eq!(machine.leading_term(start + Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn an_answer_that_only_looks_at_the_lease_starts_and_extends_nothing() {
+        let start = Instant::now();
+        let mut machine = LeaseMachine::new(TIMING, start);
+        // A look (no acquire, no renew) says this node holds term 5: a request it gave up on
+        // acquired it, some time ago. It does not lead on that.
+        let sent = machine.start_attempt(start);
+        machine.handle_answer(sent, &answer(true, "me", 5, LeaseOperation::None));
+        assert_eq!(machine.leading_term(start), None);
+        // Granted by a renew, then looked at later: the deadline stays the renew's.
+        let sent = machine.start_attempt(start + Duration::from_secs(1));
+        machine.handle_answer(sent, &answer(true, "me", 5, LeaseOperation::Renew));
+        let sent = machine.start_attempt(start + Duration::from_millis(2_500));
+        machine.handle_answer(sent, &answer(true, "me", 5, LeaseOperation::None));
+        // TTL 3 s, margin 1.3 s: the renew sent at 1 s leads until 2.7 s, not 4.2 s.
+        assert_eq!(machine.leading_term(start + Duration::from_millis(2_699)), Some(5));
+        assert_eq!(machine.leading_term(start + Duration::from_millis(2_700)), None);
     }
 
     #[test]
