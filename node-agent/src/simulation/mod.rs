@@ -33,8 +33,13 @@ use world::{Outcome, World};
 ///   it led until its release was answered, while the control plane had freed the lease and
 ///   another node had taken it (`6-release-ends-leadership-after-its-answer.patch`). Leadership
 ///   now ends before the release is sent.
+/// - 9259, 9658: "one leader at a time". A leader's sync it had given up on reached the control
+///   plane after it released the lease on shutdown and acquired it again; the draining node's
+///   next look at the lease said it held it, and it led, counting the TTL from that look —
+///   past the lease's real expiry (`7-a-look-at-the-lease-grants-leadership.patch`). Only an
+///   acquire or a renew now starts or extends leadership.
 const REGRESSION_SEEDS: &[(u64, usize)] =
-    &[(16, 3), (111, 3), (202, 3), (211, 3), (258, 3), (149, 3), (287, 3), (738, 3), (770, 3), (938, 3)];
+    &[(16, 3), (111, 3), (202, 3), (211, 3), (258, 3), (149, 3), (287, 3), (738, 3), (770, 3), (938, 3), (9259, 3), (9658, 3)];
 
 /// Runs one seed to its end; the same seed gives the same outcome and trace.
 pub fn run_seed(seed: u64, agents: usize) -> Outcome {
