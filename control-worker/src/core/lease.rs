@@ -37,7 +37,11 @@ pub(super) const ENSURE_ROW_SQL: &str =
     "INSERT INTO leader_lease (lease_name, holder_id, holder_host, term, lease_expires_at, renewed_at, last_operation) \
      VALUES ('global', NULL, NULL, 0, 0, 0, 'none') ON CONFLICT (lease_name) DO NOTHING";
 
-// ?1 caller id, ?2 caller host, ?3 now, ?4 ttl, ?5 caller is preferred (0/1). A caller that
+// ?1 caller id, ?2 caller host, ?3 now, ?4 ttl, ?5 caller is preferred (0/1), ?6 the term the
+// caller believes it leads in (0: none; NULL: not said, as `leader.acquire`). A holder that
+// says it leads in another term, or in none (it restarted, or its local deadline passed), is
+// given a new term rather than a renewal: messages it sent in the old term — a late release, a
+// late leader write — are then refused by the fence. A caller that
 // changes nothing (someone else leads, and it is not the preferred one recording its wish)
 // writes nothing: a standby asking every few seconds costs rows read, not rows written.
 const ACQUIRE_SQL: &str = concat!(
@@ -54,7 +58,8 @@ const ACQUIRE_SQL: &str = concat!(
      FROM (SELECT CASE \
              WHEN holder_id = ?1 AND lease_expires_at > ?3 THEN \
                CASE WHEN ?5 = 0 AND preferred_holder_id IS NOT NULL AND preferred_holder_id <> ?1 \
-                         AND preferred_seen_at > ?3 - ?4 THEN 'hand_over' ELSE 'renew' END \
+                         AND preferred_seen_at > ?3 - ?4 THEN 'hand_over' \
+                    WHEN ?6 IS NULL OR ?6 = term THEN 'renew' ELSE 'acquire' END \
              WHEN lease_expires_at <= ?3 THEN \
                CASE WHEN ?5 = 1 OR preferred_holder_id IS NULL OR preferred_holder_id = ?1 \
                          OR preferred_seen_at IS NULL OR preferred_seen_at <= ?3 - ?4 THEN 'acquire' ELSE 'none' END \
@@ -91,12 +96,21 @@ pub fn empty_lease() -> Lease {
     }
 }
 
-/// The statements of an acquire (or renew) by `controller_id`: the first returns the lease when
-/// it wrote it, the third the lease as it stands.
-pub(super) fn acquire_statements(controller_id: &str, host: &str, ttl_sec: i64, preferred: bool, now: i64) -> Vec<Statement> {
+/// The statements of an acquire (or renew) by `controller_id`, which believes it leads in
+/// `leading` (`Some(None)`: in no term; `None`: not said): the first returns the lease when it
+/// wrote it, the third the lease as it stands.
+pub(super) fn acquire_statements(
+    controller_id: &str,
+    host: &str,
+    ttl_sec: i64,
+    preferred: bool,
+    leading: Option<Option<i64>>,
+    now: i64,
+) -> Vec<Statement> {
+    let leading = leading.map(|term| term.unwrap_or(0));
     vec![
         Statement::new(ENSURE_ROW_SQL, vec![]),
-        Statement::new(ACQUIRE_SQL, vec![controller_id.into(), host.into(), now.into(), ttl_sec.into(), preferred.into()]),
+        Statement::new(ACQUIRE_SQL, vec![controller_id.into(), host.into(), now.into(), ttl_sec.into(), preferred.into(), leading.into()]),
         Statement::new(SELECT_LEASE_SQL, vec![]),
     ]
 }
@@ -124,7 +138,7 @@ pub async fn acquire<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Ca
     let host = call.principal.acting_host(fields.str("host", MAX_SHORT_TEXT_LEN)?)?;
     let ttl_sec = fields.i64("ttl_sec", 1, MAX_TTL_SEC)?;
     let preferred = fields.bool_or_false("preferred")?;
-    let results = core.db.batch(acquire_statements(&controller_id, &host, ttl_sec, preferred, call.now)).await?;
+    let results = core.db.batch(acquire_statements(&controller_id, &host, ttl_sec, preferred, None, call.now)).await?;
     let (lease, operation) = acquired(&results, 0)?;
     let is_leader = lease.holder_id.as_deref() == Some(controller_id.as_str()) && lease.lease_expires_at > call.now;
     Reply::ok(&LeaderAcquireResponse {

@@ -443,3 +443,26 @@ fn a_hold_longer_than_the_limit_is_refused_naming_the_field() {
     let error = err(&response, 400, "invalid_request");
     assert_eq!(error["field"], "hold_ms", "{error}");
 }
+
+/// A holder that no longer knows its term (it restarted, or its local deadline passed) is given
+/// a new term, not a renewal: a release it sent in its earlier life, arriving late, is refused
+/// and the lease stays with the node that now believes it leads (the simulation's seed 18651).
+#[test]
+fn a_holder_that_lost_its_term_gets_a_new_one_and_its_late_release_is_refused() {
+    let t = Target::new();
+    let first = sync(&t, "mini-main", "mini", None, 0, json!({}));
+    assert_eq!((first["lease"]["is_leader"].clone(), first["lease"]["operation"].clone()), (json!(true), json!("acquire")));
+    let term = first["lease"]["term"].as_i64().unwrap();
+    let renewed = sync(&t, "mini-main", "mini", Some(term), 0, json!({}));
+    assert_eq!((renewed["lease"]["operation"].clone(), renewed["lease"]["term"].clone()), (json!("renew"), json!(term)));
+    // A new life asks without a term.
+    let again = sync(&t, "mini-main", "mini", None, 0, json!({}));
+    assert_eq!(again["lease"]["operation"], "acquire", "{again}");
+    assert_eq!((again["lease"]["is_leader"].clone(), again["lease"]["term"].clone()), (json!(true), json!(term + 1)));
+    // The earlier life's release of its term comes in late: nothing is released.
+    let release = json!({"lease": {"wish": "release", "ttl_sec": 30, "term": term}});
+    let late = sync(&t, "mini-main", "mini", None, 0, release);
+    assert_eq!((late["lease"]["holder_id"].clone(), late["lease"]["term"].clone()), (json!("mini-main"), json!(term + 1)), "{late}");
+    let renewed = sync(&t, "mini-main", "mini", Some(term + 1), 0, json!({}));
+    assert_eq!((renewed["lease"]["operation"].clone(), renewed["lease"]["is_leader"].clone()), (json!("renew"), json!(true)));
+}

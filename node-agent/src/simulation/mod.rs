@@ -38,8 +38,13 @@ use world::{Outcome, World};
 ///   next look at the lease said it held it, and it led, counting the TTL from that look —
 ///   past the lease's real expiry (`7-a-look-at-the-lease-grants-leadership.patch`). Only an
 ///   acquire or a renew now starts or extends leadership.
+/// - 18651: "one leader at a time". A leader told to stop sent its release, which was slow; it
+///   came back at once and renewed the lease in the same term; the late release, naming that
+///   term, freed the lease, another node took it, and the restarted node still led
+///   (`8-a-holder-renews-a-term-it-lost.patch`). A holder that does not say it leads in the
+///   lease's term is now given a new term.
 const REGRESSION_SEEDS: &[(u64, usize)] =
-    &[(16, 3), (111, 3), (202, 3), (211, 3), (258, 3), (149, 3), (287, 3), (738, 3), (770, 3), (938, 3), (9259, 3), (9658, 3)];
+    &[(16, 3), (111, 3), (202, 3), (211, 3), (258, 3), (149, 3), (287, 3), (738, 3), (770, 3), (938, 3), (9259, 3), (9658, 3), (18651, 3)];
 
 /// Runs one seed to its end; the same seed gives the same outcome and trace.
 pub fn run_seed(seed: u64, agents: usize) -> Outcome {

@@ -119,7 +119,7 @@ pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
         sync_upsert(&input.facts, (core.config.controller_liveness_sec / 2).max(1), now),
     ]);
     let lease_at = match input.wish {
-        LeaseWish::Acquire => batch.push(acquire_statements(&node_id, &host, input.ttl_sec, input.preferred, now)),
+        LeaseWish::Acquire => batch.push(acquire_statements(&node_id, &host, input.ttl_sec, input.preferred, Some(leading_term), now)),
         LeaseWish::Release => batch.push(release_statements(&node_id, input.term, now)),
         LeaseWish::Keep => batch.push([Statement::new(SELECT_LEASE_SQL, vec![])]),
     };
