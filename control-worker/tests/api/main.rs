@@ -36,5 +36,6 @@ mod process;
 mod races;
 mod round_trips;
 mod sync;
+mod sync_pace;
 mod tidy;
 mod unattended;
