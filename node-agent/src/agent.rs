@@ -120,7 +120,17 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         }
         let conductor_client = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, config.sync_timeout())
             .map_err(|error| AgentError::Client(error.to_string()))?;
-        let runner = runner::Runner::new(runner::RunnerSettings::from_config(&config));
+        let mut runner_settings = runner::RunnerSettings::from_config(&config);
+        if let (Some(preset), None, false) = (config.runner.agent, &config.runner.agent_command, no_room(&config)) {
+            let cli = crate::agents::probe::probe(preset).await;
+            match (&cli.version, &cli.warning) {
+                (Some(version), _) => log!("coding agent: {preset} ({version})"),
+                (None, Some(warning)) => log!("warning: {warning}"),
+                (None, None) => {}
+            }
+            runner_settings.agent_cli = Some(cli);
+        }
+        let runner = runner::Runner::new(runner_settings);
         let run_once = config.run_once;
         let runs_dir = config.paths.runs.clone();
         let mut conductor = conductor::Conductor::new(config, conductor_client, conductor::clock_now());
@@ -196,4 +206,9 @@ impl conductor::StartupRuns for RunnerStartup<'_> {
             ),
         )
     }
+}
+
+/// A runner with no room runs no steps: its CLI need not be asked.
+fn no_room(config: &AgentConfig) -> bool {
+    config.runner.capacity == 0
 }

@@ -20,8 +20,9 @@ use clap::{CommandFactory, Parser};
 pub struct RawArgs {
     /// What to do: start (run the agent), config (print the resolved configuration),
     /// checklist (print the startup checklist), help; `node-agent tasks …` talks to the control
-    /// plane for people (see `node-agent tasks --help`).
-    #[arg(value_parser = ["start", "config", "checklist", "help"])]
+    /// plane for people (see `node-agent tasks --help`); agent-exec is the process of an agent
+    /// step on a host with --agent (the runner starts it).
+    #[arg(value_parser = ["start", "config", "checklist", "help", "agent-exec"])]
     pub command: Option<String>,
 
     /// This node's id [default: <host>-main for a primary, <host>-standby for a standby]
@@ -87,7 +88,13 @@ pub struct RawArgs {
     /// Bytes of stdout and stderr shipped per run; the rest stays in the run directory
     #[arg(long, env = "BAA_RUNNER_LOG_SHIP_LIMIT_BYTES", default_value = "16777216")]
     pub log_ship_limit_bytes: Option<String>,
-    /// The coding-agent command template for codex steps, run with sh -c in the worktree; variables {goal_file} {report_file} {feedback_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
+    /// The coding CLI this host drives for agent steps: codex, claude, gemini or aider (the runner builds the command, writes the prompt, reads the CLI's events, resumes its session)
+    #[arg(long, env = "BAA_AGENT")]
+    pub agent: Option<String>,
+    /// Extra flags for the --agent CLI, split like shell words, e.g. "-m gpt-5" or "--model opus"
+    #[arg(long, env = "BAA_AGENT_ARGS", allow_hyphen_values = true)]
+    pub agent_args: Option<String>,
+    /// Any other coding-agent command, as a template for codex steps, run with sh -c in the worktree; variables {goal_file} {report_file} {feedback_file} {worktree} {task_id} {step_id} {run_id} {run_dir}
     #[arg(long, env = "BAA_AGENT_COMMAND")]
     pub agent_command: Option<String>,
     /// The account the coding agent runs under: a usage limit parks it for every host that uses it [default: the host]

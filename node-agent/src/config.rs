@@ -78,6 +78,10 @@ pub struct RunnerConfig {
     pub shutdown_grace: Duration,
     pub log_ship_limit_bytes: u64,
     pub agent_command: Option<String>,
+    /// The coding CLI driven by preset (`--agent`); `agent_command` wins where both are given.
+    pub agent: Option<crate::agents::Preset>,
+    /// Extra flags for the preset's CLI (`--agent-args`), split into words.
+    pub agent_args: Vec<String>,
     /// The coding agent's account (SPEC §13); the host's name unless given.
     pub agent_account: String,
     /// The host's own usage-limit phrases, beside the built-in ones.
@@ -240,6 +244,12 @@ impl AgentConfig {
             shutdown_grace: milliseconds(raw.shutdown_grace_ms.as_deref(), "shutdown_grace_ms")?,
             log_ship_limit_bytes: integer(raw.log_ship_limit_bytes.as_deref(), "log_ship_limit_bytes", 0, 1 << 40, None)? as u64,
             agent_command: raw.agent_command.as_deref().map(str::trim).filter(|command| !command.is_empty()).map(str::to_string),
+            agent: match raw.agent.as_deref().map(str::trim).filter(|name| !name.is_empty()) {
+                Some(name) => Some(name.parse().map_err(|rule: String| bad("agent", rule))?),
+                None => None,
+            },
+            agent_args: crate::agents::split_arguments(raw.agent_args.as_deref().unwrap_or(""))
+                .map_err(|rule| bad("agent_args", format!("{rule}: give the flags as shell words")))?,
             agent_account: raw.agent_account.as_deref().map(str::trim).filter(|account| !account.is_empty()).unwrap_or(&host).to_string(),
             agent_limit_patterns: raw
                 .agent_limit_patterns
@@ -269,8 +279,11 @@ impl AgentConfig {
                     .ok_or_else(|| bad("min_free_disk", format!("must be a size such as 5GB, 500MB or 0, got {text:?}")))?
             },
         };
-        if runner.capacity > 0 && runner.agent_command.is_none() {
-            warnings.push("no coding-agent command (--agent-command / BAA_AGENT_COMMAND): this host runs shell and test steps only, and leaves codex steps to hosts that have one".into());
+        if runner.capacity > 0 && runner.agent_command.is_none() && runner.agent.is_none() {
+            warnings.push("no coding agent (--agent codex|claude|gemini|aider, or --agent-command): this host runs shell and test steps only, and leaves codex steps to hosts that have one".into());
+        }
+        if let (Some(preset), Some(_)) = (runner.agent, &runner.agent_command) {
+            warnings.push(format!("both --agent {preset} and --agent-command are given: the command template is used"));
         }
         if lease_renew_interval >= Duration::from_secs(lease_ttl_sec as u64) {
             warnings.push(format!(

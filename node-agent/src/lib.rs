@@ -4,6 +4,9 @@
 //!
 //! - [`agent`]: `run(config, shutdown)`: wires the embedded control plane, the conductor, the
 //!   runner and the status server, and runs them until shutdown.
+//! - [`agents`]: the coding CLIs driven by preset (`--agent codex|claude|gemini|aider`): their
+//!   command lines, their events read into a transcript, usage, session and limits;
+//!   `node-agent agent-exec`, the process of such a step.
 //! - [`shutdown`]: one shutdown signal for every loop and server.
 //! - [`cli`]: raw arguments with environment fallbacks (clap).
 //! - [`config`]: raw arguments → one validated `AgentConfig`, with warnings.
@@ -28,6 +31,7 @@
 //!   disk, desktop notifications).
 
 pub mod agent;
+pub mod agents;
 pub mod checklist;
 pub mod cli;
 pub mod client;

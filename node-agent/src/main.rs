@@ -1,5 +1,6 @@
 //! `node-agent [start|config|checklist|help] [options]`, `node-agent tasks <verb>`,
-//! `node-agent --version`: one binary per host. The agent itself
+//! `node-agent --version`, `node-agent agent-exec --preset NAME [-- ARGS]` (an agent step's
+//! process, started by the runner): one binary per host. The agent itself
 //! is the `node_agent` library ([`node_agent::agent::run`]); `main` parses the arguments, turns
 //! SIGINT/SIGTERM into the shutdown signal, and alone maps errors to exit codes: 2 for a bad
 //! option, 1 for a failure at run time.
@@ -15,6 +16,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("tasks") {
         return node_agent::tasks_cli::main(args.into_iter().skip(1));
+    }
+    if args.get(1).map(String::as_str) == Some("agent-exec") {
+        return agent_exec(&args[2..]);
     }
     let raw = RawArgs::parse();
     match raw.command.as_deref() {
@@ -54,6 +58,25 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// `agent-exec --preset NAME [-- EXTRA ARGS]`: see [`node_agent::agents::exec`].
+fn agent_exec(args: &[String]) -> ExitCode {
+    let (ours, extra) = match args.iter().position(|arg| arg == "--") {
+        Some(split) => (&args[..split], args[split + 1..].to_vec()),
+        None => (args, Vec::new()),
+    };
+    let preset = match ours {
+        [flag, name] if flag == "--preset" => name.parse::<node_agent::agents::Preset>(),
+        _ => Err("usage: node-agent agent-exec --preset codex|claude|gemini|aider [-- EXTRA ARGS]".to_string()),
+    };
+    match preset {
+        Ok(preset) => ExitCode::from(node_agent::agents::exec::main(preset, extra).clamp(0, 255) as u8),
+        Err(error) => {
+            eprintln!("error: --preset {error}");
+            ExitCode::from(2)
         }
     }
 }

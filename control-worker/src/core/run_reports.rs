@@ -147,6 +147,8 @@ fn usage(fields: &Fields<'_>) -> ApiResult<Option<String>> {
     usage_fields.opt_i64("input_tokens", 0, MAX_SAFE_INTEGER)?;
     usage_fields.opt_i64("output_tokens", 0, MAX_SAFE_INTEGER)?;
     usage_fields.opt_str("model", MAX_SHORT_TEXT_LEN)?;
+    usage_fields.opt_str("session_id", MAX_SHORT_TEXT_LEN)?;
+    usage_fields.opt_str("agent", MAX_SHORT_TEXT_LEN)?;
     match usage.get("cost_usd") {
         None | Some(Value::Null) => {}
         Some(Value::Number(cost)) if cost.as_f64().is_some_and(|cost| (0.0..1e9).contains(&cost)) => {}

@@ -25,7 +25,14 @@ struct RecordingSeats {
 impl Seats for RecordingSeats {
     fn room(&self) -> Room {
         let free = self.capacity - self.started.borrow().len() as i64;
-        Room { capacity: free.max(0), worker_kinds: vec!["shell".into()], disk_low: false, step_heartbeat_ttl_sec: None, account: None }
+        Room {
+            capacity: free.max(0),
+            worker_kinds: vec!["shell".into()],
+            disk_low: false,
+            step_heartbeat_ttl_sec: None,
+            account: None,
+            agent_cli: None,
+        }
     }
     fn start(&self, step: ClaimedStep) {
         self.started.borrow_mut().push(step);

@@ -167,6 +167,7 @@ impl<P: ControlPlane> Conductor<P> {
             worker_kinds: room.worker_kinds,
             disk_low: room.disk_low,
             account: room.account,
+            agent_cli: room.agent_cli,
             heartbeat_ttl_sec: room.step_heartbeat_ttl_sec,
             runs: reports.runs,
             completions: reports.completions,

@@ -28,6 +28,8 @@ pub struct Room {
     pub step_heartbeat_ttl_sec: Option<i64>,
     /// The coding agent's account: no agent step is granted while it is parked (SPEC §13).
     pub account: Option<String>,
+    /// The coding CLI and its version, as probed at startup (SPEC §16).
+    pub agent_cli: Option<String>,
 }
 
 /// No runner (tests, `--run-once`): no room, nothing started.

@@ -36,13 +36,21 @@ const LIMIT_WORDS: [&str; 8] = [
 /// host's zone, for dates and clock times that name none; `extra` are the host's own phrases.
 pub fn detect(output: &str, now: DateTime<Utc>, local: Tz, extra: &[String]) -> Option<LimitHit> {
     output.lines().rev().find_map(|line| {
-        let lower = line.to_lowercase();
-        let limit_like = LIMIT_WORDS.iter().any(|word| lower.contains(word))
-            || lower.contains("429")
-            || lower.contains("hour limit")
-            || extra.iter().any(|phrase| !phrase.is_empty() && lower.contains(&phrase.to_lowercase()));
-        limit_like.then(|| LimitHit { resets_at: reset_of(line, &lower, now, local), message: line.trim().chars().take(300).collect() })
+        is_limit_line(line, extra).then(|| {
+            let lower = line.to_lowercase();
+            LimitHit { resets_at: reset_of(line, &lower, now, local), message: line.trim().chars().take(300).collect() }
+        })
     })
+}
+
+/// Whether `line` reads as a usage or rate limit: one of the default families or a host's own
+/// phrase.
+pub fn is_limit_line(line: &str, extra: &[String]) -> bool {
+    let lower = line.to_lowercase();
+    LIMIT_WORDS.iter().any(|word| lower.contains(word))
+        || lower.contains("429")
+        || lower.contains("hour limit")
+        || extra.iter().any(|phrase| !phrase.is_empty() && lower.contains(&phrase.to_lowercase()))
 }
 
 fn reset_of(line: &str, lower: &str, now: DateTime<Utc>, local: Tz) -> Option<i64> {
@@ -184,7 +192,11 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).unwrap();
         let paris: Tz = "Europe/Paris".parse().unwrap();
         let at = |y, mo, d, h, mi| Some(Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().timestamp());
-        let table: [(&str, Option<i64>); 10] = [
+        let table: [(&str, Option<i64>); 12] = [
+            // codex-cli 0.171: a curly apostrophe, the host's local time, no date on the same day.
+            ("ERROR: You’ve hit your usage limit. Upgrade to Pro or try again at 2:49 PM.", at(2026, 7, 1, 12, 49)),
+            // Claude Code 2.1 with a subscription.
+            ("You've hit your session limit · resets 2:49pm (UTC)", at(2026, 7, 1, 14, 49)),
             (
                 "You've hit your usage limit. To get more access now, send a request to your admin or try again in 5 days 22 hours 11 minutes.",
                 Some(now.timestamp() + ((5 * 24 + 22) * 60 + 11) * 60),

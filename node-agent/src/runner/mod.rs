@@ -284,6 +284,7 @@ impl Runner {
                     settings.options.min_free_disk_bytes
                 )
             })
+            .chain(settings.agent_cli.as_ref().and_then(|cli| cli.warning.clone()))
             .collect();
         RunnerStatus {
             warnings,
@@ -294,6 +295,7 @@ impl Runner {
             claimed_total: self.shared.claimed_total.get(),
             worker_kinds: settings.worker_kinds(),
             agent_command_set: settings.options.agent_command.is_some(),
+            agent_cli: settings.agent_cli_line(),
             runs: in_flight.into_iter().map(with_cpu).collect(),
             recent,
         }
@@ -317,6 +319,7 @@ impl crate::conductor::Seats for Runner {
             disk_low,
             step_heartbeat_ttl_sec: Some(settings.step_heartbeat_ttl_sec),
             account: Some(settings.options.agent_account.clone()),
+            agent_cli: settings.agent_cli_line(),
         }
     }
 

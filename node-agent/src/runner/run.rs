@@ -243,6 +243,12 @@ fn usage_limit(run: &ActiveRun, exit_code: Option<i64>, patterns: &[String]) -> 
     if run.machine.meta().step_kind != StepKind::Agent || matches!(exit_code, Some(0)) {
         return None;
     }
+    // A limit the CLI reported in its structured output (SPEC §16) comes before its text.
+    if let Some(limit) = crate::agents::exec::read_limit(&run.dir.root) {
+        let now = chrono::Utc::now();
+        let from_text = limits::detect(&limit.message, now, limits::host_zone(), patterns);
+        return Some(LimitHit { resets_at: limit.resets_at.or(from_text.and_then(|hit| hit.resets_at)), message: limit.message });
+    }
     let mut output = String::new();
     for path in [run.dir.stdout_log(), run.dir.stderr_log()] {
         output.push_str(&String::from_utf8_lossy(&report::tail(&path, LIMIT_SCAN_BYTES)));

@@ -21,6 +21,10 @@ pub struct RunnerSettings {
     pub worktrees_dir: PathBuf,
     pub mirrors_dir: PathBuf,
     pub tmp_dir: PathBuf,
+    /// The preset's CLI as probed at startup (`--agent`), when the host drives one.
+    pub agent_cli: Option<crate::agents::probe::AgentCli>,
+    /// This binary, which an agent step of a preset runs as `agent-exec`.
+    pub agent_exec: PathBuf,
 }
 
 impl RunnerSettings {
@@ -37,6 +41,8 @@ impl RunnerSettings {
             worktrees_dir: config.paths.worktrees.clone(),
             mirrors_dir: config.paths.state.join("mirrors"),
             tmp_dir: config.paths.tmp.clone(),
+            agent_cli: None,
+            agent_exec: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("node-agent")),
             options,
         }
     }
@@ -50,12 +56,48 @@ impl RunnerSettings {
         }
     }
 
-    /// The kinds of step this host can run: a coding-agent step only with a template.
+    /// The kinds of step this host can run: a coding-agent step only with a template, or with
+    /// a preset whose CLI answered at startup.
     pub fn worker_kinds(&self) -> Vec<String> {
         let mut kinds = vec!["shell".to_string()];
-        if self.options.agent_command.is_some() {
+        if self.agent_template().is_some() {
             kinds.push("codex".into());
         }
         kinds
+    }
+
+    /// The shell command of an agent step, as a template (SPEC §6): `--agent-command` as
+    /// given, or for a preset this binary's `agent-exec`, which drives the CLI.
+    pub fn agent_template(&self) -> Option<String> {
+        if let Some(template) = &self.options.agent_command {
+            return Some(template.clone());
+        }
+        let preset = self.options.agent?;
+        if !self.agent_cli.as_ref().is_some_and(|cli| cli.ready()) {
+            return None;
+        }
+        let mut words = vec![
+            super::command::shell_quote(&self.agent_exec.to_string_lossy()),
+            "agent-exec".into(),
+            "--preset".into(),
+            preset.name().into(),
+        ];
+        if !self.options.agent_args.is_empty() {
+            words.push("--".into());
+            words.extend(self.options.agent_args.iter().map(|arg| super::command::shell_quote(arg)));
+        }
+        Some(format!("exec {}", words.join(" ")))
+    }
+
+    /// What the heartbeat says of the coding CLI: `codex: codex-cli 0.171.0`, or why it is missing.
+    pub fn agent_cli_line(&self) -> Option<String> {
+        if self.options.agent_command.is_some() {
+            return Some("custom command (--agent-command)".into());
+        }
+        let cli = self.agent_cli.as_ref()?;
+        Some(match &cli.version {
+            Some(version) => format!("{}: {version}", cli.agent),
+            None => format!("{}: not available", cli.agent),
+        })
     }
 }

@@ -163,13 +163,7 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
         };
         // A deliver or merge step refused above keeps its reason.
         if failure.is_none() {
-            match command::shell_command(
-                step.step_kind,
-                &step.step_id,
-                command.as_deref(),
-                settings.options.agent_command.as_deref(),
-                &values,
-            ) {
+            match command::shell_command(step.step_kind, &step.step_id, command.as_deref(), settings.agent_template().as_deref(), &values) {
                 Ok(shell_command) => meta.shell_command = Some(shell_command),
                 Err(error @ CommandError::NoAgentTemplate) => failure = Some((RunPhase::Blocked, error.to_string())),
                 Err(error) => failure = Some((RunPhase::Failed, error.to_string())),

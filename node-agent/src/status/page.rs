@@ -93,6 +93,9 @@ pub fn render(snapshot: &StatusSnapshot) -> String {
         },
     ));
     html.push_str(&tile("runs", &format!("{} of {}", text(runner.active), text(runner.capacity)), ""));
+    if let Some(agent_cli) = &runner.agent_cli {
+        html.push_str(&tile("coding agent", &escape(agent_cli), if agent_cli.ends_with("not available") { "bad" } else { "" }));
+    }
     html.push_str("</section>");
 
     if !conductor.parked_accounts.is_empty() {

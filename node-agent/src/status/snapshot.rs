@@ -102,6 +102,8 @@ pub struct RunnerStatus {
     pub claimed_total: u64,
     pub worker_kinds: Vec<String>,
     pub agent_command_set: bool,
+    /// The coding CLI this host drives (`--agent`) and its version, or why it has none.
+    pub agent_cli: Option<String>,
     pub runs: Vec<RunInFlight>,
     pub recent: Vec<RunView>,
 }

@@ -94,6 +94,12 @@ pub struct Usage {
     pub cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The coding CLI's session (SPEC §16), kept with the run: a later round resumes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The preset that ran (`codex`, `claude`, `gemini`, `aider`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// A task's usage: its runs' usage files summed (`tasks.read`).
@@ -204,6 +210,10 @@ pub struct AgentSyncRequest {
     /// limit, the host is granted no agent step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The coding CLI this host drives and its version (`codex: codex-cli 0.171.0`), or why it
+    /// has none (`codex: not available`); kept in the controller's metadata (SPEC §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_cli: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_ttl_sec: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -84,6 +84,7 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
     let worker_kinds = fields.opt_string_list("worker_kinds", 32, 64)?;
     let disk_low = fields.bool_or_false("disk_low")?;
     let account = fields.opt_str("account", MAX_SHORT_TEXT_LEN)?;
+    let agent_cli = fields.opt_str("agent_cli", MAX_SHORT_TEXT_LEN)?;
     let heartbeat_ttl_sec = fields.opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?.unwrap_or(default_heartbeat_ttl_sec);
     let input = SyncInput {
         runs: run_items(fields, "runs", reports::beat)?,
@@ -113,6 +114,9 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
             }
             if let Some(kinds) = &worker_kinds {
                 facts.metadata.insert("worker_kinds".into(), kinds.clone().into());
+            }
+            if let Some(agent_cli) = &agent_cli {
+                facts.metadata.insert("agent_cli".into(), agent_cli.clone().into());
             }
             facts
         },

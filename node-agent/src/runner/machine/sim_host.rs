@@ -135,6 +135,7 @@ impl Seats for SimSeats {
             disk_low: false,
             step_heartbeat_ttl_sec: None,
             account: None,
+            agent_cli: None,
         }
     }
 
