@@ -32,6 +32,10 @@ pub struct SessionRecord {
     pub agent: String,
     pub session_id: String,
     pub run_id: String,
+    /// The session's tokens so far, for CLIs that count a resumed session's usage from its
+    /// start (codex): the next run's own usage is what it adds.
+    #[serde(default)]
+    pub session_tokens: (i64, i64),
 }
 
 /// Where the run directory keeps a limit the CLI reported in its structured output.
@@ -116,23 +120,26 @@ pub fn main(preset: Preset, extra: Vec<String>) -> i32 {
             say(&mut out, &format!("session {} is gone from this host: a new session gets the whole prompt", record.session_id));
             None
         }
-        (false, Some(record)) => Some(record.session_id),
+        (false, Some(record)) => Some(record),
     };
+    let resume_id = resume.as_ref().map(|record| record.session_id.clone());
 
-    let mut attempt = match &resume {
+    let mut attempt = match &resume_id {
         Some(session) => {
             say(&mut out, &format!("resuming {preset} session {session} with the feedback of the round before"));
             run_cli(preset, &preset.arguments(&prompt::resumed(&parts), Some(session), &writable, &extra), Some(session), &files, &mut out)
         }
         None => run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra), None, &files, &mut out),
     };
-    if let (Ok(refused), Some(session)) = (&attempt, &resume) {
+    let mut resumed_from = resume.as_ref().map(|record| record.session_tokens).unwrap_or_default();
+    if let (Ok(refused), Some(session)) = (&attempt, &resume_id) {
         if refused.resume_refused {
             say(&mut out, &format!("{preset} did not resume session {session}: starting a new session with the whole prompt"));
+            resumed_from = (0, 0);
             attempt = run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra), None, &files, &mut out);
         }
     }
-    let attempt = match attempt {
+    let mut attempt = match attempt {
         Ok(attempt) => attempt,
         Err(error) => {
             let _ = writeln!(out, "error: could not start {}: {error}", preset.program());
@@ -140,8 +147,20 @@ pub fn main(preset: Preset, extra: Vec<String>) -> i32 {
             return 127;
         }
     };
+    let session_tokens = (attempt.tally.input_tokens.unwrap_or(0), attempt.tally.output_tokens.unwrap_or(0));
+    if preset == Preset::Codex {
+        // codex reports a resumed thread's usage from the thread's start.
+        let tally = &mut attempt.tally;
+        tally.input_tokens = tally.input_tokens.map(|tokens| (tokens - resumed_from.0).max(0));
+        tally.output_tokens = tally.output_tokens.map(|tokens| (tokens - resumed_from.1).max(0));
+        let mut transcript = Transcript::default();
+        transcript.usage(tally);
+        for line in transcript.take() {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     let tally = &attempt.tally;
-    record(preset, tally, &files);
+    record(preset, tally, session_tokens, &files);
     let _ = out.flush();
     match (attempt.exit_code, &tally.failed) {
         (0, Some(reason)) => {
@@ -199,7 +218,7 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
 }
 
 /// Keeps what the run said: the usage file, the task's session, a structured limit.
-fn record(preset: Preset, tally: &Tally, files: &StepFiles) {
+fn record(preset: Preset, tally: &Tally, session_tokens: (i64, i64), files: &StepFiles) {
     let usage = shared::wire::Usage {
         input_tokens: tally.input_tokens,
         output_tokens: tally.output_tokens,
@@ -213,7 +232,7 @@ fn record(preset: Preset, tally: &Tally, files: &StepFiles) {
     }
     if let (Some(session_id), Some(path)) = (&tally.session_id, files.session_record()) {
         let run_id = files.run_dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let record = SessionRecord { agent: preset.name().into(), session_id: session_id.clone(), run_id };
+        let record = SessionRecord { agent: preset.name().into(), session_id: session_id.clone(), run_id, session_tokens };
         if let Err(error) = write_json_atomic(&path, &record) {
             eprintln!("warning: writing {}: {error}", path.display());
         }

@@ -122,6 +122,11 @@ impl Transcript {
     }
 }
 
+/// Whether a CLI's error message is a usage or rate limit (the runner's families, SPEC §13).
+pub fn is_limit_message(message: &str) -> bool {
+    crate::runner::limits::is_limit_line(message, &[])
+}
+
 /// `text` on one line, at most `max` characters.
 pub fn one_line(text: &str, max: usize) -> String {
     truncate(&text.split_whitespace().collect::<Vec<_>>().join(" "), max)
@@ -163,9 +168,4 @@ mod tests {
         tally.limit("API Error: 429", None);
         assert_eq!(tally.limit, Some(StructuredLimit { message: "API Error: 429".into(), resets_at: Some(1_800_000_000) }));
     }
-}
-
-/// Whether a CLI's error message is a usage or rate limit (the runner's families, SPEC §13).
-pub fn is_limit_message(message: &str) -> bool {
-    crate::runner::limits::is_limit_line(message, &[])
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod model_server;
+
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,0 +1,255 @@
+//! SPEC §16 against the real coding CLIs: `@openai/codex` and `@anthropic-ai/claude-code`,
+//! installed from npm at pinned versions into the tool cache (`scripts/setup-agent-clis`),
+//! driven offline by the project's scripted model server on 127.0.0.1, each run a real agent
+//! process with `--agent codex` or `--agent claude` on a real git repository: a fix over two
+//! rounds (the second resumes the first's session), a usage limit that parks the account, a
+//! model that never answers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::model_server::{ModelServer, Reply, CLAUDE_TOKENS, CODEX_TOKENS};
+use common::*;
+use serde_json::{json, Value};
+
+const END: [&str; 4] = ["succeeded", "failed", "blocked", "canceled"];
+
+/// The folder of the pinned CLIs' executables.
+fn clis_bin() -> PathBuf {
+    let bin = std::env::var_os("BAA_AGENT_CLIS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/baa-conductor/agents-cli/node_modules/.bin")
+    });
+    assert!(
+        bin.join("codex").exists() && bin.join("claude").exists(),
+        "the real CLIs are not installed in {}: run scripts/setup-agent-clis (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn path_with_clis() -> String {
+    format!("{}:{}", clis_bin().display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// A repository whose `a.txt` says `hi`.
+fn repo_with_a_typo(dir: &Path) -> PathBuf {
+    let repo = git_repo(dir);
+    std::fs::write(repo.join("a.txt"), "hi\n").unwrap();
+    for args in [&["add", "a.txt"][..], &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a.txt"]] {
+        git_output(&repo, args).unwrap();
+    }
+    repo
+}
+
+/// `$CODEX_HOME` logged in to the scripted server: a custom provider, no retries.
+fn codex_home(dir: &Path, server: &ModelServer) -> PathBuf {
+    let home = dir.join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = format!(
+        "model = \"scripted-model\"\nmodel_provider = \"scripted\"\n\n[model_providers.scripted]\nname = \"scripted\"\n\
+         base_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"SCRIPTED_MODEL_KEY\"\nrequest_max_retries = 0\nstream_max_retries = 0\n",
+        server.base()
+    );
+    std::fs::write(home.join("config.toml"), config).unwrap();
+    home
+}
+
+fn codex_agent(plane: &ControlPlane, dir: &Path, server: &ModelServer) -> Agent {
+    Agent::new(&plane.base(), "mini-main", dir)
+        .arg("--agent", "codex")
+        .env("PATH", &path_with_clis())
+        .env("CODEX_HOME", &codex_home(dir, server).to_string_lossy())
+        .env("SCRIPTED_MODEL_KEY", "scripted")
+}
+
+/// Claude Code pointed at the scripted server: with an API key, or (`subscription`) as a
+/// subscriber's OAuth login, whose limits arrive as unified rate-limit headers.
+fn claude_agent(plane: &ControlPlane, dir: &Path, server: &ModelServer, subscription: bool) -> Agent {
+    let agent = Agent::new(&plane.base(), "mini-main", dir)
+        .arg("--agent", "claude")
+        .env("PATH", &path_with_clis())
+        .env("ANTHROPIC_BASE_URL", &server.base())
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1");
+    if subscription {
+        agent.env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-scripted")
+    } else {
+        agent.env("ANTHROPIC_API_KEY", "sk-ant-scripted")
+    }
+}
+
+fn agent_runs(detail: &Value) -> Vec<Value> {
+    let agent_steps: Vec<&str> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["step_kind"] == "agent")
+        .map(|step| step["step_id"].as_str().unwrap())
+        .collect();
+    let mut runs: Vec<Value> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|run| agent_steps.contains(&run["step_id"].as_str().unwrap_or("")))
+        .cloned()
+        .collect();
+    runs.sort_by_key(|run| run["started_at"].as_i64().unwrap_or(0));
+    runs
+}
+
+/// Round 1 leaves a typo the acceptance command catches; round 2, resumed with the feedback,
+/// fixes it. Returns the task's detail and its agent steps' stdout.
+fn two_rounds(plane: &ControlPlane, repo: &Path) -> (Value, String) {
+    let task_id = plane.create_task(json!({
+        "repo": repo, "task_type": "codex", "title": "say hello", "goal": "Make a.txt say hello.",
+        "acceptance": ["grep -qx hello a.txt"]
+    }));
+    let detail = plane.wait_task(&task_id, &END, Duration::from_secs(120));
+    (detail, plane.log_text(&task_id, "stdout"))
+}
+
+fn assert_two_rounds(detail: &Value, stdout: &str, server: &ModelServer, tokens: (i64, i64), agent: &str, log: &str) {
+    assert_eq!(detail["status"], "succeeded", "{detail:#}\n{stdout}\n{log}");
+    assert_eq!(detail["result"]["commits"], 2, "a commit per round: {detail:#}");
+    let runs = agent_runs(detail);
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4, "two turns a round");
+    for run in &runs {
+        let usage = &run["usage"];
+        assert_eq!(usage["agent"], agent, "{usage}");
+        assert_eq!((usage["input_tokens"].as_i64(), usage["output_tokens"].as_i64()), (Some(2 * tokens.0), Some(2 * tokens.1)), "{usage}");
+    }
+    let session = runs[0]["usage"]["session_id"].as_str().expect("a session id");
+    assert_eq!(runs[1]["usage"]["session_id"], session, "round 2 resumed round 1's session");
+    // The second round's first request carries the first round's conversation.
+    let round_two = requests[2].to_string();
+    assert!(round_two.contains("helo") && round_two.contains("round one done"), "round 2 did not carry round 1: {round_two:.2000}");
+    assert!(round_two.contains("did not pass"), "round 2 was told the feedback");
+    assert!(stdout.contains(&format!("-- resuming {agent} session {session}")), "{stdout}");
+    assert!(stdout.contains("agent: fixed the typo"), "{stdout}");
+    assert!(!stdout.contains("{\"type\""), "the log is a transcript, not JSON lines:\n{stdout}");
+    println!("--- the agent steps' log, as shipped ---\n{stdout}");
+}
+
+#[test]
+fn codex_fixes_a_file_over_two_rounds_resuming_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    let server = ModelServer::start(vec![
+        Reply::Patch { file: "a.txt".into(), from: "hi".into(), to: "helo".into() },
+        Reply::Say("round one done".into()),
+        Reply::Patch { file: "a.txt".into(), from: "helo".into(), to: "hello".into() },
+        Reply::Say("fixed the typo".into()),
+    ]);
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = codex_agent(&plane, dir.path(), &server);
+    agent.spawn();
+    let (detail, stdout) = two_rounds(&plane, &repo);
+    assert_two_rounds(&detail, &stdout, &server, CODEX_TOKENS, "codex", &agent.log_text());
+    assert!(stdout.contains("edited ") && stdout.contains("a.txt (update)"), "{stdout}");
+    assert!(agent.log_text().contains("coding agent: codex (codex-cli "), "{}", agent.log_text());
+    let controllers = http(&plane.base(), "GET", "/v1/controllers", ADMIN, None);
+    assert!(controllers.to_string().contains("codex: codex-cli "), "the heartbeat carries the CLI's version: {controllers}");
+    agent.terminate();
+}
+
+#[test]
+fn claude_fixes_a_file_over_two_rounds_resuming_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    let server = ModelServer::start(vec![
+        Reply::Shell("printf 'helo\\n' > a.txt".into()),
+        Reply::Say("round one done".into()),
+        Reply::Shell("printf 'hello\\n' > a.txt".into()),
+        Reply::Say("fixed the typo".into()),
+    ]);
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = claude_agent(&plane, dir.path(), &server, false);
+    agent.spawn();
+    let (detail, stdout) = two_rounds(&plane, &repo);
+    assert_two_rounds(&detail, &stdout, &server, CLAUDE_TOKENS, "claude", &agent.log_text());
+    assert!(stdout.contains("$ printf 'helo\\n' > a.txt") && stdout.contains("  → exit 0"), "{stdout}");
+    let cost = agent_runs(&detail)[0]["usage"]["cost_usd"].as_f64().unwrap_or(0.0);
+    assert!(cost > 0.0, "Claude Code reports a cost");
+    agent.terminate();
+}
+
+/// A usage limit parks the account until its reset (± 1 min), spends no attempt, and the step
+/// runs again after `accounts.resume`.
+fn parks_and_resumes(plane: &ControlPlane, repo: &Path, resets_at: i64, log: impl Fn() -> String) {
+    let task_id = plane.create_task(json!({
+        "repo": repo, "task_type": "codex", "title": "say hello", "goal": "Make a.txt say hello.",
+        "acceptance": ["grep -qx hello a.txt"], "constraints": {"max_attempts": 2}
+    }));
+    let waiting = wait_until(Duration::from_secs(90), || {
+        let detail = plane.task(&task_id);
+        let waits =
+            detail["steps"].as_array().into_iter().flatten().any(|step| step["step_kind"] == "agent" && step["status"] == "waiting_quota");
+        waits.then_some(detail.clone()).ok_or(format!("{detail:#}\n{}", log()))
+    });
+    assert_eq!(step_of(&waiting, "agent")["max_attempts"], 3, "the attempt that met the limit is given back: {waiting:#}");
+    let state = http(&plane.base(), "GET", "/v1/system/state", ADMIN, None)["data"].clone();
+    let parked = &state["parked_accounts"][0];
+    assert_eq!(parked["account"], "mini", "{state:#}");
+    let until = parked["parked_until"].as_i64().unwrap();
+    assert!((until - resets_at).abs() <= 60, "parked until {until}, the server said {resets_at}: {parked}");
+    http(&plane.base(), "POST", "/v1/accounts/mini/resume", ADMIN, Some(json!({})));
+    let done = plane.wait_task(&task_id, &END, Duration::from_secs(90));
+    assert_eq!(done["status"], "succeeded", "{done:#}\n{}", log());
+    let step = step_of(&done, "agent");
+    assert_eq!((step["attempt"].as_i64(), step["max_attempts"].as_i64()), (Some(2), Some(3)), "one attempt spent of two: {done:#}");
+}
+
+#[test]
+fn codex_at_its_usage_limit_parks_the_account_until_the_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    let resets_at = wall_ms() as i64 / 1000 + 3 * 3600;
+    let server = ModelServer::start(vec![
+        Reply::Limit { resets_at },
+        Reply::Patch { file: "a.txt".into(), from: "hi".into(), to: "hello".into() },
+        Reply::Say("fixed".into()),
+    ]);
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = codex_agent(&plane, dir.path(), &server);
+    agent.spawn();
+    parks_and_resumes(&plane, &repo, resets_at, || agent.log_text());
+    agent.terminate();
+}
+
+#[test]
+fn claude_with_a_subscription_at_its_limit_parks_the_account_until_the_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    let resets_at = wall_ms() as i64 / 1000 + 5 * 3600 + 17;
+    let server =
+        ModelServer::start(vec![Reply::Limit { resets_at }, Reply::Shell("printf 'hello\\n' > a.txt".into()), Reply::Say("fixed".into())]);
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = claude_agent(&plane, dir.path(), &server, true);
+    agent.spawn();
+    parks_and_resumes(&plane, &repo, resets_at, || agent.log_text());
+    agent.terminate();
+}
+
+#[test]
+fn codex_whose_model_never_answers_is_stopped_as_stalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    let server = ModelServer::start(vec![Reply::Hang]);
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = codex_agent(&plane, dir.path(), &server);
+    agent.spawn();
+    let task_id = plane.create_task(json!({
+        "repo": repo, "task_type": "codex", "title": "hang", "goal": "Make a.txt say hello.",
+        "constraints": {"stall_after_sec": 4, "max_attempts": 1}
+    }));
+    let detail = plane.wait_task(&task_id, &END, Duration::from_secs(90));
+    assert_eq!(detail["status"], "failed", "{detail:#}");
+    let step = step_of(&detail, "agent");
+    assert_eq!(step["status"], "timed_out", "{step:#}");
+    assert!(detail.to_string().contains("stalled"), "{detail:#}");
+    agent.terminate();
+}
