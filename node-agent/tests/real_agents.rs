@@ -253,3 +253,27 @@ fn codex_whose_model_never_answers_is_stopped_as_stalled() {
     assert!(detail.to_string().contains("stalled"), "{detail:#}");
     agent.terminate();
 }
+
+#[test]
+fn a_host_whose_cli_is_missing_warns_and_is_granted_no_agent_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--agent", "gemini").env("PATH", "/usr/bin:/bin");
+    agent.spawn();
+    let task_id = plane.create_task(json!({"repo": repo, "task_type": "codex", "title": "say hello", "goal": "Make a.txt say hello."}));
+    let waiting = wait_until(Duration::from_secs(30), || {
+        let detail = plane.task(&task_id);
+        // The setup step (a shell step) runs; the agent step waits for a host that offers it.
+        let waits = detail["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|step| step["step_kind"] == "agent" && step["status"] == "ready" && step["waiting_reason"]["code"] == "no_host");
+        let controllers = http(&plane.base(), "GET", "/v1/controllers", ADMIN, None).to_string();
+        (waits && controllers.contains("gemini: not available")).then_some(detail.clone()).ok_or(format!("{detail:#}\n{controllers}"))
+    });
+    assert!(agent_runs(&waiting).is_empty(), "no agent run started: {waiting:#}");
+    assert!(agent.log_text().contains("warning: the gemini CLI (gemini) is not on PATH"), "{}", agent.log_text());
+    agent.terminate();
+}
