@@ -277,3 +277,104 @@ fn a_host_whose_cli_is_missing_warns_and_is_granted_no_agent_steps() {
     assert!(agent.log_text().contains("warning: the gemini CLI (gemini) is not on PATH"), "{}", agent.log_text());
     agent.terminate();
 }
+
+/// One agent step's files, as the runner lays them out, for `agent-exec` run by hand.
+struct StepDir {
+    worktree: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl StepDir {
+    /// A second round: the feedback of the first, and (with `session`) the first round's session.
+    fn second_round(dir: &Path, agent: &str, session: Option<&str>) -> StepDir {
+        let worktree = repo_with_a_typo(dir);
+        let run_dir = dir.join("runs/task_1/task_1.s3.a1");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        std::fs::write(run_dir.join("goal.md"), "Make a.txt say hello.\n").unwrap();
+        std::fs::write(run_dir.join("feedback.md"), "# Feedback from round 1\n\nThe acceptance command failed: grep -qx hello a.txt\n")
+            .unwrap();
+        if let Some(session) = session {
+            let record = json!({"agent": agent, "session_id": session, "run_id": "task_1.s1.a1", "session_tokens": [0, 0]});
+            std::fs::write(dir.join("runs/task_1/agent-session.json"), record.to_string()).unwrap();
+        }
+        StepDir { worktree, run_dir }
+    }
+
+    /// `node-agent agent-exec --preset NAME` in the worktree: its exit code and stdout.
+    fn exec(&self, preset: &str, envs: &[(&str, String)]) -> (i32, String) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_node-agent"))
+            .args(["agent-exec", "--preset", preset])
+            .current_dir(&self.worktree)
+            .env("PATH", path_with_clis())
+            .env("BAA_RUN_DIR", &self.run_dir)
+            .env("BAA_GOAL_FILE", self.run_dir.join("goal.md"))
+            .env("BAA_FEEDBACK_FILE", self.run_dir.join("feedback.md"))
+            .env("BAA_REPORT_FILE", self.run_dir.join("agent-report.md"))
+            .env("BAA_USAGE_FILE", self.run_dir.join("usage.json"))
+            .envs(envs.iter().map(|(name, value)| (*name, value.as_str())))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        (output.status.code().unwrap_or(-1), format!("{}\n[stderr]\n{stderr}", String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+#[test]
+fn a_session_that_cannot_be_resumed_gives_way_to_a_new_one_with_the_whole_prompt() {
+    let gone = "01a23c63-0000-7000-8000-0000000000aa";
+    let unreadable = "01a23c63-0000-7000-8000-0000000000bb";
+    for (session, saying) in [
+        (None, "-- no earlier session of this task on this host: a new session gets the whole prompt"),
+        (Some(gone), "-- session 01a23c63-0000-7000-8000-0000000000aa is gone from this host: a new session gets the whole prompt"),
+        (
+            Some(unreadable),
+            "-- codex did not resume session 01a23c63-0000-7000-8000-0000000000bb: starting a new session with the whole prompt",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let step = StepDir::second_round(dir.path(), "codex", session);
+        let server = ModelServer::start(vec![Reply::Say("fixed".into())]);
+        let home = codex_home(dir.path(), &server);
+        // A session file codex cannot read: it refuses to resume it.
+        let day = home.join("sessions/2026/12/03");
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::write(day.join(format!("rollout-2026-12-03T10-00-00-{unreadable}.jsonl")), "").unwrap();
+        let envs = [("CODEX_HOME", home.to_string_lossy().into_owned()), ("SCRIPTED_MODEL_KEY", "scripted".into())];
+        let (code, stdout) = step.exec("codex", &envs);
+        assert_eq!(code, 0, "{stdout}");
+        assert!(stdout.contains(saying), "{stdout}");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1, "one new session");
+        let request = requests[0].to_string();
+        assert!(
+            request.contains("Make a.txt say hello.") && request.contains("Feedback from round 1"),
+            "the whole prompt: {request:.3000}"
+        );
+        let usage = read_json(&step.run_dir.join("usage.json"));
+        assert_ne!(usage["session_id"].as_str(), session, "{usage}");
+    }
+
+    // Claude Code names the session it does not have.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "11111111-2222-3333-4444-555555555555";
+    let step = StepDir::second_round(dir.path(), "claude", Some(missing));
+    let home = dir.path().join("claude-user");
+    let project = home.join(".claude/projects").join(step.worktree.to_string_lossy().replace(['/', '.'], "-"));
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join(format!("{missing}.jsonl")), "").unwrap();
+    let server = ModelServer::start(vec![Reply::Say("fixed".into())]);
+    let envs = [
+        ("HOME", home.to_string_lossy().into_owned()),
+        ("ANTHROPIC_BASE_URL", server.base()),
+        ("ANTHROPIC_API_KEY", "sk-ant-scripted".into()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+    ];
+    let (code, stdout) = step.exec("claude", &envs);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("-- claude did not resume session {missing}: starting a new session with the whole prompt")),
+        "{stdout}"
+    );
+    assert!(server.requests()[0].to_string().contains("Make a.txt say hello."));
+}

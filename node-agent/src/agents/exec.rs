@@ -177,7 +177,8 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
     command.args(arguments).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     // Claude Code refuses to skip its permission prompts as root unless told that it runs in
     // a sandbox; the runner's step is that sandbox.
-    if preset == Preset::Claude && std::env::var_os("IS_SANDBOX").is_none() && is_root() {
+    // (It takes only "1": an inherited `IS_SANDBOX=yes` is refused too.)
+    if preset == Preset::Claude && is_root() {
         command.env("IS_SANDBOX", "1");
     }
     let mut child = command.spawn()?;
@@ -204,16 +205,16 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
         }
     }
     let status = child.wait()?;
-    if preset == Preset::Claude
-        && resuming.is_some()
-        && tally.failed.as_deref().is_some_and(|reason| reason.contains(claude::NO_SUCH_SESSION))
-    {
-        resume_refused = true;
-    }
     let exit_code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
     });
+    if resuming.is_some() && exit_code != 0 && tally.limit.is_none() {
+        // Claude Code answers an error result naming the session; codex fails before it
+        // starts the thread (a session file it cannot read), so it names no session at all.
+        let unknown = tally.failed.as_deref().is_some_and(|reason| reason.contains(claude::NO_SUCH_SESSION));
+        resume_refused |= unknown || tally.session_id.is_none();
+    }
     Ok(Attempt { tally, exit_code, resume_refused })
 }
 
