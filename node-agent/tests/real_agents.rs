@@ -1,5 +1,6 @@
-//! SPEC §16 against the real coding CLIs: `@openai/codex` and `@anthropic-ai/claude-code`,
-//! installed from npm at pinned versions into the tool cache (`scripts/setup-agent-clis`),
+//! SPEC §16 against the real coding CLIs: `@openai/codex`, `@anthropic-ai/claude-code` and
+//! `@google/gemini-cli`, installed from npm at pinned versions into the tool cache
+//! (`scripts/setup-agent-clis`),
 //! driven offline by the project's scripted model server on 127.0.0.1, each run a real agent
 //! process with `--agent codex` or `--agent claude` on a real git repository: a fix over two
 //! rounds (the second resumes the first's session), a usage limit that parks the account, a
@@ -10,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::model_server::{ModelServer, Reply, CLAUDE_TOKENS, CODEX_TOKENS};
+use common::model_server::{ModelServer, Reply, CLAUDE_TOKENS, CODEX_TOKENS, GEMINI_TOKENS};
 use common::*;
 use serde_json::{json, Value};
 
@@ -22,7 +23,7 @@ fn clis_bin() -> PathBuf {
         PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/baa-conductor/agents-cli/node_modules/.bin")
     });
     assert!(
-        bin.join("codex").exists() && bin.join("claude").exists(),
+        ["codex", "claude", "gemini"].iter().all(|cli| bin.join(cli).exists()),
         "the real CLIs are not installed in {}: run scripts/setup-agent-clis (scripts/test does)",
         bin.display()
     );
@@ -377,4 +378,42 @@ fn a_session_that_cannot_be_resumed_gives_way_to_a_new_one_with_the_whole_prompt
         "{stdout}"
     );
     assert!(server.requests()[0].to_string().contains("Make a.txt say hello."));
+}
+
+#[test]
+fn gemini_fixes_a_file_with_a_model_given_by_agent_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    let server = ModelServer::start(vec![Reply::Shell("printf 'hello\\n' > a.txt".into()), Reply::Say("fixed a.txt".into())]);
+    // Gemini CLI logged in with an API key (its settings name the method), pointed at the server.
+    let settings = dir.path().join(".gemini/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, r#"{"security": {"auth": {"selectedType": "gemini-api-key"}}}"#).unwrap();
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path())
+        .arg("--agent", "gemini")
+        .arg("--agent-args", "-m gemini-2.5-pro")
+        .env("PATH", &path_with_clis())
+        .env("GEMINI_API_KEY", "scripted")
+        .env("GOOGLE_GEMINI_BASE_URL", &server.base());
+    agent.spawn();
+    let task_id = plane.create_task(json!({
+        "repo": repo, "task_type": "codex", "title": "say hello", "goal": "Make a.txt say hello.",
+        "acceptance": ["grep -qx hello a.txt"]
+    }));
+    let detail = plane.wait_task(&task_id, &END, Duration::from_secs(120));
+    let stdout = plane.log_text(&task_id, "stdout");
+    assert_eq!(detail["status"], "succeeded", "{detail:#}\n{stdout}\n{}", agent.log_text());
+    assert_eq!(detail["result"]["commits"], 1);
+    let usage = &agent_runs(&detail)[0]["usage"];
+    assert_eq!(
+        (usage["input_tokens"].as_i64(), usage["output_tokens"].as_i64()),
+        (Some(2 * GEMINI_TOKENS.0), Some(2 * GEMINI_TOKENS.1)),
+        "{usage}"
+    );
+    assert_eq!(usage["model"], "gemini-2.5-pro", "the model given by --agent-args: {usage}");
+    assert!(usage["session_id"].is_string(), "{usage}");
+    assert!(stdout.contains("$ printf 'hello\\n' > a.txt") && stdout.contains("agent: fixed a.txt"), "{stdout}");
+    println!("--- the agent step's log, as shipped ---\n{stdout}");
+    agent.terminate();
 }

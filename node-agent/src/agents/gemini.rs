@@ -1,4 +1,4 @@
-//! `gemini --output-format stream-json`: one event per line: `init` (session id, model),
+//! `gemini --output-format stream-json` (Gemini CLI 0.61): one event per line: `init` (session id, model),
 //! `message` (role, content, `delta` for streamed pieces), `tool_use` (tool_name, tool_id,
 //! parameters), `tool_result` (tool_id, status, output), `error` (severity, message) and a final
 //! `result` (status, `error`, `stats` with input, output and total tokens).
@@ -107,17 +107,17 @@ impl EventReader for GeminiReader {
 mod tests {
     use super::*;
 
-    /// Gemini CLI's stream-json, in the shape its headless documentation gives.
-    const RUN: &str = r#"{"type":"init","timestamp":"2026-12-03T10:00:00.000Z","session_id":"c2b5a6f0-1111-2222-3333-444455556666","model":"gemini-2.5-pro"}
-{"type":"message","timestamp":"2026-12-03T10:00:00.100Z","role":"user","content":"fix the bug"}
-{"type":"message","timestamp":"2026-12-03T10:00:01.000Z","role":"assistant","content":"Looking at ","delta":true}
-{"type":"message","timestamp":"2026-12-03T10:00:01.100Z","role":"assistant","content":"the parser.","delta":true}
-{"type":"tool_use","timestamp":"2026-12-03T10:00:02.000Z","tool_name":"run_shell_command","tool_id":"t1","parameters":{"command":"cargo test"}}
-{"type":"tool_result","timestamp":"2026-12-03T10:00:05.000Z","tool_id":"t1","status":"error","output":"test parse ... FAILED"}
-{"type":"tool_use","timestamp":"2026-12-03T10:00:06.000Z","tool_name":"replace","tool_id":"t2","parameters":{"file_path":"src/parse.rs","old_string":"a","new_string":"b"}}
-{"type":"tool_result","timestamp":"2026-12-03T10:00:06.100Z","tool_id":"t2","status":"success","output":""}
-{"type":"message","timestamp":"2026-12-03T10:00:07.000Z","role":"assistant","content":"Fixed.","delta":true}
-{"type":"result","timestamp":"2026-12-03T10:00:08.000Z","status":"success","stats":{"total_tokens":1500,"input_tokens":1200,"output_tokens":300,"duration_ms":8000,"tool_calls":2}}"#;
+    /// What Gemini CLI 0.61.0 printed, driven by the project's scripted model server.
+    const RUN: &str = r#"{"type":"init","timestamp":"2026-12-03T15:18:01.505Z","session_id":"3aa70bff-3b6f-4922-81e0-aff3586a1807","model":"gemini-2.5-pro"}
+{"type":"message","timestamp":"2026-12-03T15:18:01.511Z","role":"user","content":"fix a.txt"}
+{"type":"message","timestamp":"2026-12-03T15:18:01.600Z","role":"assistant","content":"Looking at ","delta":true}
+{"type":"message","timestamp":"2026-12-03T15:18:01.601Z","role":"assistant","content":"a.txt.","delta":true}
+{"type":"tool_use","timestamp":"2026-12-03T15:18:01.728Z","tool_name":"run_shell_command","tool_id":"run_shell_command__run_shell_command_1796311081606_0","parameters":{"command":"printf 'hello\\n' > a.txt","description":"fix"}}
+{"type":"tool_result","timestamp":"2026-12-03T15:18:01.910Z","tool_id":"run_shell_command__run_shell_command_1796311081606_0","status":"success","output":""}
+{"type":"tool_use","timestamp":"2026-12-03T15:18:02.000Z","tool_name":"replace","tool_id":"replace_1","parameters":{"file_path":"/w/b.txt","old_string":"a","new_string":"b"}}
+{"type":"tool_result","timestamp":"2026-12-03T15:18:02.100Z","tool_id":"replace_1","status":"success","output":""}
+{"type":"message","timestamp":"2026-12-03T15:18:01.937Z","role":"assistant","content":"done: fixed","delta":true}
+{"type":"result","timestamp":"2026-12-03T15:18:01.948Z","status":"success","stats":{"total_tokens":258,"input_tokens":240,"output_tokens":18,"cached":0,"input":240,"duration_ms":443,"tool_calls":1,"models":{"gemini-2.5-pro":{"total_tokens":258,"input_tokens":240,"output_tokens":18,"cached":0,"input":240}}}}"#;
 
     fn read(output: &str) -> (Tally, Vec<String>) {
         let (mut reader, mut tally, mut transcript) = (GeminiReader::default(), Tally::default(), Transcript::default());
@@ -130,19 +130,18 @@ mod tests {
     #[test]
     fn streamed_messages_tools_and_stats() {
         let (tally, lines) = read(RUN);
-        assert_eq!(tally.session_id.as_deref(), Some("c2b5a6f0-1111-2222-3333-444455556666"));
-        assert_eq!((tally.input_tokens, tally.output_tokens), (Some(1200), Some(300)));
-        assert_eq!(tally.final_message.as_deref(), Some("Fixed."));
+        assert_eq!(tally.session_id.as_deref(), Some("3aa70bff-3b6f-4922-81e0-aff3586a1807"));
+        assert_eq!((tally.input_tokens, tally.output_tokens), (Some(240), Some(18)));
+        assert_eq!(tally.final_message.as_deref(), Some("done: fixed"));
         assert_eq!(
             lines[1..],
             [
-                "agent: Looking at the parser.",
-                "$ cargo test",
-                "  | test parse ... FAILED",
-                "  → failed",
-                "edited src/parse.rs (edit)",
-                "agent: Fixed.",
-                "-- tokens: 1200 in, 300 out, model gemini-2.5-pro"
+                "agent: Looking at a.txt.",
+                "$ printf 'hello\\n' > a.txt",
+                "  → ok",
+                "edited /w/b.txt (edit)",
+                "agent: done: fixed",
+                "-- tokens: 240 in, 18 out, model gemini-2.5-pro"
             ]
         );
     }

@@ -98,7 +98,9 @@ impl Preset {
                 arguments
             }
             Preset::Gemini => {
-                let mut arguments = owned(&["--output-format", "stream-json", "--approval-mode", "yolo"]);
+                // In a folder it has not been told to trust, Gemini CLI turns yolo back into
+                // "default" (ask for every tool), which nobody answers.
+                let mut arguments = owned(&["--output-format", "stream-json", "--approval-mode", "yolo", "--skip-trust"]);
                 arguments.extend(extra.iter().cloned());
                 arguments.extend(owned(&["--prompt", prompt]));
                 arguments
@@ -274,7 +276,7 @@ mod tests {
     #[test]
     fn gemini_and_aider_say_yes_to_everything() {
         let gemini = Preset::Gemini.arguments("go", None, "/r", &[]);
-        assert!(gemini.windows(2).any(|pair| pair == ["--approval-mode", "yolo"]));
+        assert!(gemini.windows(2).any(|pair| pair == ["--approval-mode", "yolo"]) && gemini.contains(&"--skip-trust".to_string()));
         assert_eq!(&gemini[gemini.len() - 2..], ["--prompt", "go"]);
         let aider = Preset::Aider.arguments("go", None, "/r", &[]);
         assert!(aider.contains(&"--yes-always".to_string()) && aider.contains(&"--no-auto-commits".to_string()));

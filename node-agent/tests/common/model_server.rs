@@ -1,7 +1,8 @@
 //! A scripted model server on 127.0.0.1 for the real coding CLIs (SPEC §16): the OpenAI
 //! Responses API over SSE (`POST /v1/responses`, what codex speaks with a custom provider of
 //! `wire_api = "responses"`) and the Anthropic Messages API over SSE (`POST /v1/messages`,
-//! what Claude Code speaks to `ANTHROPIC_BASE_URL`). Each turn of the conversation takes the
+//! what Claude Code speaks to `ANTHROPIC_BASE_URL`) and the Gemini API's
+//! `streamGenerateContent` over SSE (what Gemini CLI speaks to `GOOGLE_GEMINI_BASE_URL`). Each turn of the conversation takes the
 //! next reply of the script: a shell command through the CLI's own tool, a patch, a final
 //! message, a usage limit (HTTP 429 as each vendor sends it), or an answer that never comes.
 //! Every request is recorded, for tests to read what the CLI sent.
@@ -32,6 +33,7 @@ pub enum Reply {
 /// Tokens each answer reports: (input, output).
 pub const CODEX_TOKENS: (i64, i64) = (100, 7);
 pub const CLAUDE_TOKENS: (i64, i64) = (50, 12);
+pub const GEMINI_TOKENS: (i64, i64) = (120, 9);
 
 #[derive(Default)]
 struct State {
@@ -115,13 +117,20 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             Api::Responses
         } else if path.starts_with("/v1/messages") && !path.contains("count_tokens") {
             Api::Messages
+        } else if path.contains(":streamGenerateContent") || path.contains(":generateContent") {
+            Api::GenerateContent
         } else {
             respond(&mut out, 404, "application/json", &[], b"{\"error\":{\"type\":\"not_found\"}}");
             continue;
         };
         // Claude Code's side requests (titles, topics) carry no tools: they do not take a reply.
-        let conversation =
-            api == Api::Responses || (body["stream"] == true && body["tools"].as_array().is_some_and(|tools| !tools.is_empty()));
+        let has_tools = body["tools"].as_array().is_some_and(|tools| !tools.is_empty());
+        let conversation = match api {
+            Api::Responses => true,
+            Api::Messages => body["stream"] == true && has_tools,
+            // Gemini CLI's side calls (routing, next speaker, loop checks) are plain generateContent.
+            Api::GenerateContent => path.contains(":streamGenerateContent") && has_tools,
+        };
         let reply = {
             let mut state = state.lock().unwrap();
             if conversation {
@@ -158,6 +167,16 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
                 &[],
                 messages_stream(&reply, body["model"].as_str().unwrap_or("claude")).as_bytes(),
             ),
+            (Api::GenerateContent, Reply::Limit { .. }) => {
+                let body = json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}});
+                respond(&mut out, 429, "application/json", &[], body.to_string().as_bytes());
+            }
+            (Api::GenerateContent, reply) if path.contains(":streamGenerateContent") => {
+                respond(&mut out, 200, "text/event-stream", &[], format!("data: {}\r\n\r\n", generate_content(&reply)).as_bytes())
+            }
+            (Api::GenerateContent, reply) => {
+                respond(&mut out, 200, "application/json", &[], generate_content(&reply).to_string().as_bytes())
+            }
             (Api::Messages, _) => {
                 let answer = json!({"id": "msg_side", "type": "message", "role": "assistant", "model": body["model"], "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}});
                 respond(&mut out, 200, "application/json", &[], answer.to_string().as_bytes());
@@ -170,6 +189,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
 enum Api {
     Responses,
     Messages,
+    GenerateContent,
 }
 
 fn respond(out: &mut TcpStream, status: u16, content_type: &str, headers: &[(&str, &str)], body: &[u8]) {
@@ -254,4 +274,21 @@ fn messages_stream(reply: &Reply, model: &str) -> String {
     );
     events.push(json!({"type": "message_stop"}));
     sse(&events)
+}
+
+/// One answer of the Gemini API: a candidate with a function call or text, and its usage.
+fn generate_content(reply: &Reply) -> Value {
+    let part = match reply {
+        Reply::Shell(command) => {
+            json!({"functionCall": {"name": "run_shell_command", "args": {"command": command, "description": "run it"}}})
+        }
+        Reply::Say(text) => json!({"text": text}),
+        Reply::Patch { .. } | Reply::Limit { .. } | Reply::Hang => unreachable!("not a Gemini API answer"),
+    };
+    let (input, output) = GEMINI_TOKENS;
+    json!({
+        "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": input, "candidatesTokenCount": output, "totalTokenCount": input + output},
+        "modelVersion": "gemini-2.5-pro"
+    })
 }
