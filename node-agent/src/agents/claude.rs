@@ -151,7 +151,6 @@ fn result(event: &Value, tally: &mut Tally, transcript: &mut Transcript) {
     } else if !text.is_empty() {
         tally.final_message = Some(text.to_string());
     }
-    transcript.usage(tally);
 }
 
 #[cfg(test)]
@@ -205,7 +204,6 @@ mod tests {
                 "  | make: *** No rule to make target 'test'.",
                 "  → exit 2",
                 "agent: done 2",
-                "-- tokens: 100 in, 24 out, cost $0.0009, model claude-opus-5-5"
             ]
         );
     }

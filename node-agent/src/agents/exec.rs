@@ -32,10 +32,46 @@ pub struct SessionRecord {
     pub agent: String,
     pub session_id: String,
     pub run_id: String,
-    /// The session's tokens so far, for CLIs that count a resumed session's usage from its
-    /// start (codex): the next run's own usage is what it adds.
+    /// The session's usage so far as the CLI counts it, for CLIs that count a resumed
+    /// session's tokens or cost from its start: the next run's own usage is what it adds.
     #[serde(default)]
-    pub session_tokens: (i64, i64),
+    pub totals: SessionTotals,
+}
+
+/// A session's usage from its start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionTotals {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}
+
+/// Makes the usage a CLI reported the run's own share, where the CLI counts a resumed
+/// session's usage from the session's start (codex its tokens, Claude Code its cost); returns
+/// the session's totals as the CLI now counts them.
+pub fn own_share(preset: Preset, tally: &mut Tally, before: SessionTotals) -> SessionTotals {
+    let (tokens_cumulative, cost_cumulative) = match preset {
+        Preset::Codex => (true, false),
+        Preset::Claude => (false, true),
+        Preset::Gemini | Preset::Aider => (false, false),
+    };
+    let reported = SessionTotals {
+        input_tokens: tally.input_tokens.unwrap_or(0),
+        output_tokens: tally.output_tokens.unwrap_or(0),
+        cost_usd: tally.cost_usd.unwrap_or(0.0),
+    };
+    if tokens_cumulative {
+        tally.input_tokens = tally.input_tokens.map(|tokens| (tokens - before.input_tokens).max(0));
+        tally.output_tokens = tally.output_tokens.map(|tokens| (tokens - before.output_tokens).max(0));
+    }
+    if cost_cumulative {
+        tally.cost_usd = tally.cost_usd.map(|cost| (cost - before.cost_usd).max(0.0));
+    }
+    SessionTotals {
+        input_tokens: if tokens_cumulative { reported.input_tokens } else { before.input_tokens + reported.input_tokens },
+        output_tokens: if tokens_cumulative { reported.output_tokens } else { before.output_tokens + reported.output_tokens },
+        cost_usd: if cost_cumulative { reported.cost_usd } else { before.cost_usd + reported.cost_usd },
+    }
 }
 
 /// Where the run directory keeps a limit the CLI reported in its structured output.
@@ -131,11 +167,11 @@ pub fn main(preset: Preset, extra: Vec<String>) -> i32 {
         }
         None => run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra), None, &files, &mut out),
     };
-    let mut resumed_from = resume.as_ref().map(|record| record.session_tokens).unwrap_or_default();
+    let mut resumed_from = resume.as_ref().map(|record| record.totals).unwrap_or_default();
     if let (Ok(refused), Some(session)) = (&attempt, &resume_id) {
         if refused.resume_refused {
             say(&mut out, &format!("{preset} did not resume session {session}: starting a new session with the whole prompt"));
-            resumed_from = (0, 0);
+            resumed_from = SessionTotals::default();
             attempt = run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra), None, &files, &mut out);
         }
     }
@@ -147,20 +183,14 @@ pub fn main(preset: Preset, extra: Vec<String>) -> i32 {
             return 127;
         }
     };
-    let session_tokens = (attempt.tally.input_tokens.unwrap_or(0), attempt.tally.output_tokens.unwrap_or(0));
-    if preset == Preset::Codex {
-        // codex reports a resumed thread's usage from the thread's start.
-        let tally = &mut attempt.tally;
-        tally.input_tokens = tally.input_tokens.map(|tokens| (tokens - resumed_from.0).max(0));
-        tally.output_tokens = tally.output_tokens.map(|tokens| (tokens - resumed_from.1).max(0));
-        let mut transcript = Transcript::default();
-        transcript.usage(tally);
-        for line in transcript.take() {
-            let _ = writeln!(out, "{line}");
-        }
-    }
+    let totals = own_share(preset, &mut attempt.tally, resumed_from);
     let tally = &attempt.tally;
-    record(preset, tally, session_tokens, &files);
+    let mut transcript = Transcript::default();
+    transcript.usage(tally);
+    for line in transcript.take() {
+        let _ = writeln!(out, "{line}");
+    }
+    record(preset, tally, totals, &files);
     let _ = out.flush();
     match (attempt.exit_code, &tally.failed) {
         (0, Some(reason)) => {
@@ -185,6 +215,7 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
     let mut events = OpenOptions::new().create(true).append(true).open(files.run_dir.join("agent-events.jsonl"))?;
     let (mut reader, mut tally, mut transcript) = (preset.reader(), Tally::default(), Transcript::default());
     let mut resume_refused = false;
+    let worktree_prefix = std::env::current_dir().ok().map(|dir| format!("{}/", dir.display()));
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).split(b'\n') {
         let Ok(line) = line else { break };
@@ -192,6 +223,11 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
         let _ = events.write_all(line.as_bytes()).and_then(|()| events.write_all(b"\n"));
         reader.line(&line, &mut tally, &mut transcript);
         for text in transcript.take() {
+            // Paths read best relative to the worktree, the step's working directory.
+            let text = match &worktree_prefix {
+                Some(prefix) => text.replace(prefix.as_str(), ""),
+                None => text,
+            };
             let _ = writeln!(out, "{text}");
         }
         let _ = out.flush();
@@ -219,7 +255,7 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
 }
 
 /// Keeps what the run said: the usage file, the task's session, a structured limit.
-fn record(preset: Preset, tally: &Tally, session_tokens: (i64, i64), files: &StepFiles) {
+fn record(preset: Preset, tally: &Tally, totals: SessionTotals, files: &StepFiles) {
     let usage = shared::wire::Usage {
         input_tokens: tally.input_tokens,
         output_tokens: tally.output_tokens,
@@ -233,7 +269,7 @@ fn record(preset: Preset, tally: &Tally, session_tokens: (i64, i64), files: &Ste
     }
     if let (Some(session_id), Some(path)) = (&tally.session_id, files.session_record()) {
         let run_id = files.run_dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let record = SessionRecord { agent: preset.name().into(), session_id: session_id.clone(), run_id, session_tokens };
+        let record = SessionRecord { agent: preset.name().into(), session_id: session_id.clone(), run_id, totals };
         if let Err(error) = write_json_atomic(&path, &record) {
             eprintln!("warning: writing {}: {error}", path.display());
         }
@@ -285,6 +321,24 @@ fn find_file_naming(dir: &Path, id: &str, depth: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_session_s_usage_is_the_run_s_own_share() {
+        // codex counts a resumed thread's tokens from its start.
+        let before = SessionTotals { input_tokens: 200, output_tokens: 14, cost_usd: 0.0 };
+        let mut tally = Tally { input_tokens: Some(500), output_tokens: Some(30), ..Tally::default() };
+        let totals = own_share(Preset::Codex, &mut tally, before);
+        assert_eq!((tally.input_tokens, tally.output_tokens), (Some(300), Some(16)));
+        assert_eq!(totals, SessionTotals { input_tokens: 500, output_tokens: 30, cost_usd: 0.0 });
+        // Claude Code counts its cost from the session's start, its tokens per run.
+        let before = SessionTotals { input_tokens: 100, output_tokens: 24, cost_usd: 0.0009 };
+        let mut tally = Tally { input_tokens: Some(100), output_tokens: Some(24), cost_usd: Some(0.0018), ..Tally::default() };
+        let totals = own_share(Preset::Claude, &mut tally, before);
+        assert_eq!((tally.input_tokens, tally.output_tokens), (Some(100), Some(24)));
+        assert!((tally.cost_usd.unwrap() - 0.0009).abs() < 1e-12);
+        assert_eq!((totals.input_tokens, totals.output_tokens), (200, 48));
+        assert!((totals.cost_usd - 0.0018).abs() < 1e-12);
+    }
 
     #[test]
     fn a_session_is_found_by_its_id_in_the_cli_folders() {

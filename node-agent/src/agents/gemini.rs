@@ -96,7 +96,6 @@ impl EventReader for GeminiReader {
                     }
                     tally.failed = Some(message);
                 }
-                transcript.usage(tally);
             }
             _ => {}
         }
@@ -135,14 +134,7 @@ mod tests {
         assert_eq!(tally.final_message.as_deref(), Some("done: fixed"));
         assert_eq!(
             lines[1..],
-            [
-                "agent: Looking at a.txt.",
-                "$ printf 'hello\\n' > a.txt",
-                "  → ok",
-                "edited /w/b.txt (edit)",
-                "agent: done: fixed",
-                "-- tokens: 240 in, 18 out, model gemini-2.5-pro"
-            ]
+            ["agent: Looking at a.txt.", "$ printf 'hello\\n' > a.txt", "  → ok", "edited /w/b.txt (edit)", "agent: done: fixed",]
         );
     }
 
