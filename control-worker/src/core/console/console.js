@@ -89,6 +89,7 @@ async function refreshSystem() {
     (controller) => controller.role,
     (controller) => controller.status,
     (controller) => controller.version || "unknown",
+    (controller) => (controller.metadata && controller.metadata.agent_cli) || "none",
     (controller) => (controller.started_at ? when(controller.started_at) : "unknown"),
     (controller) => [controller.alive ? "yes" : "no", controller.alive ? "status-succeeded" : "status-failed"],
     (controller) => when(controller.last_heartbeat_at),
