@@ -48,6 +48,10 @@ fn the_property_lists_parse_and_run_the_agent_as_intended() {
         for name in ["BAA_CONTROL_API_BASE", "BAA_SHARED_TOKEN", "BAA_NODE_ID"] {
             assert!(environment.contains_key(name), "{name} in {}", path.display());
         }
+        if let Some(agent) = environment.get("BAA_AGENT") {
+            let preset = agent.as_str().unwrap_or_default().parse::<node_agent::agents::Preset>();
+            assert!(preset.is_ok(), "{}: BAA_AGENT {agent} is no preset", path.display());
+        }
         for name in environment.keys().filter(|name| name.starts_with("BAA_")) {
             assert!(help.contains(&format!("[env: {name}")), "{} sets {name}, which the agent does not read", path.display());
         }
