@@ -1,104 +1,19 @@
 //! SPEC §16 against the real coding CLIs: `@openai/codex`, `@anthropic-ai/claude-code` and
 //! `@google/gemini-cli`, installed from npm at pinned versions into the tool cache
-//! (`scripts/setup-agent-clis`),
-//! driven offline by the project's scripted model server on 127.0.0.1, each run a real agent
-//! process with `--agent codex` or `--agent claude` on a real git repository: a fix over two
-//! rounds (the second resumes the first's session), a usage limit that parks the account, a
-//! model that never answers.
+//! (`scripts/setup-agent-clis`), driven offline by the project's scripted model server on
+//! 127.0.0.1, each run a real agent process with `--agent codex|claude|gemini` on a real git
+//! repository: a fix over two rounds (the second resumes the first's session), a usage limit
+//! that parks the account, a model that never answers, a model given by `--agent-args`.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::model_server::{ModelServer, Reply, CLAUDE_TOKENS, CODEX_TOKENS, GEMINI_TOKENS};
+use common::real_clis::*;
 use common::*;
 use serde_json::{json, Value};
-
-const END: [&str; 4] = ["succeeded", "failed", "blocked", "canceled"];
-
-/// The folder of the pinned CLIs' executables.
-fn clis_bin() -> PathBuf {
-    let bin = std::env::var_os("BAA_AGENT_CLIS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/baa-conductor/agents-cli/node_modules/.bin")
-    });
-    assert!(
-        ["codex", "claude", "gemini"].iter().all(|cli| bin.join(cli).exists()),
-        "the real CLIs are not installed in {}: run scripts/setup-agent-clis (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
-
-fn path_with_clis() -> String {
-    format!("{}:{}", clis_bin().display(), std::env::var("PATH").unwrap_or_default())
-}
-
-/// A repository whose `a.txt` says `hi`.
-fn repo_with_a_typo(dir: &Path) -> PathBuf {
-    let repo = git_repo(dir);
-    std::fs::write(repo.join("a.txt"), "hi\n").unwrap();
-    for args in [&["add", "a.txt"][..], &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a.txt"]] {
-        git_output(&repo, args).unwrap();
-    }
-    repo
-}
-
-/// `$CODEX_HOME` logged in to the scripted server: a custom provider, no retries.
-fn codex_home(dir: &Path, server: &ModelServer) -> PathBuf {
-    let home = dir.join("codex-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let config = format!(
-        "model = \"scripted-model\"\nmodel_provider = \"scripted\"\n\n[model_providers.scripted]\nname = \"scripted\"\n\
-         base_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"SCRIPTED_MODEL_KEY\"\nrequest_max_retries = 0\nstream_max_retries = 0\n",
-        server.base()
-    );
-    std::fs::write(home.join("config.toml"), config).unwrap();
-    home
-}
-
-fn codex_agent(plane: &ControlPlane, dir: &Path, server: &ModelServer) -> Agent {
-    Agent::new(&plane.base(), "mini-main", dir)
-        .arg("--agent", "codex")
-        .env("PATH", &path_with_clis())
-        .env("CODEX_HOME", &codex_home(dir, server).to_string_lossy())
-        .env("SCRIPTED_MODEL_KEY", "scripted")
-}
-
-/// Claude Code pointed at the scripted server: with an API key, or (`subscription`) as a
-/// subscriber's OAuth login, whose limits arrive as unified rate-limit headers.
-fn claude_agent(plane: &ControlPlane, dir: &Path, server: &ModelServer, subscription: bool) -> Agent {
-    let agent = Agent::new(&plane.base(), "mini-main", dir)
-        .arg("--agent", "claude")
-        .env("PATH", &path_with_clis())
-        .env("ANTHROPIC_BASE_URL", &server.base())
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1");
-    if subscription {
-        agent.env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-scripted")
-    } else {
-        agent.env("ANTHROPIC_API_KEY", "sk-ant-scripted")
-    }
-}
-
-fn agent_runs(detail: &Value) -> Vec<Value> {
-    let agent_steps: Vec<&str> = detail["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|step| step["step_kind"] == "agent")
-        .map(|step| step["step_id"].as_str().unwrap())
-        .collect();
-    let mut runs: Vec<Value> = detail["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|run| agent_steps.contains(&run["step_id"].as_str().unwrap_or("")))
-        .cloned()
-        .collect();
-    runs.sort_by_key(|run| run["started_at"].as_i64().unwrap_or(0));
-    runs
-}
 
 /// Round 1 leaves a typo the acceptance command catches; round 2, resumed with the feedback,
 /// fixes it. Returns the task's detail and its agent steps' stdout.
@@ -254,131 +169,6 @@ fn codex_whose_model_never_answers_is_stopped_as_stalled() {
     assert_eq!(step["status"], "timed_out", "{step:#}");
     assert!(detail.to_string().contains("stalled"), "{detail:#}");
     agent.terminate();
-}
-
-#[test]
-fn a_host_whose_cli_is_missing_warns_and_is_granted_no_agent_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = repo_with_a_typo(dir.path());
-    let plane = ControlPlane::start(dir.path());
-    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path()).arg("--agent", "gemini").env("PATH", "/usr/bin:/bin");
-    agent.spawn();
-    let task_id = plane.create_task(json!({"repo": repo, "task_type": "codex", "title": "say hello", "goal": "Make a.txt say hello."}));
-    let waiting = wait_until(Duration::from_secs(30), || {
-        let detail = plane.task(&task_id);
-        // The setup step (a shell step) runs; the agent step waits for a host that offers it.
-        let waits = detail["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|step| step["step_kind"] == "agent" && step["status"] == "ready" && step["waiting_reason"]["code"] == "no_host");
-        let controllers = http(&plane.base(), "GET", "/v1/controllers", ADMIN, None).to_string();
-        (waits && controllers.contains("gemini: not available")).then_some(detail.clone()).ok_or(format!("{detail:#}\n{controllers}"))
-    });
-    assert!(agent_runs(&waiting).is_empty(), "no agent run started: {waiting:#}");
-    assert!(agent.log_text().contains("warning: the gemini CLI (gemini) is not on PATH"), "{}", agent.log_text());
-    agent.terminate();
-}
-
-/// One agent step's files, as the runner lays them out, for `agent-exec` run by hand.
-struct StepDir {
-    worktree: PathBuf,
-    run_dir: PathBuf,
-}
-
-impl StepDir {
-    /// A second round: the feedback of the first, and (with `session`) the first round's session.
-    fn second_round(dir: &Path, agent: &str, session: Option<&str>) -> StepDir {
-        let worktree = repo_with_a_typo(dir);
-        let run_dir = dir.join("runs/task_1/task_1.s3.a1");
-        std::fs::create_dir_all(&run_dir).unwrap();
-        std::fs::write(run_dir.join("goal.md"), "Make a.txt say hello.\n").unwrap();
-        std::fs::write(run_dir.join("feedback.md"), "# Feedback from round 1\n\nThe acceptance command failed: grep -qx hello a.txt\n")
-            .unwrap();
-        if let Some(session) = session {
-            let record = json!({"agent": agent, "session_id": session, "run_id": "task_1.s1.a1"});
-            std::fs::write(dir.join("runs/task_1/agent-session.json"), record.to_string()).unwrap();
-        }
-        StepDir { worktree, run_dir }
-    }
-
-    /// `node-agent agent-exec --preset NAME` in the worktree: its exit code and stdout.
-    fn exec(&self, preset: &str, envs: &[(&str, String)]) -> (i32, String) {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_node-agent"))
-            .args(["agent-exec", "--preset", preset])
-            .current_dir(&self.worktree)
-            .env("PATH", path_with_clis())
-            .env("BAA_RUN_DIR", &self.run_dir)
-            .env("BAA_GOAL_FILE", self.run_dir.join("goal.md"))
-            .env("BAA_FEEDBACK_FILE", self.run_dir.join("feedback.md"))
-            .env("BAA_REPORT_FILE", self.run_dir.join("agent-report.md"))
-            .env("BAA_USAGE_FILE", self.run_dir.join("usage.json"))
-            .envs(envs.iter().map(|(name, value)| (*name, value.as_str())))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        (output.status.code().unwrap_or(-1), format!("{}\n[stderr]\n{stderr}", String::from_utf8_lossy(&output.stdout)))
-    }
-}
-
-#[test]
-fn a_session_that_cannot_be_resumed_gives_way_to_a_new_one_with_the_whole_prompt() {
-    let gone = "01a23c63-0000-7000-8000-0000000000aa";
-    let unreadable = "01a23c63-0000-7000-8000-0000000000bb";
-    for (session, saying) in [
-        (None, "-- no earlier session of this task on this host: a new session gets the whole prompt"),
-        (Some(gone), "-- session 01a23c63-0000-7000-8000-0000000000aa is gone from this host: a new session gets the whole prompt"),
-        (
-            Some(unreadable),
-            "-- codex did not resume session 01a23c63-0000-7000-8000-0000000000bb: starting a new session with the whole prompt",
-        ),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let step = StepDir::second_round(dir.path(), "codex", session);
-        let server = ModelServer::start(vec![Reply::Say("fixed".into())]);
-        let home = codex_home(dir.path(), &server);
-        // A session file codex cannot read: it refuses to resume it.
-        let day = home.join("sessions/2026/12/03");
-        std::fs::create_dir_all(&day).unwrap();
-        std::fs::write(day.join(format!("rollout-2026-12-03T10-00-00-{unreadable}.jsonl")), "").unwrap();
-        let envs = [("CODEX_HOME", home.to_string_lossy().into_owned()), ("SCRIPTED_MODEL_KEY", "scripted".into())];
-        let (code, stdout) = step.exec("codex", &envs);
-        assert_eq!(code, 0, "{stdout}");
-        assert!(stdout.contains(saying), "{stdout}");
-        let requests = server.requests();
-        assert_eq!(requests.len(), 1, "one new session");
-        let request = requests[0].to_string();
-        assert!(
-            request.contains("Make a.txt say hello.") && request.contains("Feedback from round 1"),
-            "the whole prompt: {request:.3000}"
-        );
-        let usage = read_json(&step.run_dir.join("usage.json"));
-        assert_ne!(usage["session_id"].as_str(), session, "{usage}");
-    }
-
-    // Claude Code names the session it does not have.
-    let dir = tempfile::tempdir().unwrap();
-    let missing = "11111111-2222-3333-4444-555555555555";
-    let step = StepDir::second_round(dir.path(), "claude", Some(missing));
-    let home = dir.path().join("claude-user");
-    let project = home.join(".claude/projects").join(step.worktree.to_string_lossy().replace(['/', '.'], "-"));
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(project.join(format!("{missing}.jsonl")), "").unwrap();
-    let server = ModelServer::start(vec![Reply::Say("fixed".into())]);
-    let envs = [
-        ("HOME", home.to_string_lossy().into_owned()),
-        ("ANTHROPIC_BASE_URL", server.base()),
-        ("ANTHROPIC_API_KEY", "sk-ant-scripted".into()),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
-    ];
-    let (code, stdout) = step.exec("claude", &envs);
-    assert_eq!(code, 0, "{stdout}");
-    assert!(
-        stdout.contains(&format!("-- claude did not resume session {missing}: starting a new session with the whole prompt")),
-        "{stdout}"
-    );
-    assert!(server.requests()[0].to_string().contains("Make a.txt say hello."));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod model_server;
+pub mod real_clis;
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
