@@ -171,6 +171,40 @@ fn codex_whose_model_never_answers_is_stopped_as_stalled() {
     agent.terminate();
 }
 
+/// codex keeps "Reconnecting..." while its server is out of reach, whatever its retry settings;
+/// repeating one line is no progress, and the step is stopped as stalled.
+#[test]
+fn codex_whose_model_is_out_of_reach_is_stopped_as_stalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let home = dir.path().join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = format!(
+        "model = \"scripted-model\"\nmodel_provider = \"scripted\"\n\n[model_providers.scripted]\nname = \"scripted\"\n\
+         base_url = \"http://{closed}/v1\"\nwire_api = \"responses\"\nenv_key = \"SCRIPTED_MODEL_KEY\"\nrequest_max_retries = 0\nstream_max_retries = 0\n"
+    );
+    std::fs::write(home.join("config.toml"), config).unwrap();
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path())
+        .arg("--agent", "codex")
+        .env("PATH", &path_with_clis())
+        .env("CODEX_HOME", &home.to_string_lossy())
+        .env("SCRIPTED_MODEL_KEY", "scripted");
+    agent.spawn();
+    let task_id = plane.create_task(json!({
+        "repo": repo, "task_type": "codex", "title": "out of reach", "goal": "Make a.txt say hello.",
+        "constraints": {"stall_after_sec": 7, "max_attempts": 1}
+    }));
+    let detail = plane.wait_task(&task_id, &END, Duration::from_secs(120));
+    assert_eq!(step_of(&detail, "agent")["status"], "timed_out", "{detail:#}");
+    assert!(detail.to_string().contains("stalled"), "{detail:#}");
+    let stdout = plane.log_text(&task_id, "stdout");
+    assert_eq!(stdout.matches("error: Reconnecting...").count(), 1, "a repeated line is counted, not written again: {stdout}");
+    agent.terminate();
+}
+
 #[test]
 fn gemini_fixes_a_file_with_a_model_given_by_agent_args() {
     let dir = tempfile::tempdir().unwrap();

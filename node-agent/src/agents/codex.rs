@@ -35,10 +35,14 @@ impl EventReader for CodexReader {
                 let message = text(&event["error"]["message"]);
                 failure(&message, tally);
             }
+            // An `error` is not the end of the turn ("Reconnecting..." while the model is out of
+            // reach); a limit is, and `turn.failed` follows it.
             "error" => {
                 let message = text(&event["message"]);
                 transcript.error(&message);
-                failure(&message, tally);
+                if super::tally::is_limit_message(&message) {
+                    tally.limit(&message, None);
+                }
             }
             "item.started" => {
                 let item = &event["item"];
@@ -144,6 +148,16 @@ mod tests {
         assert_eq!(limit.message, "You’ve hit your usage limit. Try again at 3:51 PM.");
         assert!(tally.failed.is_some());
         assert!(lines.contains(&"error: You’ve hit your usage limit. Try again at 3:51 PM.".to_string()));
+    }
+
+    #[test]
+    fn reconnecting_is_no_failure() {
+        let (tally, lines) = read(
+            r#"{"type":"error","message":"Reconnecting... waiting for network (Connection failed: error sending request)"}
+{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"done"}}"#,
+        );
+        assert_eq!((tally.failed, tally.limit), (None, None));
+        assert_eq!(lines[0], "error: Reconnecting... waiting for network (Connection failed: error sending request)");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 
 use super::prompt::{self, PromptParts};
-use super::tally::{StructuredLimit, Tally, Transcript};
+use super::tally::{Repeats, StructuredLimit, Tally, Transcript};
 use super::{claude, Preset};
 use crate::runner::run_dir::{write_atomic, write_json_atomic};
 
@@ -216,6 +216,7 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
     let (mut reader, mut tally, mut transcript) = (preset.reader(), Tally::default(), Transcript::default());
     let mut resume_refused = false;
     let worktree_prefix = std::env::current_dir().ok().map(|dir| format!("{}/", dir.display()));
+    let mut repeats = Repeats::default();
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).split(b'\n') {
         let Ok(line) = line else { break };
@@ -228,7 +229,9 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
                 Some(prefix) => text.replace(prefix.as_str(), ""),
                 None => text,
             };
-            let _ = writeln!(out, "{text}");
+            for text in repeats.line(text) {
+                let _ = writeln!(out, "{text}");
+            }
         }
         let _ = out.flush();
         // codex starts a new thread, silently, for a session it does not have.
@@ -239,6 +242,9 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
                 break;
             }
         }
+    }
+    for text in repeats.flush() {
+        let _ = writeln!(out, "{text}");
     }
     let status = child.wait()?;
     let exit_code = status.code().unwrap_or_else(|| {

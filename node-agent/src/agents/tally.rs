@@ -127,6 +127,38 @@ pub fn is_limit_message(message: &str) -> bool {
     crate::runner::limits::is_limit_line(message, &[])
 }
 
+/// Writes transcript lines, a line that repeats the one before only counted: a CLI that says
+/// the same thing again ("Reconnecting...") shows no progress, so the stall detector, which
+/// watches the log's size, can see that it is stuck.
+#[derive(Debug, Default)]
+pub struct Repeats {
+    last: Option<String>,
+    repeated: usize,
+}
+
+impl Repeats {
+    /// The lines to write for `line`.
+    pub fn line(&mut self, line: String) -> Vec<String> {
+        if self.last.as_deref() == Some(line.as_str()) {
+            self.repeated += 1;
+            return Vec::new();
+        }
+        let mut lines = self.flush();
+        self.last = Some(line.clone());
+        lines.push(line);
+        lines
+    }
+
+    /// How often the last line repeated, once something else comes (or at the end).
+    pub fn flush(&mut self) -> Vec<String> {
+        let repeated = std::mem::take(&mut self.repeated);
+        (repeated > 0)
+            .then(|| format!("  (the line above {repeated} more time{})", if repeated == 1 { "" } else { "s" }))
+            .into_iter()
+            .collect()
+    }
+}
+
 /// `text` on one line, at most `max` characters.
 pub fn one_line(text: &str, max: usize) -> String {
     truncate(&text.split_whitespace().collect::<Vec<_>>().join(" "), max)
@@ -156,6 +188,17 @@ mod tests {
         assert_eq!(lines[1], "  | … 8 more lines");
         assert_eq!(lines[2], "  | line 9");
         assert_eq!(lines.last().unwrap(), "  → exit 101");
+    }
+
+    #[test]
+    fn a_repeated_line_is_counted_not_written() {
+        let mut repeats = Repeats::default();
+        let mut written = Vec::new();
+        for line in ["error: Reconnecting...", "error: Reconnecting...", "error: Reconnecting...", "agent: back", "agent: back"] {
+            written.extend(repeats.line(line.to_string()));
+        }
+        written.extend(repeats.flush());
+        assert_eq!(written, ["error: Reconnecting...", "  (the line above 2 more times)", "agent: back", "  (the line above 1 more time)"]);
     }
 
     #[test]
