@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::model_server::{ModelServer, Reply, CLAUDE_TOKENS, CODEX_TOKENS, GEMINI_TOKENS};
+use common::model_server::{ModelServer, Reply, CHAT_TOKENS, CLAUDE_TOKENS, CODEX_TOKENS, GEMINI_TOKENS};
 use common::real_clis::*;
 use common::*;
 use serde_json::{json, Value};
@@ -240,5 +240,34 @@ fn gemini_fixes_a_file_with_a_model_given_by_agent_args() {
     assert!(usage["session_id"].is_string(), "{usage}");
     assert!(stdout.contains("$ printf 'hello\\n' > a.txt") && stdout.contains("agent: fixed a.txt"), "{stdout}");
     println!("--- the agent step's log, as shipped ---\n{stdout}");
+    agent.terminate();
+}
+
+#[test]
+fn aider_fixes_a_file_and_leaves_the_repository_s_gitignore_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_typo(dir.path());
+    // aider's "whole" edit format (a model it does not know): the file's name, then all of it.
+    let server = ModelServer::start(vec![Reply::Say("I will fix the typo.\n\na.txt\n```\nhello\n```\n".into())]);
+    let plane = ControlPlane::start(dir.path());
+    let mut agent = Agent::new(&plane.base(), "mini-main", dir.path())
+        .arg("--agent", "aider")
+        .arg("--agent-args", "--model openai/scripted")
+        .env("PATH", &path_with_clis())
+        .env("OPENAI_API_KEY", "scripted")
+        .env("OPENAI_API_BASE", &format!("{}/v1", server.base()));
+    agent.spawn();
+    let task_id = plane.create_task(json!({
+        "repo": repo, "task_type": "codex", "title": "say hello", "goal": "Make a.txt say hello.",
+        "acceptance": ["grep -qx hello a.txt"]
+    }));
+    let detail = plane.wait_task(&task_id, &END, Duration::from_secs(120));
+    let stdout = plane.log_text(&task_id, "stdout");
+    assert_eq!(detail["status"], "succeeded", "{detail:#}\n{stdout}\n{}", agent.log_text());
+    assert_eq!(detail["result"]["files_changed"], json!(["a.txt"]), "nothing but the fix is committed: {detail:#}");
+    let usage = &agent_runs(&detail)[0]["usage"];
+    assert_eq!((usage["input_tokens"].as_i64(), usage["output_tokens"].as_i64()), (Some(CHAT_TOKENS.0), Some(CHAT_TOKENS.1)), "{usage}");
+    assert_eq!(usage["model"], "openai/scripted", "{usage}");
+    assert!(stdout.contains("edited a.txt (edit)"), "{stdout}");
     agent.terminate();
 }

@@ -211,6 +211,9 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
     if preset == Preset::Claude && is_root() {
         command.env("IS_SANDBOX", "1");
     }
+    // aider keeps its repository map's cache in the repository (`.aider.tags.cache.v4`): one the
+    // run created is removed after it, so that it is not committed as the task's work.
+    let caches_before = aider_caches();
     let mut child = command.spawn()?;
     let mut events = OpenOptions::new().create(true).append(true).open(files.run_dir.join("agent-events.jsonl"))?;
     let (mut reader, mut tally, mut transcript) = (preset.reader(), Tally::default(), Transcript::default());
@@ -247,6 +250,11 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
         let _ = writeln!(out, "{text}");
     }
     let status = child.wait()?;
+    if preset == Preset::Aider {
+        for cache in aider_caches().into_iter().filter(|cache| !caches_before.contains(cache)) {
+            let _ = fs::remove_dir_all(&cache);
+        }
+    }
     let exit_code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
@@ -286,6 +294,16 @@ fn record(preset: Preset, tally: &Tally, totals: SessionTotals, files: &StepFile
             eprintln!("warning: writing the limit: {error}");
         }
     }
+}
+
+/// aider's repository-map caches in the working directory.
+fn aider_caches() -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(".") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(".aider.tags.cache."))
+        .map(|entry| entry.path())
+        .collect()
 }
 
 fn say(out: &mut impl Write, text: &str) {

@@ -115,6 +115,18 @@ impl Preset {
                     "--no-check-update",
                     "--no-show-model-warnings",
                     "--no-analytics",
+                    // aider adds `.aider*` to the repository's .gitignore unless told not to:
+                    // a change the task did not ask for.
+                    "--no-gitignore",
+                    "--no-show-release-notes",
+                    "--no-fancy-input",
+                ]);
+                // Its histories go to the run directory, not into the repository.
+                arguments.extend([
+                    "--chat-history-file".to_string(),
+                    format!("{writable}/aider.chat.history.md"),
+                    "--input-history-file".to_string(),
+                    format!("{writable}/aider.input.history"),
                 ]);
                 arguments.extend(extra.iter().cloned());
                 arguments.extend(owned(&["--message", prompt]));
@@ -280,6 +292,7 @@ mod tests {
         assert_eq!(&gemini[gemini.len() - 2..], ["--prompt", "go"]);
         let aider = Preset::Aider.arguments("go", None, "/r", &[]);
         assert!(aider.contains(&"--yes-always".to_string()) && aider.contains(&"--no-auto-commits".to_string()));
+        assert!(aider.windows(2).any(|pair| pair == ["--chat-history-file", "/r/aider.chat.history.md"]));
         assert_eq!(&aider[aider.len() - 2..], ["--message", "go"]);
     }
 

@@ -2,7 +2,8 @@
 //! Responses API over SSE (`POST /v1/responses`, what codex speaks with a custom provider of
 //! `wire_api = "responses"`) and the Anthropic Messages API over SSE (`POST /v1/messages`,
 //! what Claude Code speaks to `ANTHROPIC_BASE_URL`) and the Gemini API's
-//! `streamGenerateContent` over SSE (what Gemini CLI speaks to `GOOGLE_GEMINI_BASE_URL`). Each turn of the conversation takes the
+//! `streamGenerateContent` over SSE (what Gemini CLI speaks to `GOOGLE_GEMINI_BASE_URL`) and the
+//! Chat Completions API without streaming (what aider speaks to `OPENAI_API_BASE`). Each turn of the conversation takes the
 //! next reply of the script: a shell command through the CLI's own tool, a patch, a final
 //! message, a usage limit (HTTP 429 as each vendor sends it), or an answer that never comes.
 //! Every request is recorded, for tests to read what the CLI sent.
@@ -34,6 +35,7 @@ pub enum Reply {
 pub const CODEX_TOKENS: (i64, i64) = (100, 7);
 pub const CLAUDE_TOKENS: (i64, i64) = (50, 12);
 pub const GEMINI_TOKENS: (i64, i64) = (120, 9);
+pub const CHAT_TOKENS: (i64, i64) = (1500, 40);
 
 #[derive(Default)]
 struct State {
@@ -119,6 +121,8 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             Api::Messages
         } else if path.contains(":streamGenerateContent") || path.contains(":generateContent") {
             Api::GenerateContent
+        } else if path.starts_with("/v1/chat/completions") {
+            Api::ChatCompletions
         } else {
             respond(&mut out, 404, "application/json", &[], b"{\"error\":{\"type\":\"not_found\"}}");
             continue;
@@ -130,6 +134,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             Api::Messages => body["stream"] == true && has_tools,
             // Gemini CLI's side calls (routing, next speaker, loop checks) are plain generateContent.
             Api::GenerateContent => path.contains(":streamGenerateContent") && has_tools,
+            Api::ChatCompletions => true,
         };
         let reply = {
             let mut state = state.lock().unwrap();
@@ -177,6 +182,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             (Api::GenerateContent, reply) => {
                 respond(&mut out, 200, "application/json", &[], generate_content(&reply).to_string().as_bytes())
             }
+            (Api::ChatCompletions, Reply::Say(text)) => {
+                let (input, output) = CHAT_TOKENS;
+                let answer = json!({"id": format!("chatcmpl-{}", next_id()), "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}});
+                respond(&mut out, 200, "application/json", &[], answer.to_string().as_bytes());
+            }
+            (Api::ChatCompletions, _) => unreachable!("the Chat Completions API answers with messages only here"),
             (Api::Messages, _) => {
                 let answer = json!({"id": "msg_side", "type": "message", "role": "assistant", "model": body["model"], "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}});
                 respond(&mut out, 200, "application/json", &[], answer.to_string().as_bytes());
@@ -190,6 +203,7 @@ enum Api {
     Responses,
     Messages,
     GenerateContent,
+    ChatCompletions,
 }
 
 fn respond(out: &mut TcpStream, status: u16, content_type: &str, headers: &[(&str, &str)], body: &[u8]) {

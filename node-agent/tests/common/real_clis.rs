@@ -16,7 +16,7 @@ pub fn clis_bin() -> PathBuf {
         PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/baa-conductor/agents-cli/node_modules/.bin")
     });
     assert!(
-        ["codex", "claude", "gemini"].iter().all(|cli| bin.join(cli).exists()),
+        ["codex", "claude", "gemini", "aider"].iter().all(|cli| bin.join(cli).exists()),
         "the real CLIs are not installed in {}: run scripts/setup-agent-clis (scripts/test does)",
         bin.display()
     );
