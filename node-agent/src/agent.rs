@@ -121,7 +121,8 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
         let conductor_client = client::ControlClient::new(&base, config.shared_token.clone(), &config.node_id, config.sync_timeout())
             .map_err(|error| AgentError::Client(error.to_string()))?;
         let mut runner_settings = runner::RunnerSettings::from_config(&config);
-        if let (Some(preset), None, false) = (config.runner.agent, &config.runner.agent_command, no_room(&config)) {
+        // A runner with no room runs no steps: its CLI need not be asked.
+        if let (Some(preset), None, true) = (config.runner.agent, &config.runner.agent_command, config.runner.capacity > 0) {
             let cli = crate::agents::probe::probe(preset).await;
             match (&cli.version, &cli.warning) {
                 (Some(version), _) => log!("coding agent: {preset} ({version})"),
@@ -206,9 +207,4 @@ impl conductor::StartupRuns for RunnerStartup<'_> {
             ),
         )
     }
-}
-
-/// A runner with no room runs no steps: its CLI need not be asked.
-fn no_room(config: &AgentConfig) -> bool {
-    config.runner.capacity == 0
 }

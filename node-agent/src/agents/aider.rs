@@ -75,7 +75,7 @@ fn session_cost(text: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::agents::{read_all, Preset};
 
     const RUN: &str = "Aider v0.86.1
 Model: gpt-4o with diff edit format
@@ -97,11 +97,7 @@ Tokens: 3.1k sent, 40 received. Cost: $0.0081 message, $0.0151 session.";
 
     #[test]
     fn edits_tokens_cost_and_model() {
-        let (mut reader, mut tally, mut transcript) = (AiderReader, Tally::default(), Transcript::default());
-        for line in RUN.lines() {
-            reader.line(line, &mut tally, &mut transcript);
-        }
-        let lines = transcript.take();
+        let (tally, lines) = read_all(Preset::Aider, RUN);
         assert!(lines.contains(&"edited parse.py (edit)".to_string()));
         assert_eq!((tally.input_tokens, tally.output_tokens, tally.cost_usd), (Some(5_500), Some(135), Some(0.0151)));
         assert_eq!(tally.model.as_deref(), Some("gpt-4o"));
@@ -110,8 +106,10 @@ Tokens: 3.1k sent, 40 received. Cost: $0.0081 message, $0.0151 session.";
 
     #[test]
     fn a_rate_limit_error() {
-        let (mut reader, mut tally, mut transcript) = (AiderReader, Tally::default(), Transcript::default());
-        reader.line("litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for gpt-4o", &mut tally, &mut transcript);
+        let (tally, _) = crate::agents::read_all(
+            crate::agents::Preset::Aider,
+            "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for gpt-4o",
+        );
         assert!(tally.limit.is_some());
     }
 }

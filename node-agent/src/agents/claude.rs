@@ -178,11 +178,7 @@ mod tests {
 {"type":"result","subtype":"success","is_error":true,"api_error_status":429,"result":"API Error: Server is temporarily limiting requests (not your usage limit) · This request would exceed your account's rate limit. Please try again later.","session_id":"88e03ba4-42d6-41fa-9174-f70efbc01b72","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}"#;
 
     fn read(output: &str) -> (Tally, Vec<String>) {
-        let (mut reader, mut tally, mut transcript) = (ClaudeReader::default(), Tally::default(), Transcript::default());
-        for line in output.lines() {
-            reader.line(line, &mut tally, &mut transcript);
-        }
-        (tally, transcript.take())
+        crate::agents::read_all(crate::agents::Preset::Claude, output)
     }
 
     #[test]

@@ -121,11 +121,7 @@ mod tests {
 {"type":"turn.failed","error":{"message":"You’ve hit your usage limit. Try again at 3:51 PM."}}"#;
 
     fn read(output: &str) -> (Tally, Vec<String>) {
-        let (mut reader, mut tally, mut transcript) = (CodexReader, Tally::default(), Transcript::default());
-        for line in output.lines() {
-            reader.line(line, &mut tally, &mut transcript);
-        }
-        (tally, transcript.take())
+        crate::agents::read_all(crate::agents::Preset::Codex, output)
     }
 
     #[test]

@@ -22,9 +22,10 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 
 use super::prompt::{self, PromptParts};
-use super::tally::{Repeats, StructuredLimit, Tally, Transcript};
+use super::tally::{Repeats, Tally, Transcript};
 use super::{claude, Preset};
-use crate::runner::run_dir::{write_atomic, write_json_atomic};
+use crate::runner::limits::LimitHit;
+use crate::runner::run_dir::{read_json, write_atomic, write_json_atomic};
 
 /// A task's last session, beside its runs (`<runs_dir>/<task_id>/agent-session.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,8 +81,8 @@ pub fn limit_file(run_dir: &Path) -> PathBuf {
 }
 
 /// Reads `agent-limit.json`, if the CLI reported a limit.
-pub fn read_limit(run_dir: &Path) -> Option<StructuredLimit> {
-    serde_json::from_slice(&fs::read(limit_file(run_dir)).ok()?).ok()
+pub fn read_limit(run_dir: &Path) -> Option<LimitHit> {
+    read_json(&limit_file(run_dir)).ok()
 }
 
 /// The files of one agent step, from its environment.
@@ -136,8 +137,7 @@ pub fn main(preset: Preset, extra: Vec<String>) -> i32 {
     let parts = PromptParts { goal: &goal, feedback: &feedback, report_file: &report };
     let writable = files.run_dir.to_string_lossy().into_owned();
 
-    let earlier =
-        files.session_record().and_then(|path| fs::read(path).ok()).and_then(|bytes| serde_json::from_slice::<SessionRecord>(&bytes).ok());
+    let earlier = files.session_record().and_then(|path| read_json::<SessionRecord>(&path).ok());
     let resume = match (feedback.trim().is_empty(), earlier) {
         (true, _) => None,
         (false, None) => {
@@ -213,7 +213,7 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
     }
     // aider keeps its repository map's cache in the repository (`.aider.tags.cache.v4`): one the
     // run created is removed after it, so that it is not committed as the task's work.
-    let caches_before = aider_caches();
+    let caches_before = if preset == Preset::Aider { aider_caches() } else { Vec::new() };
     let mut child = command.spawn()?;
     let mut events = OpenOptions::new().create(true).append(true).open(files.run_dir.join("agent-events.jsonl"))?;
     let (mut reader, mut tally, mut transcript) = (preset.reader(), Tally::default(), Transcript::default());

@@ -119,11 +119,7 @@ mod tests {
 {"type":"result","timestamp":"2026-12-03T15:18:01.948Z","status":"success","stats":{"total_tokens":258,"input_tokens":240,"output_tokens":18,"cached":0,"input":240,"duration_ms":443,"tool_calls":1,"models":{"gemini-2.5-pro":{"total_tokens":258,"input_tokens":240,"output_tokens":18,"cached":0,"input":240}}}}"#;
 
     fn read(output: &str) -> (Tally, Vec<String>) {
-        let (mut reader, mut tally, mut transcript) = (GeminiReader::default(), Tally::default(), Transcript::default());
-        for line in output.lines() {
-            reader.line(line, &mut tally, &mut transcript);
-        }
-        (tally, transcript.take())
+        crate::agents::read_all(crate::agents::Preset::Gemini, output)
     }
 
     #[test]

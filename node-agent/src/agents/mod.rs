@@ -81,7 +81,9 @@ impl Preset {
                     "sandbox_mode=\"workspace-write\"",
                     "-c",
                 ]));
-                arguments.push(format!("sandbox_workspace_write.writable_roots=[{}]", toml_string(writable)));
+                // A JSON string is a TOML basic string (the same escapes).
+                let root = serde_json::to_string(writable).unwrap_or_default();
+                arguments.push(format!("sandbox_workspace_write.writable_roots=[{root}]"));
                 arguments.extend(extra.iter().cloned());
                 arguments.extend(resume.map(str::to_string));
                 arguments.push(prompt.to_string());
@@ -169,74 +171,19 @@ pub trait EventReader {
     fn line(&mut self, line: &str, tally: &mut Tally, transcript: &mut Transcript);
 }
 
-/// `text` as a TOML basic string.
-fn toml_string(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for character in text.chars() {
-        match character {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            other => quoted.push(other),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
 /// Splits `--agent-args` as a shell would split plain words and quotes (no expansion).
 pub fn split_arguments(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut characters = text.chars();
-    while let Some(character) = characters.next() {
-        match character {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match characters.next() {
-                        Some('\'') => break,
-                        Some(inner) => word.push(inner),
-                        None => return Err("has an unclosed single quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match characters.next() {
-                        Some('"') => break,
-                        Some('\\') => match characters.next() {
-                            Some(escaped) => word.push(escaped),
-                            None => return Err("ends with a backslash".into()),
-                        },
-                        Some(inner) => word.push(inner),
-                        None => return Err("has an unclosed double quote".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                word.push(characters.next().ok_or("ends with a backslash")?);
-            }
-            space if space.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            other => {
-                in_word = true;
-                word.push(other);
-            }
-        }
+    shlex::split(text).ok_or_else(|| "has an unclosed quote or a trailing backslash".to_string())
+}
+
+/// Every line of `output` read by `preset`'s reader: the tally and the transcript (tests).
+#[cfg(test)]
+pub fn read_all(preset: Preset, output: &str) -> (Tally, Vec<String>) {
+    let (mut reader, mut tally, mut transcript) = (preset.reader(), Tally::default(), Transcript::default());
+    for line in output.lines() {
+        reader.line(line, &mut tally, &mut transcript);
     }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
+    (tally, transcript.take())
 }
 
 #[cfg(test)]

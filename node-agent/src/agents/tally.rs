@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::runner::limits::LimitHit;
+
 /// What one run of a CLI said about itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tally {
@@ -11,20 +13,13 @@ pub struct Tally {
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
-    /// A usage limit the CLI reported in its structured output.
-    pub limit: Option<StructuredLimit>,
+    /// A usage limit the CLI reported in its structured output, with its reset when the CLI
+    /// gave one as a number.
+    pub limit: Option<LimitHit>,
     /// The CLI said the run failed (an error result, a failed turn), whatever its exit code.
     pub failed: Option<String>,
     /// The agent's last message.
     pub final_message: Option<String>,
-}
-
-/// A usage limit from a CLI's structured output: its message, and its reset when the CLI gave
-/// one as a number.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StructuredLimit {
-    pub message: String,
-    pub resets_at: Option<i64>,
 }
 
 impl Tally {
@@ -40,7 +35,7 @@ impl Tally {
     /// Marks a limit, keeping a reset time already known.
     pub fn limit(&mut self, message: &str, resets_at: Option<i64>) {
         let resets_at = resets_at.or(self.limit.as_ref().and_then(|limit| limit.resets_at));
-        self.limit = Some(StructuredLimit { message: one_line(message, 300), resets_at });
+        self.limit = Some(LimitHit { message: one_line(message, 300), resets_at });
     }
 }
 
@@ -209,6 +204,6 @@ mod tests {
         assert_eq!((tally.input_tokens, tally.output_tokens), (Some(150), Some(7)));
         tally.limit("rejected", Some(1_800_000_000));
         tally.limit("API Error: 429", None);
-        assert_eq!(tally.limit, Some(StructuredLimit { message: "API Error: 429".into(), resets_at: Some(1_800_000_000) }));
+        assert_eq!(tally.limit, Some(LimitHit { message: "API Error: 429".into(), resets_at: Some(1_800_000_000) }));
     }
 }

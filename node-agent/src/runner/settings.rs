@@ -60,10 +60,15 @@ impl RunnerSettings {
     /// a preset whose CLI answered at startup.
     pub fn worker_kinds(&self) -> Vec<String> {
         let mut kinds = vec!["shell".to_string()];
-        if self.agent_template().is_some() {
+        if self.runs_agent_steps() {
             kinds.push("codex".into());
         }
         kinds
+    }
+
+    /// A template, or a preset whose CLI answered `--version` at startup.
+    fn runs_agent_steps(&self) -> bool {
+        self.options.agent_command.is_some() || (self.options.agent.is_some() && self.agent_cli.as_ref().is_some_and(|cli| cli.ready()))
     }
 
     /// The shell command of an agent step, as a template (SPEC §6): `--agent-command` as
@@ -72,10 +77,7 @@ impl RunnerSettings {
         if let Some(template) = &self.options.agent_command {
             return Some(template.clone());
         }
-        let preset = self.options.agent?;
-        if !self.agent_cli.as_ref().is_some_and(|cli| cli.ready()) {
-            return None;
-        }
+        let preset = self.options.agent.filter(|_| self.runs_agent_steps())?;
         let mut words = vec![
             super::command::shell_quote(&self.agent_exec.to_string_lossy()),
             "agent-exec".into(),
