@@ -133,6 +133,7 @@ pub async fn serve(
                 control_worker::native::SqliteDb,
                 control_worker::native::SystemClock,
                 control_worker::core::clock::SeededRandom,
+                control_worker::native::FileBlobs,
             >,
         >,
     ),
@@ -146,6 +147,7 @@ pub async fn serve(
     let bound = listener.local_addr().unwrap_or(address);
     let core = control_worker::core::Core::new(
         db,
+        control_worker::native::FileBlobs::beside(&embedded.database),
         control_worker::native::SystemClock,
         control_worker::native::os_random(),
         embedded.config.clone(),

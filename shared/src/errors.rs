@@ -23,6 +23,8 @@ pub enum ErrorCode {
     InvalidTransition,
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// A finished run's output deleted by the deployment's log retention (SPEC §17).
+    LogsExpired,
     /// The native server's own refusals: a body slower than the minimum rate, too many
     /// headers, no room for another connection.
     RequestTimeout,
@@ -53,6 +55,7 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::LogsExpired => "logs_expired",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::RequestHeaderFieldsTooLarge => "request_header_fields_too_large",
             ErrorCode::ServerBusy => "server_busy",
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::Conflict | ErrorCode::StaleTerm | ErrorCode::NotLeader | ErrorCode::InvalidTransition => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::LogsExpired => 410,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::RequestHeaderFieldsTooLarge => 431,
             ErrorCode::ServerBusy => 503,

@@ -56,6 +56,7 @@ pub enum Action {
     SystemResume,
     SystemDrain,
     SystemState,
+    SystemMaintain,
     AccountsResume,
     EventsList,
     AgentsSync,
@@ -195,6 +196,14 @@ pub const ROUTES: &[Route] = &[
         "/v1/system/state",
         ADMIN_READ,
         "mode, leader, controllers, queue counts, drained, mode changes, parked accounts",
+    ),
+    route(
+        SystemMaintain,
+        "system.maintain",
+        Post,
+        "/v1/system/maintenance",
+        ADMIN,
+        "run one bounded slice of storage upkeep now: compact finished runs' output, apply retention",
     ),
     route(EventsList, "events.list", Get, "/v1/events", ADMIN_READ, "the event feed after a cursor, oldest first"),
     route(

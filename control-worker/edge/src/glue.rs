@@ -6,15 +6,18 @@ use control_worker::core::clock::new_id;
 use control_worker::core::config::Config;
 use control_worker::core::error::ApiError;
 use control_worker::core::http::{sanitize_request_id, ApiRequest, ApiResponse};
+use control_worker::core::maintenance::run_slice;
 use control_worker::core::Core;
-use worker::{console_error, console_warn, event, Context, Env, Headers, Request, Response};
+use worker::{console_error, console_log, console_warn, event, Context, Env, Headers, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::d1::D1Db;
 use crate::platform::JsRandom;
+use crate::r2::R2Blobs;
 use crate::test_clock::{self, EdgeClock};
 
-/// The D1 binding name, as in `wrangler.toml`.
+/// The D1 and R2 binding names, as in `wrangler.toml`.
 const DATABASE_BINDING: &str = "CONTROL_DB";
+const BLOBS_BINDING: &str = "CONTROL_BLOBS";
 /// With this var `true` (tests and benchmarks only), every answer carries D1's own count of
 /// the rows the request read and wrote: `x-test-d1-rows-read`, `x-test-d1-rows-written`.
 pub const D1_USAGE_ENV_VAR: &str = "CONTROL_API_TEST_ONLY_DB_USAGE";
@@ -65,15 +68,17 @@ pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Res
                     console_warn!("WARNING: {} is set: the clock is manual; for tests only, never in a deployment", test_clock::ENV_VAR);
                 }
             }
-            match env.d1(DATABASE_BINDING) {
-                Ok(_) if manual_clock && api_request.path == test_clock::PATH => {
+            match (env.d1(DATABASE_BINDING), env.bucket(BLOBS_BINDING)) {
+                (Ok(_), _) if manual_clock && api_request.path == test_clock::PATH => {
                     let request_id = request_id_of(&api_request);
                     test_clock::handle(&config, &api_request, &request_id)
                 }
-                Ok(database) => {
-                    Core::new(D1Db::new(database), EdgeClock { manual: manual_clock }, JsRandom, config).handle(api_request).await
+                (Ok(database), Ok(bucket)) => {
+                    let clock = EdgeClock { manual: manual_clock };
+                    Core::new(D1Db::new(database), R2Blobs::new(bucket), clock, JsRandom, config).handle(api_request).await
                 }
-                Err(_) => unconfigured(&api_request, format!("the D1 binding {DATABASE_BINDING} is missing")),
+                (Err(_), _) => unconfigured(&api_request, format!("the D1 binding {DATABASE_BINDING} is missing")),
+                (_, Err(_)) => unconfigured(&api_request, format!("the R2 binding {BLOBS_BINDING} is missing")),
             }
         }
         Err(error) => unconfigured(&api_request, format!("configuration: {error}")),
@@ -89,6 +94,42 @@ pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Res
         console_error!("{method} {path} {} request_id={} fault={note:?}", response.status, response.request_id);
     }
     to_worker(response)
+}
+
+/// The Cron Trigger (`[triggers] crons` in `wrangler.toml`): one bounded slice of storage upkeep
+/// — compaction of finished runs' output into R2, retention — the same core function the native
+/// timer and `system.maintain` run.
+#[event(scheduled)]
+pub async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) {
+    let (config, _) = match Config::from_lookup(|name| lookup(&env, name)) {
+        Ok(config) => config,
+        Err(error) => return console_error!("storage upkeep: configuration: {error}"),
+    };
+    let manual_clock = lookup(&env, test_clock::ENV_VAR).as_deref() == Some("true");
+    let (database, bucket) = match (env.d1(DATABASE_BINDING), env.bucket(BLOBS_BINDING)) {
+        (Ok(database), Ok(bucket)) => (database, bucket),
+        _ => return console_error!("storage upkeep: the bindings {DATABASE_BINDING} and {BLOBS_BINDING} are needed"),
+    };
+    let core = Core::new(D1Db::new(database), R2Blobs::new(bucket), EdgeClock { manual: manual_clock }, JsRandom, config);
+    match run_slice(&core).await {
+        Ok(report) => {
+            if !report.compacted_runs.is_empty() || !report.expired_runs.is_empty() || report.events_deleted > 0 {
+                console_log!(
+                    "storage upkeep: {} runs compacted ({} bytes into {} objects of {} bytes), {} runs expired, {} events deleted; {} D1 queries, {} R2 operations{}",
+                    report.compacted_runs.len(),
+                    report.bytes_moved,
+                    report.objects_written,
+                    report.object_bytes,
+                    report.expired_runs.len(),
+                    report.events_deleted,
+                    report.db_queries,
+                    report.blob_operations,
+                    if report.more { "; more remains" } else { "" }
+                );
+            }
+        }
+        Err(error) => console_error!("storage upkeep failed: {} ({})", error.message, error.internal.unwrap_or_default()),
+    }
 }
 
 fn request_id_of(request: &ApiRequest) -> String {

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use control_worker::core::auth::mint_node_token;
 use control_worker::core::config::Config;
 use control_worker::core::Core;
-use control_worker::native::{os_random, serve, shutdown_signal, ServerLimits, SqliteDb, SystemClock};
+use control_worker::native::{os_random, serve, FileBlobs, shutdown_signal, ServerLimits, SqliteDb, SystemClock};
 use shared::auth::NODE_TOKEN_SECRET_ENV_VAR;
 
 #[derive(Parser)]
@@ -22,6 +22,10 @@ struct Cli {
     /// SQLite database file; created and migrated on first start.
     #[arg(long, env = "BAA_CONTROL_DB", default_value = "control-local.db")]
     db: PathBuf,
+    /// Directory of the object files (finished runs' compacted output, large checkpoints);
+    /// default: beside the database, `<name>.blobs/`.
+    #[arg(long, env = "BAA_CONTROL_BLOBS")]
+    blobs: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -61,7 +65,12 @@ fn main() -> anyhow::Result<()> {
         let db = SqliteDb::open(&cli.db).with_context(|| format!("opening database {}", cli.db.display()))?;
         let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
         eprintln!("control-local {} listening on http://{} with database {}", config.version, listener.local_addr()?, cli.db.display());
-        let core = Rc::new(Core::new(db, SystemClock, os_random(), config));
+        let blobs = match &cli.blobs {
+            Some(directory) => FileBlobs::new(directory),
+            None => FileBlobs::beside(&cli.db),
+        };
+        eprintln!("control-local objects in {}", blobs.root().display());
+        let core = Rc::new(Core::new(db, blobs, SystemClock, os_random(), config));
         serve(listener, core, limits, true, shutdown_signal()).await;
         eprintln!("control-local stopped");
         Ok(())

@@ -7,6 +7,7 @@
 //! (its own key); a file of cards is put in dependency order, and checked for cycles, by
 //! whoever creates them (`node-agent tasks import`).
 
+use super::blobs::Blobs;
 use serde_json::json;
 use shared::scope;
 use shared::wire::Task;
@@ -118,8 +119,8 @@ fn string_list(row: &Row, column: &str) -> ApiResult<Vec<String>> {
 }
 
 /// Resolves the card's dependencies and finds its write-scope conflicts (one batch of reads).
-pub async fn resolve<D: Db, C: Clock, R: Random>(
-    core: &Core<D, C, R>,
+pub async fn resolve<D: Db, C: Clock, R: Random, B: Blobs>(
+    core: &Core<D, C, R, B>,
     repo: &str,
     card: &CardInput,
     base_ref: &str,

@@ -12,6 +12,9 @@ pub const CONTROLLER_LIVENESS_ENV_VAR: &str = "CONTROL_API_CONTROLLER_LIVENESS_S
 pub const STEP_HEARTBEAT_TTL_ENV_VAR: &str = "CONTROL_API_STEP_HEARTBEAT_TTL_SEC";
 pub const HOST_LOST_AFTER_ENV_VAR: &str = "CONTROL_API_HOST_LOST_AFTER_SEC";
 pub const SYNC_IDLE_ENV_VAR: &str = "CONTROL_API_SYNC_IDLE_MS";
+pub const LOG_RETENTION_ENV_VAR: &str = "CONTROL_API_LOG_RETENTION_DAYS";
+pub const EVENT_RETENTION_ENV_VAR: &str = "CONTROL_API_EVENT_RETENTION_DAYS";
+pub const COMPACT_AFTER_ENV_VAR: &str = "CONTROL_API_COMPACT_AFTER_SEC";
 
 #[derive(Clone, Default)]
 pub struct Config {
@@ -30,6 +33,14 @@ pub struct Config {
     pub host_lost_after_sec: i64,
     /// The `next_sync_ms` of an idle agent (SPEC §14): what an idle fleet costs.
     pub sync_idle_ms: i64,
+    /// A finished run's output (its log objects and moved checkpoints) is deleted this many
+    /// days after the run finished (SPEC §17).
+    pub log_retention_days: i64,
+    /// Events of the feed are deleted this many days after they happened.
+    pub event_retention_days: i64,
+    /// A run is compacted this long after it finished: the grace in which a late upload of a
+    /// finished run is still stored as a row.
+    pub compact_after_sec: i64,
 }
 
 // Tokens are secrets: Debug shows only whether each one is set.
@@ -92,6 +103,9 @@ impl Config {
         let default_step_heartbeat_ttl_sec = read_seconds(&read, STEP_HEARTBEAT_TTL_ENV_VAR, 60)?;
         let host_lost_after_sec = read_seconds(&read, HOST_LOST_AFTER_ENV_VAR, 600)?;
         let sync_idle_ms = read_number(&read, SYNC_IDLE_ENV_VAR, 200, 600_000, 10_000, "milliseconds")?;
+        let log_retention_days = read_number(&read, LOG_RETENTION_ENV_VAR, 1, 36_500, 90, "days")?;
+        let event_retention_days = read_number(&read, EVENT_RETENTION_ENV_VAR, 1, 36_500, 30, "days")?;
+        let compact_after_sec = read_number(&read, COMPACT_AFTER_ENV_VAR, 0, 86_400, 300, "seconds")?;
         Ok((
             Config {
                 role_tokens,
@@ -104,6 +118,9 @@ impl Config {
                 default_step_heartbeat_ttl_sec,
                 host_lost_after_sec,
                 sync_idle_ms,
+                log_retention_days,
+                event_retention_days,
+                compact_after_sec,
             },
             warnings,
         ))

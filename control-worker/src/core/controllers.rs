@@ -1,5 +1,6 @@
 //! `controllers.heartbeat` (upsert + liveness) and `controllers.list`.
 
+use super::blobs::Blobs;
 use shared::status::ControllerRole;
 use shared::wire::{ControllerHeartbeatResponse, ControllersList};
 
@@ -87,7 +88,7 @@ pub(super) fn controller_facts(call: &Call<'_>, fields: &Fields<'_>, id_field: &
 
 pub const SELECT_CONTROLLERS_SQL: &str = concat!("SELECT ", controller_columns!(), " FROM controllers ORDER BY controller_id");
 
-pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn heartbeat<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let facts = controller_facts(call, &fields, "controller_id")?;
@@ -102,7 +103,7 @@ pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &
     Reply::ok(&ControllerHeartbeatResponse { controller, mode })
 }
 
-pub async fn list<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn list<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let rows = core.db.query(Statement::new(SELECT_CONTROLLERS_SQL, vec![])).await?;
     let liveness = core.config.controller_liveness_sec;
     let controllers = rows.iter().map(|row| records::controller(row, call.now, liveness)).collect::<Result<Vec<_>, _>>()?;

@@ -64,3 +64,15 @@ impl From<DbError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<super::blobs::BlobError> for ApiError {
+    fn from(error: super::blobs::BlobError) -> Self {
+        ApiError::internal(error.to_string())
+    }
+}
+
+impl From<super::log_object::ObjectFormatError> for ApiError {
+    fn from(error: super::log_object::ObjectFormatError) -> Self {
+        ApiError::internal(error.to_string())
+    }
+}

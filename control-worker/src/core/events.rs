@@ -3,6 +3,7 @@
 //! delivered, so the next leader goes on from there. The events themselves are written by the
 //! triggers of migration 0007, in the same transaction as what they tell.
 
+use super::blobs::Blobs;
 use shared::wire::EventPage;
 
 use super::clock::{Clock, Random};
@@ -59,7 +60,7 @@ const LAST_EVENTS_SQL: &str = "SELECT event_id, kind, task_id, subject, message,
 
 /// `?after=N&limit=L`: the events after `N`, oldest first; `?last=L`: the newest `L`, oldest
 /// first (where a watcher starts).
-pub async fn list<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn list<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let params = parse_query(&call.request.query);
     let after = query_i64(&params, "after", 0, 0, MAX_SAFE_INTEGER)?;
     let limit = query_i64(&params, "limit", 100, 1, 500)?;

@@ -20,6 +20,7 @@
 //! once and died does not starve the standby, and a standby never takes a live lease from
 //! anyone: no flapping.
 
+use super::blobs::Blobs;
 use shared::status::LeaseOperation;
 use shared::wire::{LeaderAcquireResponse, LeaderReleaseResponse, Lease};
 use shared::ErrorCode;
@@ -131,7 +132,7 @@ pub(super) fn release_statements(controller_id: &str, term: Option<i64>, now: i6
     vec![Statement::new(RELEASE_SQL, vec![controller_id.into(), now.into(), term.into()]), Statement::new(SELECT_LEASE_SQL, vec![])]
 }
 
-pub async fn acquire<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn acquire<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
@@ -153,7 +154,7 @@ pub async fn acquire<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Ca
     })
 }
 
-pub async fn release<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn release<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;

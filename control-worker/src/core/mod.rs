@@ -1,6 +1,7 @@
 //! The platform-free control plane: `Core::handle(ApiRequest) -> ApiResponse`.
 //!
 //! - [`db`]: the SQL-level storage trait (query / batch) and its values and rows.
+//! - [`blobs`]: the object-storage port beside it (put / ranged get / delete / list).
 //! - [`clock`]: the `Clock` and `Random` traits, a manual clock, id generation.
 //! - [`config`]: configuration read from env-style names (Worker env or process env).
 //! - [`auth`]: bearer token → principal; node-bound tokens; constant-time comparison.
@@ -26,12 +27,18 @@
 //! - [`rounds`]: agent rounds: the next round's steps after a failed acceptance step or a
 //!   reviewer's reject with retry.
 //! - [`console`]: the admin console page and script, served at `/`.
+//! - [`log_object`]: the format of a compacted stream (gzip members, a block index).
+//! - [`log_pages`]: `tasks.logs`: one page across live rows and compacted objects.
+//! - [`compaction`]: one finished run's output into objects, verified before its rows go.
+//! - [`maintenance`]: storage upkeep in bounded slices: compaction, retention (SPEC §17).
 //!
 //! The core knows neither `worker` nor `rusqlite`, reads no clock and does no I/O except
-//! through the `Db` trait: that is what lets it run unchanged in the Worker and natively.
+//! through the `Db` and `Blobs` traits: that is what lets it run unchanged in the Worker and natively.
 
 pub mod auth;
+pub mod blobs;
 pub mod cards;
+pub mod compaction;
 pub mod clock;
 pub mod config;
 pub mod console;
@@ -43,6 +50,9 @@ pub mod grants;
 pub mod http;
 pub mod input;
 pub mod lease;
+pub mod log_object;
+pub mod log_pages;
+pub mod maintenance;
 pub mod planning;
 pub mod quota;
 pub mod reap;
@@ -66,15 +76,17 @@ use shared::routes::{resolve, PathParams, Resolution, Route};
 use shared::{Action, ErrorCode};
 
 use self::auth::{authenticate, Principal};
+use self::blobs::Blobs;
 use self::clock::{new_id, Clock, Random};
 use self::config::Config;
 use self::db::Db;
 use self::error::{ApiError, ApiResult};
 use self::http::{cors_headers, preflight_headers, sanitize_request_id, ApiRequest, ApiResponse};
 
-/// The control plane over one database, clock and source of randomness.
-pub struct Core<D, C, R> {
+/// The control plane over one database, object store, clock and source of randomness.
+pub struct Core<D, C, R, B> {
     pub db: D,
+    pub blobs: B,
     pub clock: C,
     pub random: R,
     pub config: Config,
@@ -119,9 +131,9 @@ impl Reply {
     }
 }
 
-impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
-    pub fn new(db: D, clock: C, random: R, config: Config) -> Self {
-        Core { db, clock, random, config }
+impl<D: Db, C: Clock, R: Random, B: Blobs> Core<D, C, R, B> {
+    pub fn new(db: D, blobs: B, clock: C, random: R, config: Config) -> Self {
+        Core { db, blobs, clock, random, config }
     }
 
     pub fn now(&self) -> i64 {
@@ -286,7 +298,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::TasksReport => report::read(self, call).await,
             Action::TasksClaim => planning::claim(self, call).await,
             Action::TasksPlan => planning::plan(self, call).await,
-            Action::TasksLogsRead => tasks::read_logs(self, call).await,
+            Action::TasksLogsRead => log_pages::read(self, call).await,
             Action::StepsClaim => steps::claim(self, call).await,
             Action::StepsHeartbeat => steps::heartbeat(self, call).await,
             Action::StepsCheckpoint => steps::checkpoint(self, call).await,
@@ -299,6 +311,7 @@ impl<D: Db, C: Clock, R: Random> Core<D, C, R> {
             Action::SystemResume => system::change_mode(self, call, shared::status::SystemMode::Running).await,
             Action::SystemDrain => system::change_mode(self, call, shared::status::SystemMode::Draining).await,
             Action::SystemState => system::state(self, call).await,
+            Action::SystemMaintain => maintenance::maintain_now(self, call).await,
             Action::AccountsResume => quota::resume(self, call).await,
             Action::EventsList => events::list(self, call).await,
             Action::AgentsSync => sync::sync(self, call).await,

@@ -1,6 +1,7 @@
 //! The leader's claim and plan of queued tasks (`tasks.claim`, `tasks.plan`, and the same in
 //! `agents.sync`), every write fenced by the leader's term.
 
+use super::blobs::Blobs;
 use serde_json::{json, Value};
 use shared::status::{StepKind, SystemMode, TaskStatus};
 use shared::wire::{Task, TaskDetail, TasksClaimed};
@@ -94,7 +95,7 @@ const INSERT_STEPS_SQL: &str = "INSERT INTO steps (step_id, task_id, step_index,
        ELSE json_extract(s.value, '$.metadata_json') END \
      FROM tasks t, json_each(?2) s WHERE t.task_id = ?1 AND t.plan_id = ?4";
 
-pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn claim<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;
@@ -219,7 +220,7 @@ fn plan_refused(task: &Task) -> ApiError {
     .with_detail("status", task.status.as_str())
 }
 
-pub async fn plan<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn plan<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let task_id = call.param("task_id");
     let body = call.body(false)?;
     let fields = Fields::new(&body);

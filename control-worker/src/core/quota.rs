@@ -5,6 +5,7 @@
 //! under it is granted an agent step; at the reset the leader makes the waiting steps ready
 //! again (on their task's host); `accounts.resume` ends a wait early.
 
+use super::blobs::Blobs;
 use shared::wire::AccountResumed;
 
 use super::clock::{Clock, Random};
@@ -89,7 +90,7 @@ const RESUME_ACCOUNT_SQL: &str = "UPDATE accounts SET parked_until = ?2, resumed
      WHERE account = ?1 AND parked_until > ?2 RETURNING account";
 const READY_STEPS_OF_ACCOUNT_SQL: &str = "UPDATE steps SET status = 'ready', ready_at = ?2, waiting_account = NULL \
      WHERE waiting_account = ?1 AND status = 'waiting_quota' RETURNING step_id";
-pub async fn resume<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn resume<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let account = call.param("account");
     call.body(true)?;
     let results = core

@@ -3,6 +3,7 @@
 //! and tasks whose assigned host was lost (SPEC §11), which start over on any host. One batch,
 //! every statement fenced by the leader's term; `agents.sync` runs the same statements.
 
+use super::blobs::Blobs;
 use shared::status::StepStatus;
 use shared::wire::{ReapedStep, StepsReaped};
 
@@ -137,7 +138,7 @@ pub(super) fn reaped(results: &[Vec<Row>], offset: usize, plan: &ReapStatements)
     Ok(StepsReaped { reaped, requeued_tasks: task_ids(&results[plan.requeued])?, restarted_tasks: task_ids(&results[plan.restarted])? })
 }
 
-pub async fn reap<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn reap<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let controller_id = call.principal.acting_node("controller_id", fields.opt_node_id("controller_id")?)?;

@@ -255,6 +255,7 @@ pub fn checkpoint(row: &Row) -> Result<Checkpoint, DbError> {
         size: row.i64("size")?,
         sha256: row.text("sha256")?,
         created_at: row.i64("created_at")?,
+        content_expired: false,
     })
 }
 

@@ -4,6 +4,7 @@
 //! is the last agent step's summary (or the last step's, without an agent step). `tasks.read`
 //! carries it; `tasks.report` answers it with the same as markdown.
 
+use super::blobs::Blobs;
 use shared::status::{StepKind, StepStatus};
 use shared::wire::{AgentReport, Step, Task, TaskReport, TaskReportPage};
 
@@ -103,7 +104,7 @@ pub fn markdown(task: &Task, report: &TaskReport) -> String {
     )
 }
 
-pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn read<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let task_id = call.param("task_id");
     let results = core
         .db

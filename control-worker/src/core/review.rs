@@ -7,6 +7,7 @@
 //! feedback (SPEC §13), while its rounds last; otherwise the task fails, and the answer says
 //! which (`retried`).
 
+use super::blobs::Blobs;
 use shared::status::TaskStatus;
 use shared::wire::TaskReviewed;
 
@@ -33,8 +34,8 @@ const RESUME_WITH_ROUND_SQL: &str = "UPDATE tasks SET status = 'running', finish
 /// A decision on a task in review: recorded, then `round` (statements that may start the next
 /// round and resume the task) tried, then `status` if the task is still in review. The task as
 /// it stands after, and whether it runs another round.
-async fn decide<D: Db, C: Clock, R: Random>(
-    core: &Core<D, C, R>,
+async fn decide<D: Db, C: Clock, R: Random, B: Blobs>(
+    core: &Core<D, C, R, B>,
     call: &Call<'_>,
     status: TaskStatus,
     kind: &str,
@@ -59,7 +60,7 @@ async fn decide<D: Db, C: Clock, R: Random>(
     Ok((task, resumed))
 }
 
-pub async fn approve<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn approve<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(true)?;
     let fields = Fields::new(&body);
     let comment = fields.opt_str("comment", MAX_TEXT_LEN)?;
@@ -72,7 +73,7 @@ pub async fn approve<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Ca
     Reply::ok(&TaskReviewed { decision: "approved".into(), reason: comment, retried: false, task })
 }
 
-pub async fn reject<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn reject<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let reason = fields.str("reason", MAX_TEXT_LEN)?;

@@ -6,6 +6,8 @@
 //! and is accepted only while that run is the step's current one, so a late answer from a lost
 //! attempt is refused in SQL and can never be counted twice.
 
+use super::blobs::{Blobs, ByteRange};
+use super::log_object::gunzip;
 use shared::status::{StepStatus, SystemMode, TaskStatus};
 use shared::wire::{CheckpointStored, Run, RunDetail, Step, StepHeartbeatResponse, StepLogsStored, StepSettled, StepsClaimed};
 use shared::ErrorCode;
@@ -22,7 +24,12 @@ use super::{Call, Core, Reply};
 
 pub(super) const SELECT_STEP_SQL: &str = concat!("SELECT ", step_columns!(), " FROM steps WHERE step_id = ?1");
 pub(super) const SELECT_RUN_SQL: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE run_id = ?1");
-const SELECT_RUN_CHECKPOINTS_SQL: &str = concat!("SELECT ", checkpoint_columns!(), " FROM checkpoints WHERE run_id = ?1 ORDER BY seq");
+const SELECT_RUN_CHECKPOINTS_SQL: &str = concat!(
+    "SELECT ",
+    checkpoint_columns!(),
+    ", blob_key, blob_offset, blob_length, (SELECT logs_expired_at FROM runs WHERE run_id = ?1) AS logs_expired_at \
+     FROM checkpoints WHERE run_id = ?1 ORDER BY seq"
+);
 pub(super) const TASK_STATUS_OF_STEP_SQL: &str = "SELECT status FROM tasks WHERE task_id = (SELECT task_id FROM steps WHERE step_id = ?1)";
 
 fn step_not_found(step_id: &str) -> ApiError {
@@ -69,8 +76,8 @@ fn owned(results: &[Vec<Row>], at: usize, step_id: &str, run_id: &str, worker_id
 
 /// Reads a step and a run and checks that the run is this worker's run of this step (the cold
 /// path that explains a refusal).
-async fn load_owned<D: Db, C: Clock, R: Random>(
-    core: &Core<D, C, R>,
+async fn load_owned<D: Db, C: Clock, R: Random, B: Blobs>(
+    core: &Core<D, C, R, B>,
     step_id: &str,
     run_id: &str,
     worker_id: &str,
@@ -82,7 +89,7 @@ async fn load_owned<D: Db, C: Clock, R: Random>(
     owned(&results, 0, step_id, run_id, worker_id)
 }
 
-pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn claim<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let worker_id = call.principal.acting_node("worker_id", fields.opt_node_id("worker_id")?)?;
@@ -106,7 +113,7 @@ pub async fn claim<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call
     Reply::ok(&StepsClaimed { steps: grants::claimed_steps(&results, 1)?, mode })
 }
 
-pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn heartbeat<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let step_id = call.param("step_id");
     let body = call.body(false)?;
     let fields = Fields::new(&body);
@@ -129,7 +136,7 @@ pub async fn heartbeat<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &
     })
 }
 
-pub async fn checkpoint<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn checkpoint<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let step_id = call.param("step_id");
     let body = call.body(false)?;
     let fields = Fields::new(&body);
@@ -153,7 +160,7 @@ pub async fn checkpoint<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: 
     Reply::with_status(if created { 201 } else { 200 }, &CheckpointStored { run_id, seq, created })
 }
 
-pub async fn logs<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn logs<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let step_id = call.param("step_id");
     let body = call.body(false)?;
     let fields = Fields::new(&body);
@@ -186,7 +193,7 @@ fn read_back(step_id: &str, run_id: &str) -> [Statement; 3] {
     ]
 }
 
-pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn complete<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let step_id = call.param("step_id");
     let body = call.body(false)?;
     let fields = Fields::new(&body);
@@ -204,7 +211,7 @@ pub async fn complete<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
     Reply::ok(&StepSettled { step, run, task_status, requeued: false })
 }
 
-pub async fn fail<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn fail<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let step_id = call.param("step_id");
     let body = call.body(false)?;
     let fields = Fields::new(&body);
@@ -224,7 +231,7 @@ pub async fn fail<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<
     Reply::ok(&StepSettled { step, run, task_status, requeued })
 }
 
-pub async fn read_run<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn read_run<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let run_id = call.param("run_id");
     let results = core
         .db
@@ -234,5 +241,24 @@ pub async fn read_run<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &C
         let shown = super::auth::shown(run_id);
         ApiError::new(ErrorCode::RunNotFound, format!("no run {shown}")).with_detail("run_id", shown)
     })?;
-    Reply::ok(&RunDetail { run, checkpoints: records::all(&results[1], records::checkpoint)? })
+    let mut checkpoints = Vec::with_capacity(results[1].len());
+    for row in &results[1] {
+        let mut checkpoint = records::checkpoint(row)?;
+        if let Some(key) = row.opt_text("blob_key")? {
+            // Moved to object storage by compaction (SPEC §17); gone once retention expired it.
+            let range = ByteRange { offset: row.i64("blob_offset")? as u64, length: row.i64("blob_length")? as u64 };
+            match row.opt_i64("logs_expired_at")? {
+                Some(_) => checkpoint.content_expired = true,
+                None => match core.blobs.get(&key, Some(range)).await? {
+                    Some(member) => {
+                        checkpoint.content = String::from_utf8(gunzip(&member)?)
+                            .map_err(|_| ApiError::internal(format!("checkpoint object {key}: content is not UTF-8")))?
+                    }
+                    None => checkpoint.content_expired = true,
+                },
+            }
+        }
+        checkpoints.push(checkpoint);
+    }
+    Reply::ok(&RunDetail { run, checkpoints })
 }

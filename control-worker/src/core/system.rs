@@ -1,5 +1,6 @@
 //! Fleet mode (`system.pause` / `resume` / `drain`, each recorded) and `system.state`.
 
+use super::blobs::Blobs;
 use serde_json::{Map, Value};
 use shared::status::{StepStatus, SystemMode, TaskStatus};
 use shared::wire::{SystemChanged, SystemState};
@@ -29,7 +30,7 @@ const COUNT_TASKS_SQL: &str = "SELECT status, COUNT(*) AS n FROM tasks GROUP BY 
 const COUNT_STEPS_SQL: &str = "SELECT status, COUNT(*) AS n FROM steps GROUP BY status";
 const RECENT_CHANGES_SQL: &str = concat!("SELECT ", mode_change_columns!(), " FROM mode_changes ORDER BY change_id DESC LIMIT 20");
 
-pub async fn change_mode<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>, mode: SystemMode) -> ApiResult<Reply> {
+pub async fn change_mode<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>, mode: SystemMode) -> ApiResult<Reply> {
     let body = call.body(true)?;
     let fields = Fields::new(&body);
     let reason = fields.opt_str("reason", MAX_SHORT_TEXT_LEN)?;
@@ -75,7 +76,7 @@ fn count_of(counts: &Map<String, Value>, status: &str) -> i64 {
     counts.get(status).and_then(Value::as_i64).unwrap_or(0)
 }
 
-pub async fn state<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn state<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let results = core
         .db
         .batch(vec![

@@ -1,20 +1,21 @@
 //! Task routes: create (with Idempotency-Key), list, read, cancel, and reading a task's logs.
 //! (The leader's claim and plan are in [`super::planning`].)
 
+use super::blobs::Blobs;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::ids::{branch_name_for, repo_location};
-use shared::status::{DeliveryMode, LogStream, StepStatus, TaskStatus, TaskType};
-use shared::wire::{LogPage, Step, Task, TaskCanceled, TaskCreated, TaskDetail, TaskPage, UsageTotal};
+use shared::status::{DeliveryMode, StepStatus, TaskStatus, TaskType};
+use shared::wire::{Step, Task, TaskCanceled, TaskCreated, TaskDetail, TaskPage, UsageTotal};
 use shared::ErrorCode;
 
 use super::auth::encode_hex;
 use super::cards;
 use super::clock::{Clock, Random};
-use super::db::{Db, Statement, MAX_SAFE_INTEGER};
+use super::db::{Db, Statement};
 use super::error::{ApiError, ApiResult};
 use super::input::{parse_query, query_enum, query_i64, query_param, Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
-use super::records::{self, log_chunk_columns, run_columns, step_columns, task_columns, task_event_columns};
+use super::records::{self, run_columns, step_columns, task_columns, task_event_columns};
 use super::rounds;
 use super::waiting;
 use super::{Call, Core, Reply};
@@ -66,20 +67,14 @@ const CANCEL_STEPS_SQL: &str = "UPDATE steps SET status = 'canceled', finished_a
      WHERE task_id = ?1 AND status IN ('pending', 'ready', 'claimed', 'running', 'waiting_quota') \
        AND (SELECT status FROM tasks WHERE task_id = ?1) = 'canceled'";
 
-const TASK_EXISTS_SQL: &str = "SELECT task_id FROM tasks WHERE task_id = ?1";
-const READ_LOGS_SQL: &str = concat!(
-    "SELECT ",
-    log_chunk_columns!(),
-    " FROM log_chunks WHERE task_id = ?1 AND cursor > ?2 AND (?3 IS NULL OR step_id = ?3) \
-       AND (?4 IS NULL OR run_id = ?4) AND (?5 IS NULL OR stream = ?5) ORDER BY cursor LIMIT ?6"
-);
+pub(super) const TASK_EXISTS_SQL: &str = "SELECT task_id FROM tasks WHERE task_id = ?1";
 
 pub(super) fn task_not_found(task_id: &str) -> ApiError {
     let shown = super::auth::shown(task_id);
     ApiError::new(ErrorCode::TaskNotFound, format!("no task {shown}")).with_detail("task_id", shown)
 }
 
-pub async fn create<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn create<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let repo = fields.str("repo", MAX_SHORT_TEXT_LEN)?;
@@ -207,7 +202,7 @@ fn created_reply(task: Task, replayed: bool) -> ApiResult<Reply> {
     Ok(reply)
 }
 
-pub async fn list<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn list<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let params = parse_query(&call.request.query);
     let status = query_enum(&params, "status", TaskStatus::parse, &TaskStatus::choices())?;
     let limit = query_i64(&params, "limit", 50, 1, 200)?;
@@ -251,7 +246,7 @@ const READY_STEPS_SQL: &str = concat!(
 
 /// Sets the `waiting_reason` of the queued and running tasks of a page, from one more batch
 /// (none when the page has no such task).
-async fn explain_waiting<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, tasks: &mut [Task], now: i64) -> ApiResult<()> {
+async fn explain_waiting<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, tasks: &mut [Task], now: i64) -> ApiResult<()> {
     let waiting: Vec<&str> = tasks
         .iter()
         .filter(|task| matches!(task.status, TaskStatus::Queued | TaskStatus::Running))
@@ -272,7 +267,7 @@ async fn explain_waiting<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, tasks
     Ok(())
 }
 
-pub async fn read<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn read<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let task_id = call.param("task_id");
     let results = core
         .db
@@ -317,7 +312,7 @@ pub fn current_step_index(steps: &[Step]) -> Option<i64> {
     active.or_else(last_ran).or(steps.first()).map(|step| step.step_index)
 }
 
-pub async fn cancel<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn cancel<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let task_id = call.param("task_id");
     let body = call.body(true)?;
     let fields = Fields::new(&body);
@@ -347,36 +342,4 @@ pub async fn cancel<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Cal
     let runs_told_to_stop =
         if canceled_now { results[1].iter().filter_map(|row| row.opt_text("current_run_id").ok().flatten()).collect() } else { Vec::new() };
     Reply::ok(&TaskCanceled { task, runs_told_to_stop })
-}
-
-pub async fn read_logs<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
-    let task_id = call.param("task_id");
-    let params = parse_query(&call.request.query);
-    let after = query_i64(&params, "after", 0, 0, MAX_SAFE_INTEGER)?;
-    let limit = query_i64(&params, "limit", 500, 1, 1000)?;
-    let stream = query_enum(&params, "stream", LogStream::parse, &LogStream::choices())?;
-    let text_filter = |name: &str| query_param(&params, name).filter(|value| !value.is_empty()).map(str::to_string);
-    let results = core
-        .db
-        .batch(vec![
-            Statement::new(TASK_EXISTS_SQL, vec![task_id.into()]),
-            Statement::new(
-                READ_LOGS_SQL,
-                vec![
-                    task_id.into(),
-                    after.into(),
-                    text_filter("step_id").into(),
-                    text_filter("run_id").into(),
-                    stream.map(|stream| stream.as_str()).into(),
-                    limit.into(),
-                ],
-            ),
-        ])
-        .await?;
-    if results[0].is_empty() {
-        return Err(task_not_found(task_id));
-    }
-    let chunks = records::all(&results[1], records::log_chunk)?;
-    let next_cursor = chunks.last().map_or(after, |chunk| chunk.cursor);
-    Reply::ok(&LogPage { chunks, next_cursor })
 }

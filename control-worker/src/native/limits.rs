@@ -12,6 +12,7 @@ pub const BODY_TIMEOUT_ENV_VAR: &str = "CONTROL_API_BODY_TIMEOUT_SEC";
 pub const BODY_MIN_RATE_ENV_VAR: &str = "CONTROL_API_BODY_MIN_BYTES_PER_SEC";
 pub const IDLE_TIMEOUT_ENV_VAR: &str = "CONTROL_API_IDLE_TIMEOUT_SEC";
 pub const MAX_CONNECTIONS_ENV_VAR: &str = "CONTROL_API_MAX_CONNECTIONS";
+pub const MAINTENANCE_INTERVAL_ENV_VAR: &str = "CONTROL_API_MAINTENANCE_INTERVAL_SEC";
 
 /// More headers than this answer 431 (as an envelope up to [`PARSED_HEADERS`]).
 pub const MAX_HEADERS: usize = 100;
@@ -31,6 +32,9 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Connections beyond this are answered 503 and closed at once, not queued.
     pub max_connections: usize,
+    /// How often the server runs storage upkeep (compaction and retention, SPEC §17); `None`
+    /// (the variable set to 0) turns the timer off.
+    pub maintenance_interval: Option<Duration>,
 }
 
 impl Default for ServerLimits {
@@ -41,6 +45,7 @@ impl Default for ServerLimits {
             body_min_bytes_per_sec: 16 * 1024,
             idle_timeout: Duration::from_secs(30),
             max_connections: 128,
+            maintenance_interval: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -65,6 +70,10 @@ impl ServerLimits {
             idle_timeout: seconds(IDLE_TIMEOUT_ENV_VAR, defaults.idle_timeout)?,
             max_connections: read_number(&lookup, MAX_CONNECTIONS_ENV_VAR, 1, 100_000, defaults.max_connections as i64, "connections")?
                 as usize,
+            maintenance_interval: match read_number(&lookup, MAINTENANCE_INTERVAL_ENV_VAR, 0, 86_400, 300, "seconds")? {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds as u64)),
+            },
         })
     }
 

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_agent_rounds.sql", include_str!("../../../migrations/0005_agent_rounds.sql")),
     ("0006_usage_limits.sql", include_str!("../../../migrations/0006_usage_limits.sql")),
     ("0007_event_feed.sql", include_str!("../../../migrations/0007_event_feed.sql")),
+    ("0008_object_storage.sql", include_str!("../../../migrations/0008_object_storage.sql")),
 ];
 
 /// wrangler's ledger table, created with wrangler's very text (the name quoted), so that the

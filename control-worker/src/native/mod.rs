@@ -7,15 +7,20 @@
 //! - [`connection`]: one connection within the limits; requests screened before their body.
 //! - [`limits`]: header, body and idle timeouts, the connection cap; defaults and overrides.
 //! - [`meter`]: requests per route and rows written, for the budget benchmark.
+//! - [`files`]: the core's `Blobs` on files beside the database (temp file + rename).
+//! - [`upkeep`]: the timer that runs storage upkeep (compaction, retention) beside the server.
 
 pub mod connection;
+pub mod files;
 pub mod limits;
 pub mod meter;
 pub mod migrate;
 pub mod server;
 pub mod sqlite;
 pub mod system;
+pub mod upkeep;
 
+pub use files::FileBlobs;
 pub use limits::ServerLimits;
 pub use meter::Meter;
 pub use server::{serve, serve_with, start_in_thread, RunningServer, ServerOptions};

@@ -24,7 +24,7 @@ use crate::core::clock::{Clock, Random};
 use crate::core::config::Config;
 use crate::core::http::{ApiRequest, ApiResponse};
 use crate::core::Core;
-use crate::native::SqliteDb;
+use crate::native::{FileBlobs, SqliteDb};
 
 pub struct ServerOptions {
     pub listen: SocketAddr,
@@ -57,7 +57,7 @@ impl ServerOptions {
 /// before its body is read. Must run inside a `LocalSet`.
 pub async fn serve<C, R>(
     listener: TcpListener,
-    core: Rc<Core<SqliteDb, C, R>>,
+    core: Rc<Core<SqliteDb, C, R, FileBlobs>>,
     limits: ServerLimits,
     access_log: bool,
     shutdown: impl Future<Output = ()>,
@@ -72,7 +72,7 @@ pub async fn serve<C, R>(
 /// given.
 async fn serve_counted<C, R>(
     listener: TcpListener,
-    core: Rc<Core<SqliteDb, C, R>>,
+    core: Rc<Core<SqliteDb, C, R, FileBlobs>>,
     limits: ServerLimits,
     access_log: bool,
     meter: Option<std::sync::Arc<super::Meter>>,
@@ -95,11 +95,15 @@ async fn serve_counted<C, R>(
             }
         }
     };
+    let upkeep = limits.maintenance_interval.map(|interval| tokio::task::spawn_local(super::upkeep::run_timer(core.clone(), interval, true)));
     let screen = move |head: ApiRequest, declared_length: Option<u64>| {
         let core = core.clone();
         async move { core.screen(&head, declared_length).await }
     };
-    serve_with(listener, handler, screen, limits, access_log, shutdown).await
+    serve_with(listener, handler, screen, limits, access_log, shutdown).await;
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
 }
 
 /// How long the accept loop waits after the `failures`-th accept error in a row (out of file
@@ -220,7 +224,7 @@ impl Drop for RunningServer {
     }
 }
 
-/// Opens the database (migrating it), binds `options.listen` and serves on a new thread.
+/// Opens the database (migrating it) and the object files beside it, binds `options.listen` and serves on a new thread.
 pub fn start_in_thread<C, R>(options: ServerOptions, clock: C, random: R) -> Result<RunningServer, String>
 where
     C: Clock + Send + 'static,
@@ -256,7 +260,8 @@ where
                 };
                 let addr = listener.local_addr().unwrap_or(options.listen);
                 let _ = ready_tx.send(Ok(addr));
-                let core = Rc::new(Core::new(db, clock, random, options.config));
+                let blobs = FileBlobs::beside(&options.db_path);
+                let core = Rc::new(Core::new(db, blobs, clock, random, options.config));
                 let shutdown = async {
                     let _ = shutdown_rx.await;
                 };

@@ -1,6 +1,7 @@
 //! SPEC §2 conventions.
 
 use control_worker::core::clock::{ManualClock, SeededRandom};
+use control_worker::core::blobs::MemoryBlobs;
 use control_worker::core::config::Config;
 use control_worker::core::db::{Db, DbError, Row, Statement};
 use control_worker::core::http::ApiRequest;
@@ -298,7 +299,7 @@ impl Db for BrokenDb {
 fn unexpected_faults_answer_500_internal_error_without_internals() {
     let env = test_env();
     let (config, _) = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-    let core = Core::new(BrokenDb, ManualClock::new(START_TIME), SeededRandom::new(1), config);
+    let core = Core::new(BrokenDb, MemoryBlobs::new(), ManualClock::new(START_TIME), SeededRandom::new(1), config);
     let request = ApiRequest {
         method: "GET".into(),
         path: "/v1/system/state".into(),

@@ -30,6 +30,7 @@ fn short_limits() -> ServerLimits {
         body_min_bytes_per_sec: 1024,
         idle_timeout: Duration::from_secs(2),
         max_connections: 64,
+        maintenance_interval: None,
     }
 }
 

@@ -15,6 +15,7 @@
 //! - `races`: concurrent step claimers, late completion from a reaped attempt.
 //! - `process`: the `control-local` binary: restart on an existing database, signals, logs.
 //! - `round_trips`: database round trips per route (hot routes: exactly one).
+//! - `storage`: SPEC §17: compaction into objects, pages across the boundary, retention, races.
 //! - `sync`: SPEC §14: `agents.sync`, one batch per agent tick: fencing, stale runs, the budget.
 //! - `tidy`: invariants of the source tree (no BEGIN/COMMIT, core free of I/O, migrations).
 //! - `unattended`: SPEC §13: unattended waves: creation warnings, `allow_no_change`.
@@ -35,6 +36,7 @@ mod openapi;
 mod process;
 mod races;
 mod round_trips;
+mod storage;
 mod sync;
 mod sync_pace;
 mod tidy;

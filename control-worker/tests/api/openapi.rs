@@ -44,6 +44,7 @@ fn bodies(action: Action, generator: &mut SchemaGenerator) -> (Option<Value>, bo
         RunsRead => (None, false, schema::<RunDetail>(generator)),
         SystemPause | SystemResume | SystemDrain => (Some(schema::<ChangeReason>(generator)), true, schema::<SystemChanged>(generator)),
         SystemState => (None, false, schema::<shared::wire::SystemState>(generator)),
+        SystemMaintain => (None, false, schema::<shared::wire::MaintenanceReport>(generator)),
         AccountsResume => (None, false, schema::<shared::wire::AccountResumed>(generator)),
         EventsList => (None, false, schema::<shared::wire::EventPage>(generator)),
         AgentsSync => (Some(schema::<AgentSyncRequest>(generator)), false, schema::<AgentSyncResponse>(generator)),

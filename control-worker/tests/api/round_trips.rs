@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use control_worker::core::clock::{ManualClock, SeededRandom};
+use control_worker::core::blobs::MemoryBlobs;
 use control_worker::core::config::Config;
 use control_worker::core::db::{CountingDb, Db, Statement};
 use control_worker::core::http::ApiRequest;
@@ -41,7 +42,7 @@ pub type QueryPlan = (&'static str, Vec<String>);
 pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static str, Vec<QueryPlan>>) {
     let (config, _) = Config::from_pairs(&[("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN), ("BAA_SHARED_TOKEN", SERVICE)]).unwrap();
     let db = CountingDb::new(SqliteDb::open_in_memory().unwrap());
-    let core = Core::new(db, ManualClock::new(1_800_000_000), SeededRandom::new(7), config);
+    let core = Core::new(db, MemoryBlobs::new(), ManualClock::new(1_800_000_000), SeededRandom::new(7), config);
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut counts = BTreeMap::new();
     let mut plans = BTreeMap::new();

@@ -5,6 +5,7 @@
 use std::cell::Cell;
 
 use control_worker::core::clock::{Clock, SeededRandom};
+use control_worker::core::blobs::MemoryBlobs;
 use control_worker::core::config::Config;
 use control_worker::core::http::{ApiRequest, ApiResponse};
 use control_worker::core::Core;
@@ -57,7 +58,7 @@ impl Clock for TokioClock {
 }
 
 pub struct MemoryPlane {
-    pub core: Core<SqliteDb, TokioClock, SeededRandom>,
+    pub core: Core<SqliteDb, TokioClock, SeededRandom, MemoryBlobs>,
     /// When the control plane's clock read [`START`].
     pub started: Instant,
     down: Cell<bool>,
@@ -74,7 +75,7 @@ impl MemoryPlane {
         let db = SqliteDb::open_in_memory().expect("in-memory SQLite");
         let started = Instant::now();
         MemoryPlane {
-            core: Core::new(db, TokioClock { started }, SeededRandom::new(7), config),
+            core: Core::new(db, MemoryBlobs::new(), TokioClock { started }, SeededRandom::new(7), config),
             started,
             down: Cell::new(false),
             syncs: Cell::new(0),

@@ -178,7 +178,7 @@ impl World {
                 let old = self.core.take().expect("the control plane");
                 let clock = SimClock { started: self.started, offset_ms: self.offset_ms.clone() };
                 let random = SeededRandom::new(self.seed ^ self.sequence);
-                self.core = Some(Core::new(old.db, clock, random, self.config.clone()));
+                self.core = Some(Core::new(old.db, old.blobs, clock, random, self.config.clone()));
                 self.plane_down_until = self.plane_down_until.max(now + down_for);
                 self.note("plane", format!("restarting; back in {:.3} s", down_for.as_secs_f64()));
             }

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use control_worker::core::clock::{Clock, SeededRandom};
+use control_worker::core::blobs::MemoryBlobs;
 use control_worker::core::config::Config;
 use control_worker::core::Core;
 use control_worker::native::SqliteDb;
@@ -61,7 +62,7 @@ impl Clock for SimClock {
     }
 }
 
-pub(super) type SimCore = Core<SqliteDb, SimClock, SeededRandom>;
+pub(super) type SimCore = Core<SqliteDb, SimClock, SeededRandom, MemoryBlobs>;
 
 pub(super) enum Message {
     Request { agent: usize, life: u64, id: u64, request: Box<AgentSyncRequest> },
@@ -101,7 +102,7 @@ impl World {
         let started = Instant::now();
         let offset_ms = Rc::new(Cell::new(0));
         let db = SqliteDb::open_in_memory().expect("SQLite in memory");
-        let core = Core::new(db, SimClock { started, offset_ms: offset_ms.clone() }, SeededRandom::new(seed), config.clone());
+        let core = Core::new(db, MemoryBlobs::new(), SimClock { started, offset_ms: offset_ms.clone() }, SeededRandom::new(seed), config.clone());
         let agents = (0..agent_count)
             .map(|index| {
                 let dice = dice.clone();

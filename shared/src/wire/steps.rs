@@ -177,10 +177,14 @@ pub struct Checkpoint {
     pub seq: i64,
     pub checkpoint_type: CheckpointType,
     pub format: CheckpointFormat,
+    /// Empty when `content_expired`.
     pub content: String,
     pub size: i64,
     pub sha256: String,
     pub created_at: i64,
+    /// The content was moved to object storage and deleted there by log retention (SPEC §17).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_expired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

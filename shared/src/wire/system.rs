@@ -107,3 +107,32 @@ pub struct EventPage {
     /// The `after` to ask with next (the last event's id, or the one given).
     pub next_after: i64,
 }
+
+/// What one bounded slice of storage upkeep did (SPEC §17): `system.maintain`, and each run
+/// of the Worker's Cron Trigger or the native timer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct MaintenanceReport {
+    /// Finished runs whose output and large checkpoints moved to object storage.
+    pub compacted_runs: Vec<String>,
+    /// Log and checkpoint objects written (and verified).
+    pub objects_written: i64,
+    /// Bytes of log text and checkpoint content moved out of the database.
+    pub bytes_moved: i64,
+    /// Compressed bytes those objects hold.
+    pub object_bytes: i64,
+    /// Log chunk rows deleted once their object was verified.
+    pub log_rows_deleted: i64,
+    /// Runs whose output passed the log retention and was deleted.
+    pub expired_runs: Vec<String>,
+    pub objects_deleted: i64,
+    /// Events of the feed older than the event retention, deleted.
+    pub events_deleted: i64,
+    /// Database round trips and object-storage operations this slice made (bounded per slice).
+    pub db_queries: i64,
+    pub blob_operations: i64,
+    /// Work remains that did not fit in this slice: run another.
+    pub more: bool,
+    pub log_retention_days: i64,
+    pub event_retention_days: i64,
+}

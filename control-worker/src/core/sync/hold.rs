@@ -10,6 +10,7 @@
 //! Only a caller that asks (`hold_ms`, what its own request timeout allows) and has nothing
 //! else going on is held: no runs, no output, nothing granted, nothing deferred.
 
+use super::super::blobs::Blobs;
 use shared::wire::Lease;
 
 use super::super::clock::{Clock, Random};
@@ -47,7 +48,7 @@ pub fn hold_ms(facts: &HoldFacts) -> i64 {
 
 /// Holds for up to `hold_ms` while `lease` stands; the `next_sync_ms` to answer: 0 once the
 /// lease changed, otherwise what is left of `next_ms` after the hold.
-pub async fn hold<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, lease: &Lease, hold_ms: i64, next_ms: i64) -> ApiResult<i64> {
+pub async fn hold<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, lease: &Lease, hold_ms: i64, next_ms: i64) -> ApiResult<i64> {
     let mut waited = 0;
     let held_at = core.clock.now();
     while waited < hold_ms {

@@ -24,6 +24,7 @@ pub mod hold;
 mod input;
 pub mod pace;
 
+use super::blobs::Blobs;
 use shared::status::{LeaderWrites, LeaseOperation, LeaseWish, RunStatus, StepStatus, SystemMode, Verdict};
 use shared::wire::{AgentSyncResponse, ItemVerdict, Lease, LeaseDecision, StepsReaped};
 use shared::ErrorCode;
@@ -104,7 +105,7 @@ fn settled_verdict(id: &str, node_id: &str, standing: Option<Standing>, stands: 
     }
 }
 
-pub async fn sync<D: Db, C: Clock, R: Random>(core: &Core<D, C, R>, call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn sync<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let input = input::read(call, &fields, core.config.default_step_heartbeat_ttl_sec)?;

@@ -1,0 +1,38 @@
+-- SPEC §17, a year of output: a finished run's log chunks move into one compressed object per
+-- stream (R2 on the Worker, files natively) and its large checkpoint contents into one object;
+-- the database keeps where they are. Retention later deletes the objects and keeps these rows.
+CREATE TABLE log_objects (
+    run_id       TEXT NOT NULL,
+    stream       TEXT NOT NULL,
+    task_id      TEXT NOT NULL,
+    step_id      TEXT NOT NULL,
+    object_key   TEXT NOT NULL,
+    object_bytes INTEGER NOT NULL,
+    sha256       TEXT NOT NULL,
+    text_bytes   INTEGER NOT NULL,
+    chunk_count  INTEGER NOT NULL,
+    first_cursor INTEGER NOT NULL,
+    last_cursor  INTEGER NOT NULL,
+    -- Blocks of chunks, and where the block index (the object's last gzip member) is.
+    blocks       INTEGER NOT NULL,
+    index_offset INTEGER NOT NULL,
+    index_length INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (run_id, stream)
+);
+
+CREATE INDEX log_objects_by_task ON log_objects (task_id, first_cursor);
+
+-- When the run's output left the database; when retention made it unreadable, and when its
+-- objects were deleted.
+ALTER TABLE runs ADD COLUMN compacted_at INTEGER;
+ALTER TABLE runs ADD COLUMN logs_expired_at INTEGER;
+ALTER TABLE runs ADD COLUMN logs_purged_at INTEGER;
+
+CREATE INDEX runs_to_compact ON runs (finished_at) WHERE compacted_at IS NULL AND finished_at IS NOT NULL;
+CREATE INDEX runs_to_purge ON runs (finished_at) WHERE compacted_at IS NOT NULL AND logs_purged_at IS NULL;
+
+-- A checkpoint whose content moved: its object, and its gzip member's offset and length there.
+ALTER TABLE checkpoints ADD COLUMN blob_key TEXT;
+ALTER TABLE checkpoints ADD COLUMN blob_offset INTEGER;
+ALTER TABLE checkpoints ADD COLUMN blob_length INTEGER;
