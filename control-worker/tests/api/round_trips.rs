@@ -192,6 +192,7 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
     call("system.drain", "POST", "/v1/system/drain", ADMIN, None);
     call("system.state", "GET", "/v1/system/state", ADMIN, None);
     call("events.list", "GET", "/v1/events?after=0", ADMIN, None);
+    call("system.maintain", "POST", "/v1/system/maintenance", ADMIN, None);
     call("leader.release", "POST", "/v1/leader/release", SERVICE, Some(json!({"controller_id": "mini-main"})));
     (counts, plans)
 }
@@ -207,8 +208,9 @@ fn hot_routes_take_exactly_one_round_trip_and_every_route_is_measured() {
         assert_eq!(counts[route], 1, "{route} takes {} round trips", counts[route]);
     }
     // Nothing takes more than two (read, then a compare-and-set write); settling a failure or
-    // reaping takes one.
-    assert!(counts.values().all(|count| *count <= 2), "{counts:?}");
+    // reaping takes one. Storage upkeep is the exception: a slice of work, bounded by its own
+    // budget of operations (SPEC §17).
+    assert!(counts.iter().filter(|(route, _)| **route != "system.maintain").all(|(_, count)| *count <= 2), "{counts:?}");
     assert_eq!((counts["steps.fail"], counts["steps.reap"]), (1, 1), "{counts:?}");
 }
 
