@@ -12,14 +12,14 @@ use crate::support::*;
 pub(crate) struct Process {
     pub(crate) child: Child,
     pub(crate) base: String,
-    stderr: std::sync::mpsc::Receiver<String>,
+    pub(crate) stderr: std::sync::mpsc::Receiver<String>,
 }
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start(db: &std::path::Path, env: &[(&str, &str)]) -> Process {
+pub(crate) fn start(db: &std::path::Path, env: &[(&str, &str)]) -> Process {
     start_with_fd_limit(db, env, None)
 }
 
@@ -58,12 +58,12 @@ pub(crate) fn start_with_fd_limit(db: &std::path::Path, env: &[(&str, &str)], fd
 }
 
 impl Process {
-    fn post(&self, path: &str, token: &str, body: serde_json::Value) -> crate::client::Response {
+    pub(crate) fn post(&self, path: &str, token: &str, body: serde_json::Value) -> crate::client::Response {
         let auth = format!("Bearer {token}");
         request(&self.base, "POST", path, &[("authorization", &auth), ("content-type", "application/json")], body.to_string().as_bytes())
     }
 
-    fn get(&self, path: &str, token: &str) -> crate::client::Response {
+    pub(crate) fn get(&self, path: &str, token: &str) -> crate::client::Response {
         let auth = format!("Bearer {token}");
         request(&self.base, "GET", path, &[("authorization", &auth)], b"")
     }
@@ -84,7 +84,7 @@ impl Process {
     }
 }
 
-fn unsafe_kill(pid: u32, signal: &str) {
+pub(crate) fn unsafe_kill(pid: u32, signal: &str) {
     Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
 }
 

@@ -16,7 +16,21 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// Any way to call the API: HTTP to a target, or the core in process. Answers (status, body).
-type Caller<'a> = &'a dyn Fn(&str, &str, &str, Option<Value>) -> (u16, Value);
+pub(crate) type Caller<'a> = &'a dyn Fn(&str, &str, &str, Option<Value>) -> (u16, Value);
+
+/// HTTP to a base URL, each request with the given token.
+pub(crate) fn via_base(base: &str) -> impl Fn(&str, &str, &str, Option<Value>) -> (u16, Value) + '_ {
+    move |method, path, token, body| {
+        let auth = format!("Bearer {token}");
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
+        let mut headers = vec![("authorization", auth.as_str())];
+        if !body.is_empty() {
+            headers.push(("content-type", "application/json"));
+        }
+        let response = crate::client::request(base, method, path, &headers, body.as_bytes());
+        (response.status, response.json())
+    }
+}
 
 fn via_http(t: &Target) -> impl Fn(&str, &str, &str, Option<Value>) -> (u16, Value) + '_ {
     move |method, path, token, body| {
@@ -29,7 +43,7 @@ fn via_http(t: &Target) -> impl Fn(&str, &str, &str, Option<Value>) -> (u16, Val
     }
 }
 
-fn data(answer: (u16, Value), status: u16) -> Value {
+pub(crate) fn data(answer: (u16, Value), status: u16) -> Value {
     assert_eq!(answer.0, status, "{}", answer.1);
     answer.1["data"].clone()
 }
@@ -87,7 +101,7 @@ fn read_all(call: Caller, task_id: &str, query: &str, limit: i64) -> (Vec<Value>
 }
 
 /// What the tests compare before and after compaction: whole reads, small pages, filters.
-fn snapshot(call: Caller, task_id: &str, run_id: &str) -> Vec<(Vec<Value>, Vec<i64>)> {
+pub(crate) fn snapshot(call: Caller, task_id: &str, run_id: &str) -> Vec<(Vec<Value>, Vec<i64>)> {
     vec![
         read_all(call, task_id, "", 1000),
         read_all(call, task_id, "", 7),
@@ -98,7 +112,7 @@ fn snapshot(call: Caller, task_id: &str, run_id: &str) -> Vec<(Vec<Value>, Vec<i
 
 /// A running task of two steps: the first's run finished with its output, the second's run
 /// live with a little output. Returns (task, first run, second step, second run).
-fn two_runs(call: Caller, worker: &str) -> (String, String, String, String) {
+pub(crate) fn two_runs(call: Caller, worker: &str) -> (String, String, String, String) {
     let leader = {
         data(call("POST", "/v1/controllers/heartbeat", SHARED, Some(json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"}))), 200);
         data(call("POST", "/v1/leader/acquire", SHARED, Some(json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 30}))), 200)
@@ -128,7 +142,7 @@ fn two_runs(call: Caller, worker: &str) -> (String, String, String, String) {
     (task_id, first_run, second_step, second_run)
 }
 
-fn maintain(call: Caller) -> Value {
+pub(crate) fn maintain(call: Caller) -> Value {
     data(call("POST", "/v1/system/maintenance", OPS_ADMIN, None), 200)
 }
 
@@ -279,4 +293,22 @@ fn an_interrupted_compaction_resumes_and_loses_nothing() {
     assert!(failures >= 6, "the store failed at each of the compaction's operations ({failures})");
     assert!(core.blobs.keys().iter().all(|key| key.starts_with(&format!("runs/{first_run}/"))), "{:?}", core.blobs.keys());
     assert_eq!(data(call("POST", "/v1/system/maintenance", OPS_ADMIN, None), 200)["compacted_runs"], json!([]), "done by then");
+}
+
+/// The Worker's Cron Trigger (`#[event(scheduled)]`), run by `wrangler dev --test-scheduled`'s
+/// `/__scheduled`: one slice of the same upkeep. (Natively the timer does it: `storage_process`.)
+#[test]
+fn the_cron_trigger_compacts_on_the_worker() {
+    if !worker_target() {
+        return;
+    }
+    let t = Target::new();
+    let call = via_http(&t);
+    let (task_id, first_run, _, _) = two_runs(&call, "mini-main");
+    let before = snapshot(&call, &task_id, &first_run);
+    t.advance(301);
+    let fired = crate::client::request(&t.base, "GET", "/__scheduled?cron=*+*+*+*+*", &[], b"");
+    assert_eq!(fired.status, 200, "{}", fired.text());
+    assert_eq!(maintain(&call)["compacted_runs"], json!([]), "the cron's slice compacted the run");
+    assert_eq!(snapshot(&call, &task_id, &first_run), before);
 }
