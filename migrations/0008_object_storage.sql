@@ -28,8 +28,22 @@ CREATE INDEX log_objects_by_task ON log_objects (task_id, first_cursor);
 ALTER TABLE runs ADD COLUMN compacted_at INTEGER;
 ALTER TABLE runs ADD COLUMN logs_expired_at INTEGER;
 ALTER TABLE runs ADD COLUMN logs_purged_at INTEGER;
+-- The last compaction that committed (compactions of a run commit one at a time: each claims
+-- the run by changing this), and the log chunk seqs compacted so far as JSON ranges
+-- `[[first, last], …]`: a chunk sent again after its row left for an object is still a duplicate.
+ALTER TABLE runs ADD COLUMN compaction_id TEXT;
+ALTER TABLE runs ADD COLUMN compacted_seqs TEXT;
 
 CREATE INDEX runs_to_compact ON runs (finished_at) WHERE compacted_at IS NULL AND finished_at IS NOT NULL;
+
+-- Output that arrives after its run was compacted (a host back from a long partition ships what
+-- its lost run printed) is kept as rows, and the run is compacted again: its objects rebuilt
+-- with the late chunks. Output of a run whose logs expired is not taken (the upload says so).
+CREATE TRIGGER log_chunks_reopen_compacted_run AFTER INSERT ON log_chunks
+WHEN (SELECT compacted_at FROM runs WHERE run_id = NEW.run_id) IS NOT NULL
+BEGIN
+    UPDATE runs SET compacted_at = NULL WHERE run_id = NEW.run_id;
+END;
 CREATE INDEX runs_to_purge ON runs (finished_at) WHERE compacted_at IS NOT NULL AND logs_purged_at IS NULL;
 
 -- A checkpoint whose content moved: its object, and its gzip member's offset and length there.

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use control_worker::core::auth::mint_node_token;
 use control_worker::core::config::Config;
 use control_worker::core::Core;
-use control_worker::native::{os_random, serve, FileBlobs, shutdown_signal, ServerLimits, SqliteDb, SystemClock};
+use control_worker::native::{os_random, serve, shutdown_signal, FileBlobs, ServerLimits, SqliteDb, SystemClock};
 use shared::auth::NODE_TOKEN_SECRET_ENV_VAR;
 
 #[derive(Parser)]

@@ -151,6 +151,21 @@ pub fn read_index(member: &[u8]) -> Result<Vec<BlockEntry>, ObjectFormatError> {
     serde_json::from_slice(&gunzip(member)?).map_err(|error| ObjectFormatError(format!("index: {error}")))
 }
 
+/// Seqs as sorted, merged `[first, last]` ranges: what a run's compactions took (one range
+/// for a run whose chunks were all compacted, whatever its streams).
+pub fn merge_seq_ranges(mut ranges: Vec<(i64, i64)>, seqs: impl IntoIterator<Item = i64>) -> Vec<(i64, i64)> {
+    ranges.extend(seqs.into_iter().map(|seq| (seq, seq)));
+    ranges.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
+        match merged.last_mut() {
+            Some(previous) if first <= previous.1.saturating_add(1) => previous.1 = previous.1.max(last),
+            _ => merged.push((first, last)),
+        }
+    }
+    merged
+}
+
 /// The key of a stream's object. Named by its content's digest, so two compactions of the same
 /// rows write the same object and a compaction of other rows never overwrites a referenced one.
 pub fn stream_key(run_id: &str, stream: &str, sha256: &str) -> String {
@@ -210,6 +225,13 @@ mod tests {
         let lines: Vec<&str> = all.lines().collect();
         assert_eq!(lines.len(), 3, "two chunks and the index: {all}");
         assert!(lines[0].contains(r#""text":"héllo\n""#), "{}", lines[0]);
+    }
+
+    #[test]
+    fn seq_ranges_merge_into_the_fewest() {
+        assert_eq!(merge_seq_ranges(vec![], [3, 1, 2, 0, 7, 9, 8]), vec![(0, 3), (7, 9)]);
+        assert_eq!(merge_seq_ranges(vec![(0, 3), (7, 9)], [4, 5, 6]), vec![(0, 9)]);
+        assert_eq!(merge_seq_ranges(vec![(0, 5)], [2, 3]), vec![(0, 5)]);
     }
 
     #[test]

@@ -51,8 +51,7 @@ fn object_row(row: &Row) -> Result<ObjectRow, super::db::DbError> {
     let stream = row.text("stream")?;
     Ok(ObjectRow {
         run_id: row.text("run_id")?,
-        stream: LogStream::parse(&stream)
-            .ok_or_else(|| super::db::DbError::Decode(format!("column stream: unknown value {stream:?}")))?,
+        stream: LogStream::parse(&stream).ok_or_else(|| super::db::DbError::Decode(format!("column stream: unknown value {stream:?}")))?,
         task_id: row.text("task_id")?,
         step_id: row.text("step_id")?,
         key: row.text("object_key")?,

@@ -33,7 +33,7 @@ const OBJECTS_PER_RUN_LISTING: usize = 100;
 const DAY_SEC: i64 = 86_400;
 
 // ?1 finished before, ?2 inline size, ?3 limit.
-const RUNS_TO_COMPACT_SQL: &str = "SELECT r.run_id, r.task_id, r.step_id, \
+const RUNS_TO_COMPACT_SQL: &str = "SELECT r.run_id, r.task_id, r.step_id, r.compaction_id, r.compacted_seqs, \
        (SELECT count(*) FROM log_chunks c WHERE c.run_id = r.run_id) AS chunk_rows, \
        (SELECT count(*) FROM checkpoints k WHERE k.run_id = r.run_id AND k.blob_key IS NULL AND k.size > ?2) AS large_checkpoints, \
        (SELECT count(*) FROM log_objects o WHERE o.run_id = r.run_id) AS objects \
@@ -198,8 +198,10 @@ async fn compact<D: Db, C: Clock, R: Random, B: Blobs>(
             report.more = true;
             break;
         }
-        let moved = compact_run(&core.db, &core.blobs, budget, run, now).await?;
-        report.compacted_runs.push(run.run_id.clone());
+        let moved = compact_run(&core.db, &core.blobs, budget, run, &core.new_id("cmp"), now).await?;
+        if moved.committed {
+            report.compacted_runs.push(run.run_id.clone());
+        }
         report.objects_written += moved.objects_written;
         report.bytes_moved += moved.bytes_moved;
         report.object_bytes += moved.object_bytes;

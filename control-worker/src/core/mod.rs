@@ -38,8 +38,8 @@
 pub mod auth;
 pub mod blobs;
 pub mod cards;
-pub mod compaction;
 pub mod clock;
+pub mod compaction;
 pub mod config;
 pub mod console;
 pub mod controllers;

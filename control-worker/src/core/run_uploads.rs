@@ -22,12 +22,16 @@ pub(super) const INSERT_CHECKPOINT_SQL: &str =
      ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq";
 pub(super) const SELECT_CHECKPOINT_DIGEST_SQL: &str = "SELECT sha256 FROM checkpoints WHERE run_id = ?1 AND seq = ?2";
 
-// ?1 run, ?2 step, ?3 worker, ?4 now, ?5 chunks JSON. All chunks in one statement. Once the
-// run's output is compacted (SPEC §17) a late upload is acknowledged and not stored.
+// ?1 run, ?2 step, ?3 worker, ?4 now, ?5 chunks JSON. All chunks in one statement. Output of a
+// run already compacted is stored and the run compacted again (a trigger, SPEC §17), unless its
+// seq was compacted before (a resend); output of a run whose logs the retention deleted is
+// acknowledged and not stored.
 pub(super) const INSERT_LOG_CHUNKS_SQL: &str = "INSERT INTO log_chunks (run_id, seq, task_id, step_id, stream, text, created_at) \
      SELECT r.run_id, json_extract(c.value, '$.seq'), r.task_id, r.step_id, json_extract(c.value, '$.stream'), \
        json_extract(c.value, '$.text'), ?4 \
-     FROM runs r, json_each(?5) c WHERE r.run_id = ?1 AND r.step_id = ?2 AND r.worker_id = ?3 AND r.compacted_at IS NULL \
+     FROM runs r, json_each(?5) c WHERE r.run_id = ?1 AND r.step_id = ?2 AND r.worker_id = ?3 AND r.logs_expired_at IS NULL \
+       AND NOT EXISTS (SELECT 1 FROM json_each(COALESCE(r.compacted_seqs, '[]')) x \
+         WHERE json_extract(c.value, '$.seq') BETWEEN json_extract(x.value, '$[0]') AND json_extract(x.value, '$[1]')) \
      ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq";
 pub(super) const RUN_OF_WORKER_SQL: &str = "SELECT run_id FROM runs WHERE run_id = ?1 AND step_id = ?2 AND worker_id = ?3";
 

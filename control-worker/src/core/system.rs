@@ -30,7 +30,11 @@ const COUNT_TASKS_SQL: &str = "SELECT status, COUNT(*) AS n FROM tasks GROUP BY 
 const COUNT_STEPS_SQL: &str = "SELECT status, COUNT(*) AS n FROM steps GROUP BY status";
 const RECENT_CHANGES_SQL: &str = concat!("SELECT ", mode_change_columns!(), " FROM mode_changes ORDER BY change_id DESC LIMIT 20");
 
-pub async fn change_mode<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>, mode: SystemMode) -> ApiResult<Reply> {
+pub async fn change_mode<D: Db, C: Clock, R: Random, B: Blobs>(
+    core: &Core<D, C, R, B>,
+    call: &Call<'_>,
+    mode: SystemMode,
+) -> ApiResult<Reply> {
     let body = call.body(true)?;
     let fields = Fields::new(&body);
     let reason = fields.opt_str("reason", MAX_SHORT_TEXT_LEN)?;

@@ -95,7 +95,8 @@ async fn serve_counted<C, R>(
             }
         }
     };
-    let upkeep = limits.maintenance_interval.map(|interval| tokio::task::spawn_local(super::upkeep::run_timer(core.clone(), interval, true)));
+    let upkeep =
+        limits.maintenance_interval.map(|interval| tokio::task::spawn_local(super::upkeep::run_timer(core.clone(), interval, true)));
     let screen = move |head: ApiRequest, declared_length: Option<u64>| {
         let core = core.clone();
         async move { core.screen(&head, declared_length).await }

@@ -1,7 +1,7 @@
 //! SPEC §2 conventions.
 
-use control_worker::core::clock::{ManualClock, SeededRandom};
 use control_worker::core::blobs::MemoryBlobs;
+use control_worker::core::clock::{ManualClock, SeededRandom};
 use control_worker::core::config::Config;
 use control_worker::core::db::{Db, DbError, Row, Statement};
 use control_worker::core::http::ApiRequest;

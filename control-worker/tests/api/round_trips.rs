@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use control_worker::core::clock::{ManualClock, SeededRandom};
 use control_worker::core::blobs::MemoryBlobs;
+use control_worker::core::clock::{ManualClock, SeededRandom};
 use control_worker::core::config::Config;
 use control_worker::core::db::{CountingDb, Db, Statement};
 use control_worker::core::http::ApiRequest;

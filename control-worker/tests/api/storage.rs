@@ -114,21 +114,39 @@ pub(crate) fn snapshot(call: Caller, task_id: &str, run_id: &str) -> Vec<(Vec<Va
 /// live with a little output. Returns (task, first run, second step, second run).
 pub(crate) fn two_runs(call: Caller, worker: &str) -> (String, String, String, String) {
     let leader = {
-        data(call("POST", "/v1/controllers/heartbeat", SHARED, Some(json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"}))), 200);
+        data(
+            call(
+                "POST",
+                "/v1/controllers/heartbeat",
+                SHARED,
+                Some(json!({"controller_id": "mini-main", "host": "mini", "role": "primary", "priority": 100, "status": "ok"})),
+            ),
+            200,
+        );
         data(call("POST", "/v1/leader/acquire", SHARED, Some(json!({"controller_id": "mini-main", "host": "mini", "ttl_sec": 30}))), 200)
     };
     let term = leader["term"].as_i64().unwrap();
     let created = data(
-        call("POST", "/v1/tasks", BROWSER_ADMIN, Some(json!({"repo": "/srv/repo", "task_type": "shell", "title": "chatty", "goal": "print"}))),
+        call(
+            "POST",
+            "/v1/tasks",
+            BROWSER_ADMIN,
+            Some(json!({"repo": "/srv/repo", "task_type": "shell", "title": "chatty", "goal": "print"})),
+        ),
         201,
     );
     let task_id = created["task_id"].as_str().unwrap().to_string();
-    data(call("POST", "/v1/tasks/claim", SHARED, Some(json!({"controller_id": "mini-main", "host": "mini", "term": term, "limit": 1}))), 200);
+    data(
+        call("POST", "/v1/tasks/claim", SHARED, Some(json!({"controller_id": "mini-main", "host": "mini", "term": term, "limit": 1}))),
+        200,
+    );
     let steps = json!([shell_step("print a lot", 1), shell_step("print a little", 1)]);
-    let plan = json!({"controller_id": "mini-main", "term": term, "planner_provider": "builtin", "planning_strategy": "test", "steps": steps});
+    let plan =
+        json!({"controller_id": "mini-main", "term": term, "planner_provider": "builtin", "planning_strategy": "test", "steps": steps});
     data(call("POST", &format!("/v1/tasks/{task_id}/plan"), SHARED, Some(plan)), 200);
     let claim = |capacity: i64| {
-        let claimed = data(call("POST", "/v1/steps/claim", SHARED, Some(json!({"worker_id": worker, "host": "mini", "capacity": capacity}))), 200);
+        let claimed =
+            data(call("POST", "/v1/steps/claim", SHARED, Some(json!({"worker_id": worker, "host": "mini", "capacity": capacity}))), 200);
         let step = &claimed["steps"][0];
         (step["step"]["step_id"].as_str().unwrap().to_string(), step["run_id"].as_str().unwrap().to_string())
     };
@@ -138,7 +156,15 @@ pub(crate) fn two_runs(call: Caller, worker: &str) -> (String, String, String, S
     data(call("POST", &format!("/v1/steps/{first_step}/complete"), SHARED, Some(done)), 200);
     let (second_step, second_run) = claim(1);
     let chunks = json!([{"seq": 0, "stream": "stdout", "text": "still going\n"}, {"seq": 1, "stream": "stderr", "text": "a warning\n"}]);
-    data(call("POST", &format!("/v1/steps/{second_step}/logs"), SHARED, Some(json!({"worker_id": worker, "run_id": second_run, "chunks": chunks}))), 200);
+    data(
+        call(
+            "POST",
+            &format!("/v1/steps/{second_step}/logs"),
+            SHARED,
+            Some(json!({"worker_id": worker, "run_id": second_run, "chunks": chunks})),
+        ),
+        200,
+    );
     (task_id, first_run, second_step, second_run)
 }
 
@@ -176,13 +202,40 @@ fn output_reads_the_same_before_and_after_compaction_and_across_the_boundary() {
     assert_eq!(runs_in_page.len(), 2, "one page holds both runs");
     assert_eq!(run_detail(&call, &first_run), detail_before, "checkpoints, the large one from its object, read the same");
     assert_eq!(maintain(&call)["compacted_runs"], json!([]), "compaction is done once");
-
-    // A late upload to the compacted run is acknowledged, not stored; the live run finishes
-    // and is compacted in turn.
+    // A chunk sent again (its answer was lost) after its row left for an object: a duplicate.
     let first_step = before[0].0[0]["step_id"].as_str().unwrap().to_string();
-    let chunks = json!([{"seq": 100_000, "stream": "stdout", "text": "too late\n"}]);
-    data(call("POST", &format!("/v1/steps/{first_step}/logs"), SHARED, Some(json!({"worker_id": "mini-main", "run_id": first_run, "chunks": chunks}))), 200);
+    let resent = json!([{"seq": 0, "stream": "stdout", "text": "a resend, not a second copy\n"}]);
+    data(
+        call(
+            "POST",
+            &format!("/v1/steps/{first_step}/logs"),
+            SHARED,
+            Some(json!({"worker_id": "mini-main", "run_id": first_run, "chunks": resent})),
+        ),
+        200,
+    );
     assert_eq!(snapshot(&call, &task_id, &first_run), before);
+    assert_eq!(maintain(&call)["compacted_runs"], json!([]), "nothing was reopened");
+
+    // Output that arrives after its run was compacted (a host back from a partition) is kept:
+    // read at once, and folded into a rebuilt object by the next compaction.
+    let chunks = json!([{"seq": 100_000, "stream": "stdout", "text": "too late\n"}]);
+    data(
+        call(
+            "POST",
+            &format!("/v1/steps/{first_step}/logs"),
+            SHARED,
+            Some(json!({"worker_id": "mini-main", "run_id": first_run, "chunks": chunks})),
+        ),
+        200,
+    );
+    let with_late = snapshot(&call, &task_id, &first_run);
+    assert_eq!(with_late[3].0.last().unwrap()["text"], "too late\n");
+    assert_eq!(with_late[3].0.len(), before[3].0.len() + 1);
+    let rebuilt = maintain(&call);
+    assert_eq!(rebuilt["compacted_runs"], json!([first_run]), "{rebuilt}");
+    assert_eq!((rebuilt["objects_written"].clone(), rebuilt["objects_deleted"].clone()), (json!(1), json!(1)), "stdout rebuilt: {rebuilt}");
+    assert_eq!(snapshot(&call, &task_id, &first_run), with_late);
     let done = json!({"worker_id": "mini-main", "run_id": second_run, "summary": "done", "exit_code": 0});
     data(call("POST", &format!("/v1/steps/{second_step}/complete"), SHARED, Some(done)), 200);
     let whole = snapshot(&call, &task_id, &first_run);
@@ -217,6 +270,19 @@ fn retention_expires_a_runs_output_with_a_clear_answer() {
     let live = data(call("GET", &format!("/v1/tasks/{task_id}/logs?run_id={second_run}"), READONLY, None), 200);
     assert_eq!(live["chunks"].as_array().unwrap().len(), 2);
     let detail = run_detail(&call, &first_run);
+    let first_step = detail["run"]["step_id"].as_str().unwrap().to_string();
+    let chunks = json!([{"seq": 100_000, "stream": "stdout", "text": "too late\n"}]);
+    data(
+        call(
+            "POST",
+            &format!("/v1/steps/{first_step}/logs"),
+            SHARED,
+            Some(json!({"worker_id": "mini-main", "run_id": first_run, "chunks": chunks})),
+        ),
+        200,
+    );
+    err(&t.get(&format!("/v1/tasks/{task_id}/logs?run_id={first_run}"), READONLY), 410, "logs_expired");
+    assert_eq!(maintain(&call)["compacted_runs"], json!([]), "nothing was stored to compact");
     let checkpoints = detail["checkpoints"].as_array().unwrap();
     assert_eq!(checkpoints[0]["content"], "small: kept in its row");
     assert_eq!((checkpoints[1]["content"].clone(), checkpoints[1]["content_expired"].clone()), (json!(""), json!(true)));
@@ -245,7 +311,13 @@ fn two_compactions_at_once_lose_nothing() {
             .iter()
             .map(|base| {
                 scope.spawn(move || {
-                    let response = crate::client::request(base, "POST", "/v1/system/maintenance", &[("authorization", &format!("Bearer {OPS_ADMIN}"))], b"");
+                    let response = crate::client::request(
+                        base,
+                        "POST",
+                        "/v1/system/maintenance",
+                        &[("authorization", &format!("Bearer {OPS_ADMIN}"))],
+                        b"",
+                    );
                     ok(&response, 200)
                 })
             })

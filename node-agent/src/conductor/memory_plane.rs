@@ -4,8 +4,8 @@
 
 use std::cell::Cell;
 
-use control_worker::core::clock::{Clock, SeededRandom};
 use control_worker::core::blobs::MemoryBlobs;
+use control_worker::core::clock::{Clock, SeededRandom};
 use control_worker::core::config::Config;
 use control_worker::core::http::{ApiRequest, ApiResponse};
 use control_worker::core::Core;

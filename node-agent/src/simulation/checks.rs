@@ -170,15 +170,3 @@ fn rows(connection: &Connection, sql: &str) -> Vec<(String, String)> {
         .expect("a checker's rows");
     found
 }
-
-/// A run's stored log stream, in order.
-pub fn stored_log(connection: &Connection, run_id: &str, stream: &str) -> Vec<u8> {
-    let mut statement =
-        connection.prepare_cached("SELECT text FROM log_chunks WHERE run_id = ?1 AND stream = ?2 ORDER BY seq").expect("log query");
-    let chunks = statement
-        .query_map([run_id, stream], |row| row.get::<_, String>(0))
-        .expect("log query")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("log rows");
-    chunks.concat().into_bytes()
-}

@@ -6,7 +6,7 @@ use control_worker::core::clock::SeededRandom;
 use control_worker::core::http::ApiRequest;
 use control_worker::core::Core;
 use serde_json::{json, Value};
-use shared::status::{LeaseOperation, SystemMode, Verdict};
+use shared::status::{LeaseOperation, LogStream, SystemMode, Verdict};
 use shared::wire::{AgentSyncRequest, AgentSyncResponse};
 use shared::ErrorCode;
 use tokio::time::Instant;
@@ -78,6 +78,39 @@ impl World {
             self.count("lost attempt retried", reaped.reaped.iter().filter(|step| step.requeued).count() as u64);
             self.count("lost attempt failed", reaped.reaped.iter().filter(|step| !step.requeued).count() as u64);
             self.count("planning task requeued", reaped.requeued_tasks.len() as u64);
+        }
+    }
+
+    /// One slice of storage upkeep (SPEC §17), as the native timer runs it. Whether work remains.
+    pub(super) async fn upkeep(&mut self) -> bool {
+        match control_worker::core::maintenance::run_slice(self.core()).await {
+            Ok(report) => {
+                self.count("run compacted", report.compacted_runs.len() as u64);
+                self.check_database();
+                report.more || !report.compacted_runs.is_empty()
+            }
+            Err(error) => {
+                let detail = format!("storage upkeep: {} ({})", error.message, error.internal.unwrap_or_default());
+                self.checks.violation.get_or_insert(Violation { guarantee: "no 500", detail });
+                false
+            }
+        }
+    }
+
+    /// A run's stream as `tasks.logs` answers it, live rows and compacted objects alike.
+    pub(super) async fn stored_log(&mut self, task_id: &str, run_id: &str, stream: LogStream) -> Vec<u8> {
+        let (mut text, mut after) = (Vec::new(), 0i64);
+        loop {
+            let path = format!("/v1/tasks/{task_id}/logs?run_id={run_id}&stream={}&after={after}&limit=1000", stream.as_str());
+            let Ok(page) = self.admin("GET", &path, None).await else { return text };
+            let chunks = page["chunks"].as_array().cloned().unwrap_or_default();
+            if chunks.is_empty() {
+                return text;
+            }
+            for chunk in &chunks {
+                text.extend_from_slice(chunk["text"].as_str().unwrap_or_default().as_bytes());
+            }
+            after = page["next_cursor"].as_i64().unwrap_or(after);
         }
     }
 

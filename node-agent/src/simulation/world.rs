@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use control_worker::core::clock::{Clock, SeededRandom};
 use control_worker::core::blobs::MemoryBlobs;
+use control_worker::core::clock::{Clock, SeededRandom};
 use control_worker::core::config::Config;
 use control_worker::core::Core;
 use control_worker::native::SqliteDb;
@@ -21,7 +21,7 @@ use shared::wire::{AgentSyncRequest, AgentSyncResponse, ClaimedStep};
 use tokio::time::Instant;
 
 use super::agents::{agent_config, Agent};
-use super::checks::{stored_log, Checks, Violation};
+use super::checks::{Checks, Violation};
 use super::schedule::{draw_script, Act, Dice, Schedule};
 use crate::client::ClientError;
 use crate::clock::Now;
@@ -35,6 +35,8 @@ pub const LEASE_TTL_SEC: u32 = 10;
 pub const SETTLE_BOUND: Duration = Duration::from_secs(300);
 /// The loop's turns in one seed, at most: a seed that has not settled by then is stuck.
 const MAX_TURNS: u64 = 400_000;
+/// A slice of storage upkeep every this many turns: compaction racing the fleet's syncs.
+const UPKEEP_EVERY_TURNS: u64 = 40;
 
 /// What one seed did.
 pub struct Outcome {
@@ -97,12 +99,15 @@ impl World {
             ("BAA_SHARED_TOKEN", SERVICE_TOKEN),
             ("CONTROL_API_BROWSER_ADMIN_TOKEN", ADMIN_TOKEN),
             ("CONTROL_API_STEP_HEARTBEAT_TTL_SEC", "15"),
+            // Compaction (SPEC §17) as soon as a run ends, racing its late output.
+            ("CONTROL_API_COMPACT_AFTER_SEC", "0"),
         ];
         let (config, _) = Config::from_pairs(&pairs).expect("the simulated control plane's configuration");
         let started = Instant::now();
         let offset_ms = Rc::new(Cell::new(0));
         let db = SqliteDb::open_in_memory().expect("SQLite in memory");
-        let core = Core::new(db, MemoryBlobs::new(), SimClock { started, offset_ms: offset_ms.clone() }, SeededRandom::new(seed), config.clone());
+        let core =
+            Core::new(db, MemoryBlobs::new(), SimClock { started, offset_ms: offset_ms.clone() }, SeededRandom::new(seed), config.clone());
         let agents = (0..agent_count)
             .map(|index| {
                 let dice = dice.clone();
@@ -234,6 +239,9 @@ impl World {
             for index in 0..self.agents.len() {
                 self.agent_turn(index);
             }
+            if turns % UPKEEP_EVERY_TURNS == 0 {
+                self.upkeep().await;
+            }
             self.check_beliefs();
             if self.checks.violation.is_some() {
                 return self.finish();
@@ -269,7 +277,14 @@ impl World {
         self.count("run timed out", phases.iter().filter(|phase| **phase == RunPhase::TimedOut).count() as u64);
         self.count("run canceled", phases.iter().filter(|phase| **phase == RunPhase::Canceled).count() as u64);
         self.note("end", format!("{turns} turns"));
-        self.final_checks();
+        // Logs exact as they stand (rows and objects), then once every run is compacted.
+        self.final_checks().await;
+        for _ in 0..100 {
+            if !self.upkeep().await {
+                break;
+            }
+        }
+        self.final_checks().await;
         self.finish()
     }
 
@@ -337,22 +352,23 @@ impl World {
             })
     }
 
-    fn final_checks(&mut self) {
+    async fn final_checks(&mut self) {
         let bound = SETTLE_BOUND.as_secs();
-        let core = self.core.as_ref().expect("the control plane");
         let checks = &mut self.checks;
-        core.db.with_connection(|connection| {
-            checks.at_end(connection, bound);
-            for agent in &self.agents {
-                for run in &agent.host.borrow().runs {
-                    let run_id = &run.machine.meta().run_id;
-                    for stream in [LogStream::Stdout, LogStream::Stderr, LogStream::Worker] {
-                        let stored = stored_log(connection, run_id, stream.as_str());
-                        checks.on_log(run_id, stream.as_str(), run.file(stream), &stored);
-                    }
+        self.core.as_ref().expect("the control plane").db.with_connection(|connection| checks.at_end(connection, bound));
+        let mut runs = Vec::new();
+        for agent in &self.agents {
+            for run in &agent.host.borrow().runs {
+                let meta = run.machine.meta();
+                for stream in [LogStream::Stdout, LogStream::Stderr, LogStream::Worker] {
+                    runs.push((meta.task_id.clone(), meta.run_id.clone(), stream, run.file(stream).to_vec()));
                 }
             }
-        });
+        }
+        for (task_id, run_id, stream, written) in runs {
+            let stored = self.stored_log(&task_id, &run_id, stream).await;
+            self.checks.on_log(&run_id, stream.as_str(), &written, &stored);
+        }
     }
 
     fn check_beliefs(&mut self) {

@@ -48,7 +48,12 @@ pub fn hold_ms(facts: &HoldFacts) -> i64 {
 
 /// Holds for up to `hold_ms` while `lease` stands; the `next_sync_ms` to answer: 0 once the
 /// lease changed, otherwise what is left of `next_ms` after the hold.
-pub async fn hold<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, lease: &Lease, hold_ms: i64, next_ms: i64) -> ApiResult<i64> {
+pub async fn hold<D: Db, C: Clock, R: Random, B: Blobs>(
+    core: &Core<D, C, R, B>,
+    lease: &Lease,
+    hold_ms: i64,
+    next_ms: i64,
+) -> ApiResult<i64> {
     let mut waited = 0;
     let held_at = core.clock.now();
     while waited < hold_ms {
