@@ -21,15 +21,13 @@ CREATE TABLE log_objects (
     PRIMARY KEY (run_id, stream)
 );
 
-CREATE INDEX log_objects_by_task ON log_objects (task_id, first_cursor);
-
 -- When the run's output left the database; when retention made it unreadable, and when its
--- objects were deleted.
+-- objects were deleted (at once, for a run with nothing to move).
 ALTER TABLE runs ADD COLUMN compacted_at INTEGER;
 ALTER TABLE runs ADD COLUMN logs_expired_at INTEGER;
 ALTER TABLE runs ADD COLUMN logs_purged_at INTEGER;
--- The last compaction that committed (compactions of a run commit one at a time: each claims
--- the run by changing this), and the log chunk seqs compacted so far as JSON ranges
+-- The last compaction that committed (a compaction commits only if this is still what it read,
+-- and changes it), and the log chunk seqs compacted so far as JSON ranges
 -- `[[first, last], …]`: a chunk sent again after its row left for an object is still a duplicate.
 ALTER TABLE runs ADD COLUMN compaction_id TEXT;
 ALTER TABLE runs ADD COLUMN compacted_seqs TEXT;
@@ -42,7 +40,7 @@ CREATE INDEX runs_to_compact ON runs (finished_at) WHERE compacted_at IS NULL AN
 CREATE TRIGGER log_chunks_reopen_compacted_run AFTER INSERT ON log_chunks
 WHEN (SELECT compacted_at FROM runs WHERE run_id = NEW.run_id) IS NOT NULL
 BEGIN
-    UPDATE runs SET compacted_at = NULL WHERE run_id = NEW.run_id;
+    UPDATE runs SET compacted_at = NULL, logs_purged_at = NULL WHERE run_id = NEW.run_id;
 END;
 CREATE INDEX runs_to_purge ON runs (finished_at) WHERE compacted_at IS NOT NULL AND logs_purged_at IS NULL;
 

@@ -26,11 +26,12 @@ const READ_LOGS_SQL: &str = concat!(
     " FROM log_chunks WHERE task_id = ?1 AND cursor > ?2 AND (?3 IS NULL OR step_id = ?3) \
        AND (?4 IS NULL OR run_id = ?4) AND (?5 IS NULL OR stream = ?5) ORDER BY cursor LIMIT ?6"
 );
-// The objects that may hold chunks after the cursor, in the order their chunks begin.
+// The objects that may hold chunks after the cursor, in the order their chunks begin; found
+// through the task's runs (no index of their own: every index entry is a row written on D1).
 const READ_LOG_OBJECTS_SQL: &str = "SELECT o.run_id, o.stream, o.task_id, o.step_id, o.object_key, o.blocks, o.index_offset, \
        o.index_length, o.first_cursor, o.last_cursor, r.logs_expired_at, r.finished_at \
      FROM log_objects o JOIN runs r ON r.run_id = o.run_id \
-     WHERE o.task_id = ?1 AND o.last_cursor > ?2 AND (?3 IS NULL OR o.step_id = ?3) \
+     WHERE o.run_id IN (SELECT run_id FROM runs WHERE task_id = ?1) AND o.last_cursor > ?2 AND (?3 IS NULL OR o.step_id = ?3) \
        AND (?4 IS NULL OR o.run_id = ?4) AND (?5 IS NULL OR o.stream = ?5) ORDER BY o.first_cursor LIMIT 1000";
 
 /// A compacted stream's row, as a page reader needs it.

@@ -35,12 +35,14 @@ const DAY_SEC: i64 = 86_400;
 // ?1 finished before, ?2 inline size, ?3 limit.
 const RUNS_TO_COMPACT_SQL: &str = "SELECT r.run_id, r.task_id, r.step_id, r.compaction_id, r.compacted_seqs, \
        (SELECT count(*) FROM log_chunks c WHERE c.run_id = r.run_id) AS chunk_rows, \
+       (SELECT count(DISTINCT stream) FROM log_chunks c WHERE c.run_id = r.run_id) AS streams, \
        (SELECT count(*) FROM checkpoints k WHERE k.run_id = r.run_id AND k.blob_key IS NULL AND k.size > ?2) AS large_checkpoints, \
        (SELECT count(*) FROM log_objects o WHERE o.run_id = r.run_id) AS objects \
      FROM runs r WHERE r.compacted_at IS NULL AND r.finished_at IS NOT NULL AND r.finished_at <= ?1 \
      ORDER BY r.finished_at LIMIT ?3";
-// ?1 run ids JSON, ?2 now: runs with nothing to move.
-const MARK_EMPTY_COMPACTED_SQL: &str = "UPDATE runs SET compacted_at = ?2 \
+// ?1 run ids JSON, ?2 now: runs with nothing to move, and so nothing retention will delete
+// (they never enter `runs_to_purge`: every index entry is a row written on D1).
+const MARK_EMPTY_COMPACTED_SQL: &str = "UPDATE runs SET compacted_at = ?2, logs_purged_at = ?2 \
      WHERE run_id IN (SELECT value FROM json_each(?1)) AND compacted_at IS NULL \
        AND NOT EXISTS (SELECT 1 FROM log_chunks c WHERE c.run_id = runs.run_id)";
 // ?1 finished before, ?2 limit.

@@ -239,7 +239,7 @@ impl World {
             for index in 0..self.agents.len() {
                 self.agent_turn(index);
             }
-            if turns % UPKEEP_EVERY_TURNS == 0 {
+            if turns.is_multiple_of(UPKEEP_EVERY_TURNS) {
                 self.upkeep().await;
             }
             self.check_beliefs();

@@ -6,10 +6,9 @@
 //! Crash safety and races, by construction rather than by locks:
 //! - An object's key names its content's digest: two compactions of the same rows write the
 //!   same object, and a compaction of other rows never overwrites one that is referenced.
-//! - The batch first claims the run (`runs.compaction_id`, compare-and-set against the value
-//!   read with the candidate); every write after it happens only under that claim, so of two
-//!   compactions racing one commits and the other writes nothing (and deletes its object if
-//!   nothing references it).
+//! - The batch writes only while the run's `runs.compaction_id` is the one read with the
+//!   candidate, and ends by setting it to its own: of two compactions racing, one commits and
+//!   the other writes nothing (and deletes its object if nothing references it).
 //! - The batch deletes a stream's rows only if the object row names this compaction's object,
 //!   and only rows up to its last cursor (cursors only grow, so a row added since is kept).
 //! - The seqs compacted are kept on the run as ranges: a chunk sent again (an answer lost) after
@@ -44,6 +43,7 @@ pub(super) struct Candidate {
     pub task_id: String,
     pub step_id: String,
     pub chunk_rows: i64,
+    pub streams: i64,
     pub large_checkpoints: i64,
     pub objects: i64,
     /// The claim and the seq ranges as read with the candidate.
@@ -58,6 +58,7 @@ impl Candidate {
             task_id: row.text("task_id")?,
             step_id: row.text("step_id")?,
             chunk_rows: row.i64("chunk_rows")?,
+            streams: row.i64("streams")?,
             large_checkpoints: row.i64("large_checkpoints")?,
             objects: row.i64("objects")?,
             compaction_id: row.opt_text("compaction_id")?,
@@ -70,13 +71,14 @@ impl Candidate {
         self.chunk_rows == 0 && self.large_checkpoints == 0
     }
 
-    /// Operations its compaction is expected to take: pages, the existing objects re-read,
-    /// two per object written (put, read back), the checkpoints' read, the commit.
+    /// Operations its compaction takes: pages (and the empty one that ends them), the existing
+    /// objects re-read, two per object written (put, read back), the checkpoints' read, the
+    /// commit, and deleting rebuilt objects.
     pub fn estimated_operations(&self) -> i64 {
         let pages = self.chunk_rows / sql::PAGE_ROWS + 2;
         let rebuild = if self.objects > 0 { 1 + self.objects * 3 } else { 0 };
         let checkpoints = if self.large_checkpoints > 0 { 3 } else { 0 };
-        pages + rebuild + checkpoints + 2 * 2 + 1
+        pages + rebuild + checkpoints + 2 * self.streams + 1
     }
 }
 

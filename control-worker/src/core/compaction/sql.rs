@@ -1,5 +1,7 @@
-//! The statements of a compaction: reading a run's rows, and the commit batch — every write of
-//! which happens only while this compaction holds the run's claim (`runs.compaction_id`).
+//! The statements of a compaction: reading a run's rows, and the commit batch — whose writes
+//! happen only while the run's `compaction_id` is still the one read with the candidate, and
+//! whose last statement sets it to this compaction's (one batch is atomic: of two compactions
+//! of a run, the one that commits second finds the id changed and writes nothing).
 
 use super::super::db::{Row, Statement};
 use super::super::log_object::EncodedObject;
@@ -22,34 +24,35 @@ pub const RUN_OBJECTS_SQL: &str =
 pub const LARGE_CHECKPOINTS_SQL: &str =
     "SELECT seq, content, sha256 FROM checkpoints WHERE run_id = ?1 AND blob_key IS NULL AND size > ?2 ORDER BY seq";
 
-// ?1 run, ?2 this compaction's id, ?3 seq ranges JSON, ?4 the id read with the candidate.
-const CLAIM_SQL: &str = "UPDATE runs SET compaction_id = ?2, compacted_seqs = ?3 WHERE run_id = ?1 AND compaction_id IS ?4";
+// ?1 run, ?2 this compaction's id, ?3 seq ranges JSON, ?4 the id read with the candidate, ?5 now.
+// A run is compacted once no row of it is left.
+const CLAIM_SQL: &str = "UPDATE runs SET compaction_id = ?2, compacted_seqs = ?3, \
+       compacted_at = CASE WHEN EXISTS (SELECT 1 FROM log_chunks WHERE run_id = ?1) THEN NULL ELSE ?5 END \
+     WHERE run_id = ?1 AND compaction_id IS ?4";
 // ?1 run, ?2 stream, ?3 task, ?4 step, ?5 key, ?6 object bytes, ?7 sha256, ?8 text bytes, ?9 chunks,
-// ?10 first cursor, ?11 last cursor, ?12 blocks, ?13 index offset, ?14 index length, ?15 now, ?16 id.
+// ?10 first cursor, ?11 last cursor, ?12 blocks, ?13 index offset, ?14 index length, ?15 now,
+// ?16 the compaction id read with the candidate.
 const INSERT_LOG_OBJECT_SQL: &str = "INSERT INTO log_objects (run_id, stream, task_id, step_id, object_key, object_bytes, sha256, \
        text_bytes, chunk_count, first_cursor, last_cursor, blocks, index_offset, index_length, created_at) \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15 \
-     WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?1 AND compaction_id = ?16) ON CONFLICT (run_id, stream) DO NOTHING";
+     WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?1 AND compaction_id IS ?16) ON CONFLICT (run_id, stream) DO NOTHING";
 // The same values, replacing the object ?17 this compaction rebuilt.
 const REPLACE_LOG_OBJECT_SQL: &str = "UPDATE log_objects SET object_key = ?5, object_bytes = ?6, sha256 = ?7, text_bytes = ?8, \
        chunk_count = ?9, first_cursor = ?10, last_cursor = ?11, blocks = ?12, index_offset = ?13, index_length = ?14, \
        created_at = ?15, task_id = ?3, step_id = ?4 \
      WHERE run_id = ?1 AND stream = ?2 AND object_key = ?17 \
-       AND EXISTS (SELECT 1 FROM runs WHERE run_id = ?1 AND compaction_id = ?16)";
+       AND EXISTS (SELECT 1 FROM runs WHERE run_id = ?1 AND compaction_id IS ?16)";
 // ?1 run, ?2 stream, ?3 last cursor, ?4 key.
 const DELETE_COMPACTED_ROWS_SQL: &str = "DELETE FROM log_chunks WHERE run_id = ?1 AND stream = ?2 AND cursor <= ?3 \
        AND EXISTS (SELECT 1 FROM log_objects WHERE run_id = ?1 AND stream = ?2 AND object_key = ?4)";
-// ?1 run, ?2 key, ?3 [{seq, offset, length, sha256}], ?4 id.
+// ?1 run, ?2 key, ?3 [{seq, offset, length, sha256}], ?4 the id read with the candidate.
 const MOVE_CHECKPOINTS_SQL: &str = "UPDATE checkpoints SET content = '', blob_key = ?2, \
        blob_offset = (SELECT json_extract(m.value, '$.offset') FROM json_each(?3) m WHERE json_extract(m.value, '$.seq') = checkpoints.seq), \
        blob_length = (SELECT json_extract(m.value, '$.length') FROM json_each(?3) m WHERE json_extract(m.value, '$.seq') = checkpoints.seq) \
      WHERE run_id = ?1 AND blob_key IS NULL \
-       AND EXISTS (SELECT 1 FROM runs WHERE run_id = ?1 AND compaction_id = ?4) \
+       AND EXISTS (SELECT 1 FROM runs WHERE run_id = ?1 AND compaction_id IS ?4) \
        AND EXISTS (SELECT 1 FROM json_each(?3) m WHERE json_extract(m.value, '$.seq') = checkpoints.seq \
          AND json_extract(m.value, '$.sha256') = checkpoints.sha256)";
-// ?1 run, ?2 now. A run is compacted once no row of it is left.
-const MARK_COMPACTED_SQL: &str = "UPDATE runs SET compacted_at = ?2 \
-     WHERE run_id = ?1 AND compacted_at IS NULL AND NOT EXISTS (SELECT 1 FROM log_chunks WHERE run_id = ?1)";
 const CLAIM_HOLDER_SQL: &str = "SELECT compaction_id FROM runs WHERE run_id = ?1";
 
 /// A stream's object to point the database at, replacing `previous` when rebuilt.
@@ -70,7 +73,8 @@ pub fn commit(
     now: i64,
 ) -> Vec<Statement> {
     let run_id = || run.run_id.clone().into();
-    let mut statements = vec![Statement::new(CLAIM_SQL, vec![run_id(), id.into(), seq_ranges.into(), run.compaction_id.clone().into()])];
+    let read_id = || run.compaction_id.clone().into();
+    let mut statements = Vec::new();
     for place in placed {
         let object = place.object;
         let mut params = vec![
@@ -89,7 +93,7 @@ pub fn commit(
             (object.index_offset as i64).into(),
             (object.index_length as i64).into(),
             now.into(),
-            id.into(),
+            read_id(),
         ];
         statements.push(match place.previous {
             None => Statement::new(INSERT_LOG_OBJECT_SQL, params),
@@ -104,9 +108,9 @@ pub fn commit(
         ));
     }
     if let Some((key, members)) = checkpoints {
-        statements.push(Statement::new(MOVE_CHECKPOINTS_SQL, vec![run_id(), key.into(), members.into(), id.into()]));
+        statements.push(Statement::new(MOVE_CHECKPOINTS_SQL, vec![run_id(), key.into(), members.into(), read_id()]));
     }
-    statements.push(Statement::new(MARK_COMPACTED_SQL, vec![run_id(), now.into()]));
+    statements.push(Statement::new(CLAIM_SQL, vec![run_id(), id.into(), seq_ranges.into(), read_id(), now.into()]));
     statements.push(Statement::new(RUN_OBJECTS_SQL, vec![run_id()]));
     statements.push(Statement::new(CLAIM_HOLDER_SQL, vec![run_id()]));
     statements
