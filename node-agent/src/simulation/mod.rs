@@ -43,8 +43,22 @@ use world::{Outcome, World};
 ///   term, freed the lease, another node took it, and the restarted node still led
 ///   (`8-a-holder-renews-a-term-it-lost.patch`). A holder that does not say it leads in the
 ///   lease's term is now given a new term.
-const REGRESSION_SEEDS: &[(u64, usize)] =
-    &[(16, 3), (111, 3), (202, 3), (211, 3), (258, 3), (149, 3), (287, 3), (738, 3), (770, 3), (938, 3), (9259, 3), (9658, 3), (18651, 3)];
+const REGRESSION_SEEDS: &[(u64, usize)] = &[
+    (16, 3),
+    (111, 3),
+    (202, 3),
+    (211, 3),
+    (258, 3),
+    (149, 3),
+    (287, 3),
+    (738, 3),
+    (770, 3),
+    (938, 3),
+    (9259, 3),
+    (9658, 3),
+    (18651, 3),
+    (299, 3),
+];
 
 /// Runs one seed to its end; the same seed gives the same outcome and trace.
 pub fn run_seed(seed: u64, agents: usize) -> Outcome {
