@@ -44,6 +44,7 @@ struct ObjectRow {
     blocks: i64,
     index: ByteRange,
     first_cursor: i64,
+    last_cursor: i64,
     expired_at: Option<i64>,
     finished_at: Option<i64>,
 }
@@ -59,6 +60,7 @@ fn object_row(row: &Row) -> Result<ObjectRow, super::db::DbError> {
         blocks: row.i64("blocks")?,
         index: ByteRange { offset: row.i64("index_offset")? as u64, length: row.i64("index_length")? as u64 },
         first_cursor: row.i64("first_cursor")?,
+        last_cursor: row.i64("last_cursor")?,
         expired_at: row.opt_i64("logs_expired_at")?,
         finished_at: row.opt_i64("finished_at")?,
     })
@@ -94,7 +96,9 @@ pub async fn read<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>,
     let mut chunks = records::all(&results[1], records::log_chunk)?;
     let objects = records::all(&results[2], object_row)?;
     if let Some(expired) = objects.iter().find(|object| object.expired_at.is_some()) {
-        return Err(logs_expired(expired, core.config.log_retention_days));
+        // Where to read on past the expired run: after the last cursor of all its streams.
+        let past = objects.iter().filter(|object| object.run_id == expired.run_id).map(|object| object.last_cursor).max();
+        return Err(logs_expired(expired, core.config.log_retention_days).with_detail("next_cursor", past.unwrap_or(after)));
     }
     let limit = limit as usize;
     for object in &objects {
@@ -105,7 +109,7 @@ pub async fn read<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>,
         let stored = match read_object_after(&core.blobs, object, after, limit).await? {
             Some(stored) => stored,
             // Retention deleted it after our snapshot of the rows was taken.
-            None => return Err(logs_expired(object, core.config.log_retention_days)),
+            None => return Err(logs_expired(object, core.config.log_retention_days).with_detail("next_cursor", object.last_cursor)),
         };
         chunks.extend(stored.into_iter().map(|chunk| LogChunk {
             cursor: chunk.cursor,

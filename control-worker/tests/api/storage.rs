@@ -266,9 +266,11 @@ fn retention_expires_a_runs_output_with_a_clear_answer() {
     assert_eq!(details["run_id"], first_run.as_str());
     assert_eq!(details["retention_days"], 7);
     assert!(response.json()["message"].as_str().unwrap().contains("7 days"), "{}", response.text());
-    // The live run's output is still there.
+    // The live run's output is still there, by its run or by reading on past the expired one.
     let live = data(call("GET", &format!("/v1/tasks/{task_id}/logs?run_id={second_run}"), READONLY, None), 200);
     assert_eq!(live["chunks"].as_array().unwrap().len(), 2);
+    let past = data(call("GET", &format!("/v1/tasks/{task_id}/logs?after={}", details["next_cursor"]), READONLY, None), 200);
+    assert_eq!(past["chunks"], live["chunks"], "next_cursor reads on past the expired run");
     let detail = run_detail(&call, &first_run);
     let first_step = detail["run"]["step_id"].as_str().unwrap().to_string();
     let chunks = json!([{"seq": 100_000, "stream": "stdout", "text": "too late\n"}]);
