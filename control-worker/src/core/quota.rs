@@ -71,7 +71,8 @@ pub fn park_statements(marker: &str, account: &str, resets_at: Option<i64>, mess
 // ready again.
 const READY_AFTER_RESET_SQL: &str = concat!(
     "UPDATE steps SET status = 'ready', ready_at = ?3, waiting_account = NULL \
-     WHERE status = 'waiting_quota' AND waiting_account IN (SELECT account FROM accounts WHERE parked_until <= ?3) AND ",
+     WHERE status = 'waiting_quota' AND waiting_account IS NOT NULL \
+       AND waiting_account IN (SELECT account FROM accounts WHERE parked_until <= ?3) AND ",
     fence!("1", "2", "3")
 );
 
