@@ -64,7 +64,10 @@ const REGRESSION_SEEDS: &[(u64, usize)] = &[
 pub fn run_seed(seed: u64, agents: usize) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("a runtime");
     crate::log::catch_lines();
-    let outcome = runtime.block_on(World::new(seed, agents).run());
+    // The world is made inside the runtime: its start is then the paused clock's, not the real
+    // clock read before the runtime runs (which put a real, varying sub-millisecond offset into
+    // every time of the trace; a trace could then differ by a millisecond under load).
+    let outcome = runtime.block_on(async { World::new(seed, agents).run().await });
     crate::log::take_lines();
     outcome
 }
