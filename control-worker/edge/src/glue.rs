@@ -113,19 +113,8 @@ pub async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleConte
     let core = Core::new(D1Db::new(database), R2Blobs::new(bucket), EdgeClock { manual: manual_clock }, JsRandom, config);
     match run_slice(&core).await {
         Ok(report) => {
-            if !report.compacted_runs.is_empty() || !report.expired_runs.is_empty() || report.events_deleted > 0 {
-                console_log!(
-                    "storage upkeep: {} runs compacted ({} bytes into {} objects of {} bytes), {} runs expired, {} events deleted; {} D1 queries, {} R2 operations{}",
-                    report.compacted_runs.len(),
-                    report.bytes_moved,
-                    report.objects_written,
-                    report.object_bytes,
-                    report.expired_runs.len(),
-                    report.events_deleted,
-                    report.db_queries,
-                    report.blob_operations,
-                    if report.more { "; more remains" } else { "" }
-                );
+            if report.did_something() {
+                console_log!("{}", report.summary());
             }
         }
         Err(error) => console_error!("storage upkeep failed: {} ({})", error.message, error.internal.unwrap_or_default()),

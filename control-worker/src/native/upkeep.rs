@@ -27,17 +27,8 @@ where
         for _ in 0..SLICES_PER_TICK {
             match run_slice(&core).await {
                 Ok(report) => {
-                    let did_something = !report.compacted_runs.is_empty() || !report.expired_runs.is_empty() || report.events_deleted > 0;
-                    if log && did_something {
-                        eprintln!(
-                            "storage upkeep: {} runs compacted ({} bytes into {} objects of {} bytes), {} runs expired, {} events deleted",
-                            report.compacted_runs.len(),
-                            report.bytes_moved,
-                            report.objects_written,
-                            report.object_bytes,
-                            report.expired_runs.len(),
-                            report.events_deleted
-                        );
+                    if log && report.did_something() {
+                        eprintln!("{}", report.summary());
                     }
                     if !report.more {
                         break;

@@ -136,3 +136,27 @@ pub struct MaintenanceReport {
     pub log_retention_days: i64,
     pub event_retention_days: i64,
 }
+
+impl MaintenanceReport {
+    /// Whether the slice changed anything (an operator's log shows only those).
+    pub fn did_something(&self) -> bool {
+        !self.compacted_runs.is_empty() || !self.expired_runs.is_empty() || self.events_deleted > 0
+    }
+
+    /// One line for an operator's log: what the slice did and what it cost.
+    pub fn summary(&self) -> String {
+        format!(
+            "storage upkeep: {} runs compacted ({} bytes into {} objects of {} bytes), {} runs expired, {} events deleted; \
+             {} database queries, {} object operations{}",
+            self.compacted_runs.len(),
+            self.bytes_moved,
+            self.objects_written,
+            self.object_bytes,
+            self.expired_runs.len(),
+            self.events_deleted,
+            self.db_queries,
+            self.blob_operations,
+            if self.more { "; more remains" } else { "" }
+        )
+    }
+}
