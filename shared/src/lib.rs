@@ -6,12 +6,14 @@
 //! - [`errors`]: error codes and their HTTP statuses.
 //! - [`status`]: lifecycle enums (system mode, task, step, run) with their wire spellings.
 //! - [`wire`]: request and response bodies.
+//! - [`body_fields`]: the fields each request body may carry; unknown ones are named and refused.
 //! - [`ids`]: identifier rules (which strings may name a node, a task, a step).
 //! - [`scope`]: write-scope globs: matching, overlap, what a change did outside its scope.
 //!
 //! No I/O, no async, no clock: this crate builds unchanged for wasm32 and native.
 
 pub mod auth;
+pub mod body_fields;
 pub mod errors;
 pub mod ids;
 pub mod routes;

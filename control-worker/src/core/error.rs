@@ -33,6 +33,12 @@ impl ApiError {
         ApiError::new(ErrorCode::InvalidRequest, format!("{field} {rule}")).with_field(field).with_detail("rule", rule)
     }
 
+    /// A field the request may not carry: "unknown field base_ref; did you mean constraints.base_ref?".
+    pub fn unknown_field(field: &str, rule: &str) -> Self {
+        let explanation = rule.strip_prefix("unknown field").unwrap_or(rule);
+        ApiError::new(ErrorCode::InvalidRequest, format!("unknown field {field}{explanation}")).with_field(field).with_detail("rule", rule)
+    }
+
     pub fn with_field(self, field: &str) -> Self {
         self.with_detail("field", field)
     }

@@ -214,6 +214,7 @@ async fn compact<D: Db, C: Clock, R: Random, B: Blobs>(
 }
 
 /// `system.maintain`: one slice now, for an operator (or a test) who will not wait for the timer.
-pub async fn maintain_now<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, _call: &Call<'_>) -> ApiResult<Reply> {
+pub async fn maintain_now<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
+    call.body(true)?;
     Reply::ok(&run_slice(core).await?)
 }

@@ -108,8 +108,11 @@ impl Call<'_> {
     }
 
     /// The JSON object body. Routes whose every field is optional accept an empty body.
+    /// A field the route does not know (SPEC §18) is refused before the handler reads any.
     pub fn body(&self, empty_allowed: bool) -> ApiResult<Map<String, Value>> {
-        input::parse_object(&self.request.body, empty_allowed)
+        let body = input::parse_object(&self.request.body, empty_allowed)?;
+        shared::body_fields::check(self.route.action, &body).map_err(|unknown| ApiError::unknown_field(&unknown.field, &unknown.rule))?;
+        Ok(body)
     }
 }
 

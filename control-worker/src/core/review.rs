@@ -5,16 +5,18 @@
 //!
 //! `retry: true` on a reject starts another agent round of a `codex` task with the reason as
 //! feedback (SPEC §13), while its rounds last; otherwise the task fails, and the answer says
-//! which (`retried`).
+//! which (`retried`). A reject may carry comments on lines of the branch's diff
+//! (`comments: [{path, line, comment}]`); the next round's feedback file lists them as
+//! `path:line: comment`.
 
 use super::blobs::Blobs;
 use shared::status::TaskStatus;
-use shared::wire::TaskReviewed;
+use shared::wire::{LineComment, TaskReviewed};
 
 use super::clock::{Clock, Random};
 use super::db::{Db, Statement};
 use super::error::{ApiError, ApiResult};
-use super::input::{Fields, MAX_TEXT_LEN};
+use super::input::{Fields, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN};
 use super::records;
 use super::rounds;
 use super::tasks::{task_not_found, SELECT_TASK_SQL};
@@ -73,17 +75,41 @@ pub async fn approve<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, 
     Reply::ok(&TaskReviewed { decision: "approved".into(), reason: comment, retried: false, task })
 }
 
+/// Most line comments one review carries.
+pub const MAX_LINE_COMMENTS: usize = 200;
+
+/// `comments` of a reject: `[{path, line, comment}]`, `line` the line's number in the new file.
+fn line_comments(fields: &Fields<'_>) -> ApiResult<Vec<LineComment>> {
+    fields
+        .objects("comments", MAX_LINE_COMMENTS)?
+        .iter()
+        .map(|comment| {
+            Ok(LineComment {
+                path: comment.str("path", MAX_SHORT_TEXT_LEN)?,
+                line: comment.i64("line", 1, 10_000_000)?,
+                comment: comment.str("comment", MAX_TEXT_LEN)?,
+            })
+        })
+        .collect()
+}
+
 pub async fn reject<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let body = call.body(false)?;
     let fields = Fields::new(&body);
     let reason = fields.str("reason", MAX_TEXT_LEN)?;
     let retry = fields.bool_or_false("retry")?;
+    let comments = line_comments(&fields)?;
     let by = call.principal.label.to_string();
-    let message = format!("rejected by {by}: {reason}");
+    let message = match comments.len() {
+        0 => format!("rejected by {by}: {reason}"),
+        1 => format!("rejected by {by}: {reason} (1 comment on a line)"),
+        count => format!("rejected by {by}: {reason} ({count} comments on lines)"),
+    };
     let round = if retry {
         let task_id = call.param("task_id");
+        let comments = serde_json::to_string(&comments).map_err(|error| ApiError::internal(format!("comments: {error}")))?;
         vec![
-            rounds::grow_after_reject(task_id, call.now, &by, &reason),
+            rounds::grow_after_reject(task_id, call.now, &by, &reason, &comments),
             Statement::new(RESUME_WITH_ROUND_SQL, vec![task_id.into(), call.now.into(), format!("{message}; another round").into()]),
         ]
     } else {

@@ -75,7 +75,7 @@ pub fn grow_after_failure(marker: &str, now: i64) -> Vec<Statement> {
 // round grows the next, with the reviewer's reason as feedback.
 const GROW_ROUND_AFTER_REJECT_SQL: &str = grow_round_from!(concat!(
     "SELECT t.task_id, (SELECT MAX(s.round) FROM steps s WHERE s.task_id = t.task_id) AS round, \
-       json_object('kind', 'review', 'reviewer', ?3, 'reason', ?4) AS feedback \
+       json_object('kind', 'review', 'reviewer', ?3, 'reason', ?4, 'comments', json(?5)) AS feedback \
      FROM tasks t WHERE t.task_id = ?1 AND t.status = 'review' AND t.task_type = 'codex' \
        AND ",
     rounds_left!("(SELECT MAX(s.round) FROM steps s WHERE s.task_id = t.task_id)")
@@ -83,6 +83,7 @@ const GROW_ROUND_AFTER_REJECT_SQL: &str = grow_round_from!(concat!(
 
 /// The statement that grows a reviewed task's next round (`reject {retry: true}`); a row per
 /// step made, none when the task has no rounds left or is no codex task in review.
-pub fn grow_after_reject(task_id: &str, now: i64, reviewer: &str, reason: &str) -> Statement {
-    Statement::new(GROW_ROUND_AFTER_REJECT_SQL, vec![task_id.into(), now.into(), reviewer.into(), reason.into()])
+/// `comments` is the JSON array of the reviewer's line comments (`[]` for none).
+pub fn grow_after_reject(task_id: &str, now: i64, reviewer: &str, reason: &str, comments: &str) -> Statement {
+    Statement::new(GROW_ROUND_AFTER_REJECT_SQL, vec![task_id.into(), now.into(), reviewer.into(), reason.into(), comments.into()])
 }

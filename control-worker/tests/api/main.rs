@@ -17,6 +17,7 @@
 //! - `round_trips`: database round trips per route (hot routes: exactly one).
 //! - `storage`: SPEC §17: compaction into objects, pages across the boundary, retention, races.
 //! - `storage_process`: SPEC §17 with `control-local`: the timer, a compaction killed with SIGKILL.
+//! - `strict`: SPEC §18: unknown and misplaced fields refused on every route with a body.
 //! - `sync`: SPEC §14: `agents.sync`, one batch per agent tick: fencing, stale runs, the budget.
 //! - `tidy`: invariants of the source tree (no BEGIN/COMMIT, core free of I/O, migrations).
 //! - `unattended`: SPEC §13: unattended waves: creation warnings, `allow_no_change`.
@@ -39,6 +40,7 @@ mod races;
 mod round_trips;
 mod storage;
 mod storage_process;
+mod strict;
 mod sync;
 mod sync_pace;
 mod tidy;

@@ -92,8 +92,14 @@ pub fn document() -> Value {
     let mut generator =
         SchemaSettings::draft2020_12().with(|settings| settings.definitions_path = "/components/schemas".into()).into_generator();
     let mut paths = Map::new();
+    let mut requests = Vec::new();
+    let mut responses = Vec::new();
     for route in ROUTES {
         let (request, optional, response) = bodies(route.action, &mut generator);
+        if let Some(request) = &request {
+            requests.push((route, request.clone()));
+        }
+        responses.push(response.clone());
         let path = openapi_path(route.path);
         let mut parameters: Vec<Value> = route
             .path
@@ -130,7 +136,8 @@ pub fn document() -> Value {
     }
     generator.subschema_for::<ErrorEnvelope>();
     generator.subschema_for::<ErrorCode>();
-    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    close_request_bodies(&requests, &responses, &mut schemas);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -144,6 +151,79 @@ pub fn document() -> Value {
             "schemas": schemas,
         },
     })
+}
+
+/// Holds every request schema to `shared::body_fields` (the same field names at every depth the
+/// table describes) and says `additionalProperties: false` where the control plane refuses
+/// unknown fields — except on types that are also answers (`Usage`, `TaskResult`, ...), which
+/// may grow fields a client should tolerate.
+fn close_request_bodies(requests: &[(&shared::Route, Value)], responses: &[Value], schemas: &mut Map<String, Value>) {
+    let mut in_answers = std::collections::BTreeSet::new();
+    for response in responses {
+        collect_refs(response, schemas, &mut in_answers);
+    }
+    collect_refs(&json!({"$ref": "#/components/schemas/ErrorEnvelope"}), schemas, &mut in_answers);
+    for (route, request) in requests {
+        let fields = shared::body_fields::request_fields(route.action).unwrap_or_else(|| panic!("{}: a body without fields", route.id));
+        close(request, fields, schemas, &in_answers, route.id);
+    }
+}
+
+fn ref_name(schema: &Value) -> Option<String> {
+    schema["$ref"].as_str().and_then(|reference| reference.strip_prefix("#/components/schemas/")).map(str::to_string)
+}
+
+fn collect_refs(schema: &Value, schemas: &Map<String, Value>, found: &mut std::collections::BTreeSet<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(name) = ref_name(schema) {
+                if found.insert(name.clone()) {
+                    collect_refs(&schemas[&name], schemas, found);
+                }
+            }
+            map.values().for_each(|value| collect_refs(value, schemas, found));
+        }
+        Value::Array(items) => items.iter().for_each(|value| collect_refs(value, schemas, found)),
+        _ => {}
+    }
+}
+
+/// The object schema a field's schema stands for: through `$ref`, `Option`'s `anyOf` and a
+/// list's `items`.
+fn object_schema(schema: &Value) -> Value {
+    if let Some(variants) = schema["anyOf"].as_array() {
+        return variants.iter().find(|variant| variant["type"] != "null").map(object_schema).unwrap_or(Value::Null);
+    }
+    if schema["type"] == "array" {
+        return object_schema(&schema["items"]);
+    }
+    schema.clone()
+}
+
+fn close(
+    schema: &Value,
+    fields: &[shared::body_fields::Field],
+    schemas: &mut Map<String, Value>,
+    in_answers: &std::collections::BTreeSet<String>,
+    at: &str,
+) {
+    let schema = object_schema(schema);
+    let name = ref_name(&schema).unwrap_or_else(|| panic!("{at}: request objects are named types"));
+    let definition = schemas[&name].clone();
+    let mut properties: Vec<&str> =
+        definition["properties"].as_object().map(|map| map.keys().map(String::as_str).collect()).unwrap_or_default();
+    let mut names: Vec<&str> = fields.iter().map(|field| field.name).collect();
+    properties.sort_unstable();
+    names.sort_unstable();
+    assert_eq!(properties, names, "{at} ({name}): shared::body_fields and the wire type disagree");
+    if !in_answers.contains(&name) {
+        schemas[&name]["additionalProperties"] = Value::Bool(false);
+    }
+    for field in fields {
+        if let shared::body_fields::Shape::Object(inner) | shared::body_fields::Shape::Objects(inner) = field.shape {
+            close(&definition["properties"][field.name], inner, schemas, in_answers, &format!("{at}.{}", field.name));
+        }
+    }
 }
 
 #[test]

@@ -149,12 +149,19 @@ fn a_reject_with_retry_starts_another_round_with_the_reviewers_reason() {
     }
     assert_eq!(task(&t, &task_id)["status"], "review");
     let reject = |retry: bool| t.post(&format!("/v1/tasks/{task_id}/reject"), BROWSER_ADMIN, json!({"reason": "too slow", "retry": retry}));
-    let answer = ok(&reject(true), 200);
+    let bad_line = json!({"reason": "r", "retry": true, "comments": [{"path": "src/a.rs", "line": 0, "comment": "x"}]});
+    invalid(&t.post(&format!("/v1/tasks/{task_id}/reject"), BROWSER_ADMIN, bad_line), "comments[0].line");
+    let comments = json!([{"path": "src/a.rs", "line": 7, "comment": "quadratic here"}]);
+    let answer = ok(
+        &t.post(&format!("/v1/tasks/{task_id}/reject"), BROWSER_ADMIN, json!({"reason": "too slow", "retry": true, "comments": comments})),
+        200,
+    );
     assert_eq!(answer["retried"], true, "{answer}");
     assert_eq!(answer["task"]["status"], "running");
     let detail = task(&t, &task_id);
     let feedback = &detail["steps"][3]["metadata"]["feedback"];
     assert_eq!((feedback["kind"].as_str(), feedback["reason"].as_str()), (Some("review"), Some("too slow")), "{detail:#}");
+    assert_eq!(feedback["comments"], comments, "the line comments reach the next round: {detail:#}");
     assert_eq!(detail["steps"][3]["round"], 2);
     for _ in 0..3 {
         run_next(&t, &task_id, true);
@@ -326,8 +333,10 @@ fn a_tasks_usage_is_its_runs_usage_files_summed() {
     assert_eq!(task(&t, &task_id)["usage"], Value::Null, "no run recorded any");
     let step = &claim_as_team(&t, &["codex"])[0];
     let (step_id, run_id) = (step["step"]["step_id"].as_str().unwrap(), step["run_id"].as_str().unwrap());
-    let body = json!({"worker_id": "mini-main", "run_id": run_id, "summary": "done", "exit_code": 0,
-        "usage": {"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.25, "model": "gpt-5-codex", "note": "ignored"}});
+    let mut body = json!({"worker_id": "mini-main", "run_id": run_id, "summary": "done", "exit_code": 0,
+        "usage": {"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.25, "model": "gpt-5-codex", "note": "not a usage field"}});
+    invalid(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, body.clone()), "usage.note");
+    body["usage"].as_object_mut().unwrap().remove("note");
     ok(&t.post(&format!("/v1/steps/{step_id}/complete"), SHARED, body), 200);
     let step = &claim_as_team(&t, &["shell"])[0];
     let (step_id, run_id) = (step["step"]["step_id"].as_str().unwrap(), step["run_id"].as_str().unwrap());

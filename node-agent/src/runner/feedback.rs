@@ -20,9 +20,10 @@ pub fn text(feedback: Option<&Value>, output: Option<&str>) -> String {
     };
     if feedback["kind"] == "review" {
         return format!(
-            "# Feedback from review\n\nA reviewer ({}) rejected the last round's work:\n\n{}\n\nKeep what was right, address this, and make the acceptance commands pass again.\n",
+            "# Feedback from review\n\nA reviewer ({}) rejected the last round's work:\n\n{}\n{}\nKeep what was right, address this, and make the acceptance commands pass again.\n",
             field("reviewer"),
-            field("reason")
+            field("reason"),
+            line_comments(&feedback["comments"])
         );
     }
     let mut text = format!(
@@ -38,6 +39,19 @@ pub fn text(feedback: Option<&Value>, output: Option<&str>) -> String {
         text.push_str(&format!("\n## Its output{}\n\n{}\n", if start > 0 { " (the end)" } else { "" }, output[start..].trim_end()));
     }
     text.push_str("\nThe changes of the earlier rounds are on the branch. Fix what made the command fail.\n");
+    text
+}
+
+/// The reviewer's comments on lines of the diff, one `path:line: comment` each (a comment's
+/// further lines indented), under their own heading; empty without any.
+fn line_comments(comments: &Value) -> String {
+    let Some(comments) = comments.as_array().filter(|comments| !comments.is_empty()) else { return String::new() };
+    let mut text = String::from("\n## Comments on lines of the diff\n\n");
+    for comment in comments {
+        let (path, line) = (comment["path"].as_str().unwrap_or("?"), comment["line"].as_i64().unwrap_or(0));
+        let body = comment["comment"].as_str().unwrap_or("").trim().replace('\n', "\n    ");
+        text.push_str(&format!("{path}:{line}: {body}\n"));
+    }
     text
 }
 
@@ -64,5 +78,16 @@ mod tests {
         let text = text(Some(&json!({"kind": "review", "reviewer": "browser-admin", "reason": "too slow"})), None);
         assert!(text.contains("(browser-admin) rejected") && text.contains("too slow"), "{text}");
         assert_eq!(super::text(None, None), "");
+        assert!(!text.contains("Comments on lines"), "{text}");
+    }
+
+    #[test]
+    fn a_reviewers_line_comments_as_path_line_comment() {
+        let comments = json!([{"path": "src/add.rs", "line": 3, "comment": "off by one"}, {"path": "README.md", "line": 10, "comment": "say why\nand how"}]);
+        let text = text(Some(&json!({"kind": "review", "reviewer": "ann", "reason": "see lines", "comments": comments})), None);
+        assert!(
+            text.contains("\n## Comments on lines of the diff\n\nsrc/add.rs:3: off by one\nREADME.md:10: say why\n    and how\n"),
+            "{text}"
+        );
     }
 }

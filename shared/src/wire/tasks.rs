@@ -16,6 +16,7 @@ pub struct TaskCreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schemars(with = "Option<TaskConstraints>"))]
     pub constraints: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acceptance: Option<Vec<String>>,
@@ -36,6 +37,34 @@ pub struct TaskCreateRequest {
     pub review: bool,
 }
 
+/// What `constraints` of `tasks.create` may hold. The request keeps them as an object (the task
+/// stores it as given, and the runner and planner read it), so this type is its documentation
+/// and its JSON Schema; `body_fields` holds the same names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TaskConstraints {
+    /// Assigns the task to that host at once.
+    pub target_host: Option<String>,
+    /// Where the branch starts (default `HEAD`; `task:<key>` names a dependency's branch).
+    pub base_ref: Option<String>,
+    /// Each step's timeout, 1–604800 seconds.
+    pub timeout_sec: Option<i64>,
+    /// Each step's attempts, 1–20.
+    pub max_attempts: Option<i64>,
+    /// What happens to the branch once its acceptance passed.
+    pub deliver: Option<crate::status::DeliveryMode>,
+    /// Where `deliver` pushes: a remote's name or a URL (default `origin`).
+    pub remote: Option<String>,
+    /// An agent step that changed nothing and wrote no report succeeds.
+    pub allow_no_change: Option<bool>,
+    /// Stop a step that shows no progress for this long (1–604800 seconds).
+    pub stall_after_sec: Option<i64>,
+    /// Agent rounds of a `codex` task, 1–20 (default 3).
+    pub max_rounds: Option<i64>,
+    /// A shell command run once in each new worktree before the first step.
+    pub setup: Option<String>,
+}
+
 /// The body of `tasks.approve` (optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
@@ -52,6 +81,19 @@ pub struct TaskRejectRequest {
     /// Another agent round with the reason as feedback (SPEC §13), once rounds exist.
     #[serde(default)]
     pub retry: bool,
+    /// Review comments on lines of the branch's diff; with `retry`, the agent's next round
+    /// reads them in its feedback file as `path:line: comment`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<LineComment>,
+}
+
+/// A reviewer's comment on one line of the branch's diff (the line's number in the new file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct LineComment {
+    pub path: String,
+    pub line: i64,
+    pub comment: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
