@@ -83,6 +83,10 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
                     let reachable =
                         if bound.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], bound.port())) } else { bound };
                     base = format!("http://{reachable}");
+                    // The people's CLI on this host finds its control plane here (SPEC §18).
+                    if let Err(error) = embedded::write_address(&config.paths.state, &base) {
+                        log!("warning: embedded control plane: {error}");
+                    }
                     for warning in &embedded.warnings {
                         log!("warning: embedded control plane: {warning}");
                     }

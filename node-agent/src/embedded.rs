@@ -18,6 +18,8 @@ use thiserror::Error;
 
 pub const TOKENS_FILE: &str = "embedded-tokens.env";
 pub const DATABASE_FILE: &str = "control.db";
+/// The embedded control plane's URL as last bound, one line, for `node-agent tasks` on this host.
+pub const ADDRESS_FILE: &str = "embedded-address";
 /// The idle `next_sync_ms` of the embedded control plane (a fleet on Cloudflare uses 10 s): a
 /// new task reaches its first step within about this and a quarter of a second, and one
 /// host's SQLite has no bill to mind.
@@ -117,6 +119,23 @@ pub fn prepare(state_dir: &Path, lookup: impl Fn(&str) -> Option<String>) -> Res
     .map_err(|error| EmbeddedError::Config(error.to_string()))?;
     let limits = control_worker::native::ServerLimits::from_lookup(&lookup).map_err(|error| EmbeddedError::Config(error.to_string()))?;
     Ok(Embedded { database: state_dir.join(DATABASE_FILE), config, limits, warnings, service_token, new_admin_token, tokens_file })
+}
+
+/// Writes the URL the embedded control plane answers on (replaced atomically at every start).
+pub fn write_address(state_dir: &Path, base: &str) -> Result<(), EmbeddedError> {
+    let path = state_dir.join(ADDRESS_FILE);
+    let temporary = state_dir.join(format!(".{ADDRESS_FILE}.tmp"));
+    std::fs::write(&temporary, format!("{base}\n")).map_err(io_error(&temporary))?;
+    std::fs::rename(&temporary, &path).map_err(io_error(&path))
+}
+
+/// The admin token of the tokens file (`None` when the tokens came from the environment).
+pub fn read_admin_token(state_dir: &Path) -> Result<Option<String>, EmbeddedError> {
+    let path = state_dir.join(TOKENS_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(read_tokens(&path)?.remove(ADMIN_TOKEN_VAR))
 }
 
 /// Opens (and migrates) the database and binds the listener: what can fail happens before

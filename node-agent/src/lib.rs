@@ -23,7 +23,7 @@
 //! - [`status`]: the local status server (`/healthz`, `/v1/status`, the page, `/metrics`).
 //! - [`log`]: timestamped log lines on stderr.
 //! - [`notify`]: the leader delivers the event feed to a webhook and the desktop.
-//! - [`tasks_cli`]: `node-agent tasks …`: the control plane for people; task cards imported.
+//! - [`people`]: `node-agent tasks|system|login|logout …`: the control plane for people; task cards imported.
 //! - [`units`]: durations and sizes as people write them (`7d`, `5GB`).
 //! - `simulation` (tests only): the fleet under a seeded schedule of faults, every guarantee of
 //!   SPEC §15 checked after every event (`scripts/simulate`).
@@ -42,11 +42,11 @@ pub mod config_show;
 pub mod embedded;
 pub mod log;
 pub mod notify;
+pub mod people;
 pub mod platform;
 pub mod runner;
 pub mod shutdown;
 #[cfg(test)]
 mod simulation;
 pub mod status;
-pub mod tasks_cli;
 pub mod units;

@@ -1,4 +1,5 @@
-//! `node-agent [start|config|checklist|help] [options]`, `node-agent tasks <verb>`,
+//! `node-agent [start|config|checklist|help] [options]`, `node-agent tasks|system <verb>`,
+//! `node-agent login|logout` (the people's CLI; its flags may come before its command too),
 //! `node-agent --version`, `node-agent agent-exec --preset NAME [-- ARGS]` (an agent step's
 //! process, started by the runner): one binary per host. The agent itself
 //! is the `node_agent` library ([`node_agent::agent::run`]); `main` parses the arguments, turns
@@ -14,8 +15,8 @@ use node_agent::{agent, checklist, shutdown};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("tasks") {
-        return node_agent::tasks_cli::main(args.into_iter().skip(1));
+    if node_agent::people::command_position(&args).is_some() {
+        return node_agent::people::main(args);
     }
     if args.get(1).map(String::as_str) == Some("agent-exec") {
         return agent_exec(&args[2..]);

@@ -168,6 +168,8 @@ wire_enum!(
         GitDiff => "git_diff",
         LogTail => "log_tail",
         TestOutput => "test_output",
+        /// The task's branch against its base (`base..HEAD`), after a step that committed.
+        BranchDiff => "branch_diff",
     }
 );
 

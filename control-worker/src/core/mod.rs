@@ -15,6 +15,7 @@
 //! - [`cards`]: a task's card fields (key, dependencies, write scope, review) at creation.
 //! - [`review`]: approve and reject of a task in review, audited.
 //! - [`report`]: a task's report in the card's sections, and as markdown.
+//! - [`diff`]: a task's branch as a diff against its base (the runner's `branch_diff`).
 //! - [`sync`]: `agents.sync`, one batch carrying what those handlers do for one agent tick.
 //! - [`run_reports`]: what a runner reports about its runs: validation and statements shared
 //!   by the step routes and `agents.sync`; [`run_uploads`]: its checkpoints and log chunks.
@@ -44,6 +45,7 @@ pub mod config;
 pub mod console;
 pub mod controllers;
 pub mod db;
+pub mod diff;
 pub mod error;
 pub mod events;
 pub mod grants;
@@ -299,6 +301,7 @@ impl<D: Db, C: Clock, R: Random, B: Blobs> Core<D, C, R, B> {
             Action::TasksApprove => review::approve(self, call).await,
             Action::TasksReject => review::reject(self, call).await,
             Action::TasksReport => report::read(self, call).await,
+            Action::TasksDiff => diff::read(self, call).await,
             Action::TasksClaim => planning::claim(self, call).await,
             Action::TasksPlan => planning::plan(self, call).await,
             Action::TasksLogsRead => log_pages::read(self, call).await,

@@ -231,6 +231,30 @@ pub async fn fail<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>,
     Reply::ok(&StepSettled { step, run, task_status, requeued })
 }
 
+/// A checkpoint row (with `blob_key, blob_offset, blob_length, logs_expired_at`) with its
+/// content, read back from object storage when compaction moved it there (SPEC §17), or
+/// `content_expired` once retention expired it.
+pub(super) async fn checkpoint_with_content<D: Db, C: Clock, R: Random, B: Blobs>(
+    core: &Core<D, C, R, B>,
+    row: &super::db::Row,
+) -> ApiResult<shared::wire::Checkpoint> {
+    let mut checkpoint = records::checkpoint(row)?;
+    if let Some(key) = row.opt_text("blob_key")? {
+        let range = ByteRange { offset: row.i64("blob_offset")? as u64, length: row.i64("blob_length")? as u64 };
+        match row.opt_i64("logs_expired_at")? {
+            Some(_) => checkpoint.content_expired = true,
+            None => match core.blobs.get(&key, Some(range)).await? {
+                Some(member) => {
+                    checkpoint.content = String::from_utf8(gunzip(&member)?)
+                        .map_err(|_| ApiError::internal(format!("checkpoint object {key}: content is not UTF-8")))?
+                }
+                None => checkpoint.content_expired = true,
+            },
+        }
+    }
+    Ok(checkpoint)
+}
+
 pub async fn read_run<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>, call: &Call<'_>) -> ApiResult<Reply> {
     let run_id = call.param("run_id");
     let results = core
@@ -243,22 +267,7 @@ pub async fn read_run<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R,
     })?;
     let mut checkpoints = Vec::with_capacity(results[1].len());
     for row in &results[1] {
-        let mut checkpoint = records::checkpoint(row)?;
-        if let Some(key) = row.opt_text("blob_key")? {
-            // Moved to object storage by compaction (SPEC §17); gone once retention expired it.
-            let range = ByteRange { offset: row.i64("blob_offset")? as u64, length: row.i64("blob_length")? as u64 };
-            match row.opt_i64("logs_expired_at")? {
-                Some(_) => checkpoint.content_expired = true,
-                None => match core.blobs.get(&key, Some(range)).await? {
-                    Some(member) => {
-                        checkpoint.content = String::from_utf8(gunzip(&member)?)
-                            .map_err(|_| ApiError::internal(format!("checkpoint object {key}: content is not UTF-8")))?
-                    }
-                    None => checkpoint.content_expired = true,
-                },
-            }
-        }
-        checkpoints.push(checkpoint);
+        checkpoints.push(checkpoint_with_content(core, row).await?);
     }
     Reply::ok(&RunDetail { run, checkpoints })
 }

@@ -9,6 +9,7 @@
 //! - `auth`: the auth matrix generated from the route table, ownership, secure default.
 //! - `hostile`: slow headers and bodies, idle and flooding connections, unauthenticated bodies, bad framing.
 //! - `lease`: the leader lease table, hand-over, fencing, concurrent acquirers.
+//! - `diff`: SPEC §18: `tasks.diff`, the newest branch diff, across compaction.
 //! - `deliverable`: SPEC §11: repo and deliver validation, one host per task, result, read shape, lost host.
 //! - `lifecycle`: the whole chain, retries, failures, cancel, pause and drain, idempotency.
 //! - `openapi`: docs/openapi.json, generated from the route table and the wire types.
@@ -30,6 +31,7 @@ mod auth;
 mod cards;
 mod conventions;
 mod deliverable;
+mod diff;
 mod edge;
 mod hostile;
 mod lease;

@@ -31,6 +31,7 @@ fn bodies(action: Action, generator: &mut SchemaGenerator) -> (Option<Value>, bo
         TasksApprove => (Some(schema::<TaskApproveRequest>(generator)), true, schema::<TaskReviewed>(generator)),
         TasksReject => (Some(schema::<TaskRejectRequest>(generator)), false, schema::<TaskReviewed>(generator)),
         TasksReport => (None, false, schema::<TaskReportPage>(generator)),
+        TasksDiff => (None, false, schema::<TaskDiff>(generator)),
         TasksClaim => (Some(schema::<TasksClaimRequest>(generator)), false, schema::<TasksClaimed>(generator)),
         TasksPlan => (Some(schema::<TaskPlanRequest>(generator)), false, schema::<TaskDetail>(generator)),
         StepsClaim => (Some(schema::<StepsClaimRequest>(generator)), false, schema::<StepsClaimed>(generator)),

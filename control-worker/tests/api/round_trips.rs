@@ -186,6 +186,7 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
         );
         call(route, "POST", &format!("/v1/tasks/{reviewed}/{path}"), ADMIN, Some(body));
         call("tasks.report", "GET", &format!("/v1/tasks/{reviewed}/report"), ADMIN, None);
+        call("tasks.diff", "GET", &format!("/v1/tasks/{reviewed}/diff"), ADMIN, None);
     }
     call("system.pause", "POST", "/v1/system/pause", ADMIN, None);
     call("system.resume", "POST", "/v1/system/resume", ADMIN, None);

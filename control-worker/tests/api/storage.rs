@@ -32,7 +32,7 @@ pub(crate) fn via_base(base: &str) -> impl Fn(&str, &str, &str, Option<Value>) -
     }
 }
 
-fn via_http(t: &Target) -> impl Fn(&str, &str, &str, Option<Value>) -> (u16, Value) + '_ {
+pub(crate) fn via_http(t: &Target) -> impl Fn(&str, &str, &str, Option<Value>) -> (u16, Value) + '_ {
     move |method, path, token, body| {
         let response = match body {
             Some(body) => t.post(path, token, body),
@@ -49,7 +49,7 @@ pub(crate) fn data(answer: (u16, Value), status: u16) -> Value {
 }
 
 /// Text that does not compress to nothing: a line of a run's output.
-fn line(run: usize, index: usize, width: usize) -> String {
+pub(crate) fn line(run: usize, index: usize, width: usize) -> String {
     let mut text = format!("run {run} line {index}: ");
     let mut state = (run * 7_919 + index * 104_729) as u64;
     while text.len() < width {

@@ -1,5 +1,6 @@
-//! A finished run's checkpoints — `summary` (JSON), `git_diff` (patch), `log_tail` (text) and,
-//! for test steps, `test_output` (text) — written to `checkpoints/NNNN-<type>.<ext>` and
+//! A finished run's checkpoints — `summary` (JSON), `git_diff` (patch), `log_tail` (text),
+//! for test steps `test_output` (text), and after a step that committed `branch_diff` (the
+//! task's branch against its base, patch) — written to `checkpoints/NNNN-<type>.<ext>` and
 //! uploaded from those files, so an upload retried after a restart sends the same bytes.
 
 use std::io;
@@ -31,6 +32,7 @@ fn name_of(checkpoint_type: CheckpointType) -> &'static str {
         CheckpointType::GitDiff => "git-diff",
         CheckpointType::LogTail => "log-tail",
         CheckpointType::TestOutput => "test-output",
+        CheckpointType::BranchDiff => "branch-diff",
     }
 }
 
@@ -47,9 +49,10 @@ pub fn parse_file_name(name: &str) -> Option<(i64, CheckpointType, CheckpointFor
     let (number, rest) = name.split_once('-')?;
     let (kind, extension) = rest.rsplit_once('.')?;
     let seq = number.parse().ok()?;
-    let checkpoint_type = [CheckpointType::Summary, CheckpointType::GitDiff, CheckpointType::LogTail, CheckpointType::TestOutput]
-        .into_iter()
-        .find(|candidate| name_of(*candidate) == kind)?;
+    let checkpoint_type =
+        [CheckpointType::Summary, CheckpointType::GitDiff, CheckpointType::LogTail, CheckpointType::TestOutput, CheckpointType::BranchDiff]
+            .into_iter()
+            .find(|candidate| name_of(*candidate) == kind)?;
     let format = [CheckpointFormat::Json, CheckpointFormat::Text, CheckpointFormat::Patch]
         .into_iter()
         .find(|candidate| extension_of(*candidate) == extension)?;

@@ -86,6 +86,17 @@ pub(super) async fn write_checkpoints(
         }
         list.push((CheckpointType::GitDiff, CheckpointFormat::Patch, fitted));
     }
+    if let (Some(base_commit), Some(start), true) = (meta.base_commit.as_deref(), meta.base_sha.as_deref(), state.committed) {
+        match worktree::branch_diff(&meta.worktree, base_commit, start).await {
+            Ok(Some(patch)) => {
+                list.push((CheckpointType::BranchDiff, CheckpointFormat::Patch, checkpoints::fit(&patch, "the branch itself")))
+            }
+            Ok(None) => {}
+            Err(error) => {
+                dir.event(crate::clock::Now::read().wall_ms, "branch_diff_failed", serde_json::json!({"error": error.to_string()}))
+            }
+        }
+    }
     let (stdout_tail, stderr_tail) = (tail(&dir.stdout_log(), TAIL_BYTES), tail(&dir.stderr_log(), TAIL_BYTES));
     list.push((CheckpointType::LogTail, CheckpointFormat::Text, checkpoints::log_tail(&stdout_tail, &stderr_tail)));
     if meta.step_kind == StepKind::Test {

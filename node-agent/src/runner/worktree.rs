@@ -184,6 +184,16 @@ pub async fn diff(worktree: &Path, base_sha: &str, scratch_index: &Path) -> Resu
     result
 }
 
+/// The branch's committed change since the task's base commit (what `tasks.diff` shows), or
+/// `None` when the step left the branch where it started (no commit: no new branch diff).
+pub async fn branch_diff(worktree: &Path, base_commit: &str, start_commit: &str) -> Result<Option<String>, WorktreeError> {
+    let head = git(worktree, &["rev-parse", "HEAD"], None).await?;
+    if head.trim() == start_commit {
+        return Ok(None);
+    }
+    git(worktree, &["diff", "--no-color", "--no-ext-diff", base_commit, "HEAD"], None).await.map(Some)
+}
+
 /// A fingerprint of the worktree's state beside its commit: the changed and untracked files
 /// (`git status`) with each one's size and modification time. It changes when the step writes a
 /// file. Taken without git's optional locks, so it never gets in the way of the step's own git.

@@ -106,7 +106,7 @@ pub fn render(snapshot: &StatusSnapshot) -> String {
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 text(&parked.account),
-                text(crate::tasks_cli::local_time(parked.parked_until)),
+                text(crate::people::local_time(parked.parked_until)),
                 text(&parked.parked_by),
                 text(&parked.message)
             ));
@@ -236,7 +236,7 @@ mod tests {
         }];
         let page = render(&snapshot);
         assert!(page.contains("id=\"parked-accounts\"") && page.contains("usage limit &lt;reached&gt;"), "{page}");
-        assert!(page.contains(&crate::tasks_cli::local_time(1_800_000_000)), "the reset in local time");
+        assert!(page.contains(&crate::people::local_time(1_800_000_000)), "the reset in local time");
         assert!(page.contains("mini&lt;script&gt;") && !page.contains("mini<script>"));
         assert!(page.contains("a &amp; b") && page.contains("1m 01s") && page.contains("2.0 kB"));
         assert!(page.contains("http-equiv=\"refresh\"") && page.contains(">paused<") && page.contains("no token"));

@@ -37,6 +37,31 @@ pub struct TaskCreateRequest {
     pub review: bool,
 }
 
+/// `tasks.diff`: the task's branch as a unified diff against its base commit, as the last step
+/// that committed left it (the runner's `branch_diff` checkpoint).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TaskDiff {
+    pub task_id: String,
+    pub branch: String,
+    /// Whether there is a diff to show; else `reason` says why not.
+    pub available: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_commit: Option<String>,
+    /// The run whose checkpoint it is, and when it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+    /// `git diff --no-color <base> HEAD`; cut near 1 MB with a note saying so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+}
+
 /// What `constraints` of `tasks.create` may hold. The request keeps them as an object (the task
 /// stores it as given, and the runner and planner read it), so this type is its documentation
 /// and its JSON Schema; `body_fields` holds the same names.

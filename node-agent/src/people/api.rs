@@ -9,16 +9,26 @@ pub struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// Where the address came from, said when it does not answer.
+    source: String,
 }
 
 impl Api {
     pub fn new(base: &str, token: &str) -> Result<Api, String> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|error| error.to_string())?;
-        Ok(Api { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })
+        Ok(Api { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http, source: String::new() })
     }
 
-    async fn answer(response: Result<reqwest::Response, reqwest::Error>) -> Result<(Value, bool), String> {
-        let response = response.map_err(|error| format!("the control plane did not answer: {}", error.without_url()))?;
+    pub fn with_source(mut self, source: &str) -> Self {
+        self.source = source.to_string();
+        self
+    }
+
+    async fn answer(&self, response: Result<reqwest::Response, reqwest::Error>) -> Result<(Value, bool), String> {
+        let response = response.map_err(|error| {
+            let from = if self.source.is_empty() { String::new() } else { format!(" (address from {})", self.source) };
+            format!("the control plane at {}{from} did not answer: {}", self.base, error.without_url())
+        })?;
         let replayed = response.headers().get("idempotent-replayed").is_some_and(|value| value == "true");
         let status = response.status();
         let bytes = response.bytes().await.map_err(|error| format!("the answer broke off ({status}): {}", error.without_url()))?;
@@ -35,7 +45,7 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, String> {
-        Ok(Self::answer(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await).await?.0)
+        Ok(self.answer(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await).await?.0)
     }
 
     async fn send(&self, path: &str, body: &Value) -> Result<(Value, bool), String> {
@@ -45,7 +55,7 @@ impl Api {
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .body(without_nulls(body).to_string());
-        Self::answer(request.send().await).await
+        self.answer(request.send().await).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
@@ -55,6 +65,22 @@ impl Api {
     /// Creates a task; whether it existed already (the same key).
     pub async fn create(&self, body: &Value) -> Result<(Value, bool), String> {
         self.send("/v1/tasks", body).await
+    }
+
+    /// The newest tasks, up to `most`, newest first.
+    pub async fn recent_tasks(&self, most: usize) -> Result<Vec<Value>, String> {
+        let mut tasks = Vec::new();
+        let mut cursor = String::new();
+        while tasks.len() < most {
+            let page = self.get(&format!("/v1/tasks?limit=200{cursor}")).await?;
+            tasks.extend(page["tasks"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        tasks.truncate(most);
+        Ok(tasks)
     }
 
     /// A task id as given, or the task of a key (searched among the newest 1,000 tasks).

@@ -1,0 +1,495 @@
+//! The control plane for people (SPEC §12, §18): `node-agent tasks <verb>` (create, list,
+//! show, logs, diff, wave, cancel, approve, reject, report, watch, import), `node-agent system
+//! <verb>` (pause, resume, drain, state), `node-agent login` and `logout`. Flags go anywhere on
+//! the line; on a host that runs the embedded control plane none are needed. Times are local.
+//!
+//! - [`discover`]: which control plane and token: flags, the login, the embedded plane.
+//! - [`print`]: tables that line up, a task with what it delivered, a coloured diff.
+//! - [`wave`]: a wave's cards as a dependency graph in text.
+//! - [`cards`]: a card file → a task to create; cards in dependency order.
+//! - [`api`]: the admin calls, over HTTP.
+//! - this file: the verbs.
+
+pub mod api;
+pub mod cards;
+pub mod discover;
+pub mod print;
+pub mod wave;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use shared::status::TaskStatus;
+
+use api::Api;
+pub use print::local_time;
+use print::text;
+
+/// The words that start the people's CLI (`node-agent <word> …`).
+pub const COMMANDS: [&str; 4] = ["tasks", "system", "login", "logout"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "node-agent",
+    about = "The control plane for people: tasks, the fleet's mode, a login; on a host with the embedded control plane no flags are needed"
+)]
+pub struct PeopleArgs {
+    /// Base URL of the Control API [default: the login's, else this host's embedded control plane]
+    #[arg(long, env = "BAA_CONTROL_API_BASE", global = true)]
+    pub control_api_base: Option<String>,
+    /// An admin token (a read-only one is enough to look) [default: the login's, else the embedded plane's]
+    #[arg(long, env = "BAA_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// The agent's state directory, where an embedded control plane leaves its address and token
+    #[arg(long, env = "BAA_STATE_DIR", global = true)]
+    pub state_dir: Option<String>,
+    /// The agent's runtime root (its state directory is <runtime root>/state)
+    #[arg(long, env = "BAA_RUNTIME_ROOT", global = true)]
+    pub runtime_root: Option<String>,
+    /// Print the control plane's JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tasks: create, list, show, logs, diff, wave, cancel, approve, reject, report, watch, import
+    Tasks {
+        #[command(subcommand)]
+        verb: Box<Verb>,
+    },
+    /// The fleet: pause, resume, drain, state
+    System {
+        #[command(subcommand)]
+        verb: SystemVerb,
+    },
+    /// Keep a fleet's control plane and token for this user (0600): asks for the token without
+    /// echoing it, or reads it from stdin when that is not a terminal
+    Login,
+    /// Forget the kept login
+    Logout,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemVerb {
+    /// Nothing new starts; running steps go on
+    Pause {
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Back to running
+    Resume {
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Started tasks finish; no new task starts
+    Drain {
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The mode, the leader, task and step counts, the hosts, parked accounts
+    State,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Create a task
+    Create {
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        goal: String,
+        /// shell, codex, or integrate (merges the branches of its --depends-on)
+        #[arg(long = "type", default_value = "codex")]
+        task_type: String,
+        #[arg(long)]
+        key: Option<String>,
+        /// The task's branch (default baa/<task id>)
+        #[arg(long)]
+        branch: Option<String>,
+        /// none, push, or pr
+        #[arg(long)]
+        deliver: Option<String>,
+        #[arg(long = "depends-on")]
+        depends_on: Vec<String>,
+        #[arg(long = "write-scope")]
+        write_scope: Vec<String>,
+        #[arg(long)]
+        acceptance: Vec<String>,
+        #[arg(long)]
+        review: bool,
+    },
+    /// Newest tasks first
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One task (its id or its key): where it stands, why it waits, what it delivered, what it cost
+    Show { task: String },
+    /// The diff of the task's branch against where it started (coloured on a terminal)
+    Diff {
+        task: String,
+        /// Never colour
+        #[arg(long)]
+        no_color: bool,
+    },
+    /// A wave's cards as a dependency graph: an integrate task (its id or key), or a key prefix
+    Wave { target: String },
+    /// A task's output (stdout and stderr); with --follow, until the task ends
+    Logs {
+        task: String,
+        #[arg(long)]
+        follow: bool,
+        /// The runner's own events (worker.log) too
+        #[arg(long)]
+        events: bool,
+    },
+    Cancel {
+        task: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    Approve {
+        task: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    Reject {
+        task: String,
+        #[arg(long)]
+        reason: String,
+        /// Another agent round with the reason and the comments as its feedback
+        #[arg(long)]
+        retry: bool,
+        /// A comment on a line of the branch's diff, as path:line:text (repeat for more)
+        #[arg(long = "comment")]
+        comments: Vec<String>,
+    },
+    /// A task's report in the card's sections
+    Report { task: String },
+    /// The event feed as it comes (tasks started, rounds, ends, reviews, parked accounts, mode changes), until interrupted
+    Watch {
+        /// Print this many of the latest events first
+        #[arg(long, default_value = "10")]
+        last: u32,
+        /// Stop after this many seconds (for scripts) [default: never]
+        #[arg(long)]
+        for_sec: Option<u64>,
+    },
+    /// Create the tasks of card files, in dependency order; a card already imported is left as it is
+    Import {
+        /// For cards without a repo: line
+        #[arg(long)]
+        repo: Option<String>,
+        /// For cards without a deliver: line: none, push (needed when a wave spreads over hosts), pr
+        #[arg(long)]
+        deliver: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+async fn watch(api: &Api, last: u32, for_sec: Option<u64>, json_out: bool) -> Result<(), String> {
+    let stop = for_sec.map(|sec| std::time::Instant::now() + Duration::from_secs(sec));
+    let print = |event: &Value| if json_out { println!("{event}") } else { print!("{}", print::event_line(event)) };
+    let first = api.get(&format!("/v1/events?last={}", last.max(1))).await?;
+    let mut after = first["next_after"].as_i64().unwrap_or(0);
+    first["events"].as_array().into_iter().flatten().skip(usize::from(last == 0)).for_each(print);
+    while stop.is_none_or(|stop| std::time::Instant::now() < stop) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let page = api.get(&format!("/v1/events?after={after}&limit=500")).await?;
+        page["events"].as_array().into_iter().flatten().for_each(print);
+        after = page["next_after"].as_i64().unwrap_or(after);
+    }
+    Ok(())
+}
+
+async fn follow_logs(api: &Api, task_id: &str, follow: bool, events: bool) -> Result<(), String> {
+    let mut after = 0;
+    // Set once the task has ended: one more look takes the output stored just before the end.
+    let mut ended: Option<String> = None;
+    loop {
+        let page = api.get(&format!("/v1/tasks/{task_id}/logs?after={after}&limit=1000")).await?;
+        let chunks = page["chunks"].as_array().cloned().unwrap_or_default();
+        for chunk in &chunks {
+            if events || chunk["stream"] != "worker" {
+                print!("{}", text(&chunk["text"]));
+            }
+            after = chunk["cursor"].as_i64().unwrap_or(after);
+        }
+        if !chunks.is_empty() {
+            continue;
+        }
+        if let Some(status) = ended {
+            eprintln!("task {task_id} is {status}");
+            return Ok(());
+        }
+        if !follow {
+            return Ok(());
+        }
+        let status = api.get(&format!("/v1/tasks/{task_id}")).await?["status"].as_str().and_then(TaskStatus::parse);
+        match status {
+            Some(status) if status.is_terminal() || status == TaskStatus::Review => ended = Some(status.to_string()),
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+async fn import(api: &Api, repo: Option<&str>, deliver: Option<&str>, files: &[PathBuf], json_out: bool) -> Result<(), String> {
+    let mut read = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let body = std::fs::read_to_string(file).map_err(|error| format!("{name}: {error}"))?;
+        read.push(cards::parse(&body, &name)?);
+    }
+    let ordered = cards::in_dependency_order(read)?;
+    // Every card is checked before any is created.
+    let bodies = ordered.iter().map(|card| cards::create_body(card, repo, deliver)).collect::<Result<Vec<_>, _>>()?;
+    for (card, body) in ordered.iter().zip(bodies) {
+        let (created, replayed) = api.create(&body).await?;
+        if json_out {
+            println!("{}", json!({"key": card.key, "task_id": created["task_id"], "created": !replayed}));
+        } else {
+            println!("{} {} {}", if replayed { "exists " } else { "created" }, card.key, text(&created["task_id"]));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/tasks/:task_id/<verb>`; prints the task as it is after.
+async fn act(api: &Api, task: &str, verb: &str, body: Value, json_out: bool) -> Result<(), String> {
+    let answer = api.post(&format!("/v1/tasks/{}/{verb}", api.task_id(task).await?), &body).await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+    } else {
+        print!("{}", print::task_line(&answer["task"]));
+    }
+    Ok(())
+}
+
+/// `path:line:text` → a line comment of `tasks.reject`.
+fn line_comment(text: &str) -> Result<Value, String> {
+    let mut parts = text.splitn(3, ':');
+    let (path, line, comment) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    match line.trim().parse::<i64>() {
+        Ok(line) if !path.trim().is_empty() && !comment.trim().is_empty() => {
+            Ok(json!({"path": path.trim(), "line": line, "comment": comment.trim()}))
+        }
+        _ => Err(format!("--comment {text:?}: give path:line:text, e.g. src/lib.rs:42:this panics on empty input")),
+    }
+}
+
+fn show(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+async fn tasks(api: &Api, verb: Verb, json_out: bool) -> Result<(), String> {
+    match verb {
+        Verb::Create { repo, title, goal, task_type, key, branch, deliver, depends_on, write_scope, acceptance, review } => {
+            let mut body = json!({"repo": repo, "title": title, "goal": goal, "task_type": task_type, "key": key,
+                "branch": branch, "depends_on": depends_on, "write_scope": write_scope, "acceptance": acceptance, "review": review});
+            if let Some(deliver) = deliver {
+                body["constraints"] = json!({"deliver": deliver});
+            }
+            let (created, _) = api.create(&body).await?;
+            if json_out {
+                show(&created)
+            } else {
+                print!("{}", print::task_line(&created["task"]))
+            }
+        }
+        Verb::List { status } => {
+            let query = status.map(|status| format!("&status={status}")).unwrap_or_default();
+            let page = api.get(&format!("/v1/tasks?limit=200{query}")).await?;
+            if json_out {
+                show(&page)
+            } else {
+                print!("{}", print::task_list(page["tasks"].as_array().map(Vec::as_slice).unwrap_or_default()))
+            }
+        }
+        Verb::Show { task } => {
+            let detail = api.get(&format!("/v1/tasks/{}", api.task_id(&task).await?)).await?;
+            if json_out {
+                show(&detail)
+            } else {
+                print!("{}", print::task_detail(&detail))
+            }
+        }
+        Verb::Diff { task, no_color } => {
+            let diff = api.get(&format!("/v1/tasks/{}/diff", api.task_id(&task).await?)).await?;
+            if json_out {
+                show(&diff)
+            } else if let Some(patch) = diff["patch"].as_str() {
+                let colour = !no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                print!("{}", if colour { print::coloured_diff(patch) } else { patch.to_string() });
+            } else {
+                eprintln!("{}", text(&diff["reason"]));
+            }
+        }
+        Verb::Wave { target } => {
+            let tasks = api.recent_tasks(1_000).await?;
+            let members = wave::members(&tasks, &target);
+            if json_out {
+                show(&json!({"target": target, "tasks": members, "layers": wave::layers(&members)}))
+            } else {
+                print!("{}", wave::draw(&target, &members))
+            }
+        }
+        Verb::Logs { task, follow, events } => follow_logs(api, &api.task_id(&task).await?, follow, events).await?,
+        Verb::Cancel { task, reason } => act(api, &task, "cancel", json!({"reason": reason}), json_out).await?,
+        Verb::Approve { task, comment } => act(api, &task, "approve", json!({"comment": comment}), json_out).await?,
+        Verb::Reject { task, reason, retry, comments } => {
+            let comments = comments.iter().map(|comment| line_comment(comment)).collect::<Result<Vec<_>, _>>()?;
+            act(api, &task, "reject", json!({"reason": reason, "retry": retry, "comments": comments}), json_out).await?
+        }
+        Verb::Report { task } => {
+            let page = api.get(&format!("/v1/tasks/{}/report", api.task_id(&task).await?)).await?;
+            if json_out {
+                show(&page)
+            } else {
+                print!("{}", text(&page["markdown"]))
+            }
+        }
+        Verb::Watch { last, for_sec } => watch(api, last, for_sec, json_out).await?,
+        Verb::Import { repo, deliver, files } => import(api, repo.as_deref(), deliver.as_deref(), &files, json_out).await?,
+    }
+    Ok(())
+}
+
+async fn system(api: &Api, verb: SystemVerb, json_out: bool) -> Result<(), String> {
+    let (mode, reason) = match verb {
+        SystemVerb::State => {
+            let state = api.get("/v1/system/state").await?;
+            if json_out {
+                show(&state)
+            } else {
+                print!("{}", print::system_state(&state))
+            }
+            return Ok(());
+        }
+        SystemVerb::Pause { reason } => ("pause", reason),
+        SystemVerb::Resume { reason } => ("resume", reason),
+        SystemVerb::Drain { reason } => ("drain", reason),
+    };
+    let changed = api.post(&format!("/v1/system/{mode}"), &json!({"reason": reason})).await?;
+    if json_out {
+        show(&changed)
+    } else {
+        println!("{}", text(&changed["summary"]))
+    }
+    Ok(())
+}
+
+/// The token from a prompt that does not echo it, or from stdin's first line.
+fn read_token(base: &str) -> Result<String, String> {
+    let token = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("Admin (or read-only) token for {base}: ")).map_err(|error| error.to_string())?
+    } else {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|error| error.to_string())?;
+        text.lines().next().unwrap_or("").to_string()
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err("no token given".into());
+    }
+    Ok(token)
+}
+
+async fn login(base: Option<String>, token: Option<String>, login_file: &std::path::Path) -> Result<(), String> {
+    let base = base.ok_or("login needs --control-api-base URL (the fleet's control plane)")?;
+    let base = base.trim().trim_end_matches('/').to_string();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(format!("--control-api-base must be an http:// or https:// URL, got {base:?}"));
+    }
+    let token = match token {
+        Some(token) => token,
+        None => read_token(&base)?,
+    };
+    // The token is tried before it is kept: a typo is told now, not at the next command.
+    Api::new(&base, &token)?.get("/v1/system/state").await.map_err(|error| format!("{base} refused the token: {error}"))?;
+    discover::write_login(login_file, &discover::Login { control_api_base: base.clone(), token })?;
+    println!("logged in to {base}; kept in {} (mode 0600)", login_file.display());
+    Ok(())
+}
+
+fn logout(login_file: &std::path::Path) -> Result<(), String> {
+    match std::fs::remove_file(login_file) {
+        Ok(()) => println!("logged out: removed {}", login_file.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => println!("not logged in ({} does not exist)", login_file.display()),
+        Err(error) => return Err(format!("{}: {error}", login_file.display())),
+    }
+    Ok(())
+}
+
+async fn run(args: PeopleArgs) -> Result<(), String> {
+    let env = |name: &str| std::env::var(name).ok();
+    let login_file = discover::login_file(env);
+    match args.command {
+        Command::Login => return login(args.control_api_base, args.token, &login_file).await,
+        Command::Logout => return logout(&login_file),
+        _ => {}
+    }
+    let given = discover::Given {
+        base: args.control_api_base,
+        token: args.token,
+        state_dir: discover::state_dir(args.state_dir.as_deref(), args.runtime_root.as_deref(), env("HOME").as_deref()),
+        login_file,
+    };
+    let connection = discover::connection(&given)?;
+    let api = Api::new(&connection.base, &connection.token)?.with_source(&connection.source);
+    match args.command {
+        Command::Tasks { verb } => tasks(&api, *verb, args.json).await,
+        Command::System { verb } => system(&api, verb, args.json).await,
+        Command::Login | Command::Logout => Ok(()),
+    }
+}
+
+/// Where the people's command starts in `args` (after `node-agent` and any flags before it),
+/// when it is one: `node-agent --token T tasks list` is `tasks list` with its flag.
+pub fn command_position(args: &[String]) -> Option<usize> {
+    const VALUE_FLAGS: [&str; 4] = ["--control-api-base", "--token", "--state-dir", "--runtime-root"];
+    let mut index = 1;
+    while let Some(arg) = args.get(index) {
+        if COMMANDS.contains(&arg.as_str()) {
+            return Some(index);
+        }
+        if !arg.starts_with('-') {
+            return None;
+        }
+        index += if VALUE_FLAGS.contains(&arg.as_str()) { 2 } else { 1 };
+    }
+    None
+}
+
+/// `node-agent tasks|system|login|logout …` with the whole command line; the exit code.
+pub fn main(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
+    let args = match PeopleArgs::try_parse_from(args) {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return std::process::ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
