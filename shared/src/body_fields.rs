@@ -219,9 +219,8 @@ const AGENT_SYNC: &[Field] = &[
 pub fn request_fields(action: Action) -> Option<&'static [Field]> {
     use Action::*;
     Some(match action {
-        ControllersList | TasksList | TasksRead | TasksReport | TasksDiff | TasksLogsRead | RunsRead | SystemState | EventsList => {
-            return None
-        }
+        ControllersList | TasksList | TasksRead | TasksReport | TasksDiff | TasksLogsRead | RunsRead | RunsList | SystemState
+        | EventsList => return None,
         ControllersHeartbeat => CONTROLLER_HEARTBEAT,
         LeaderAcquire => LEADER_ACQUIRE,
         LeaderRelease => LEADER_RELEASE,

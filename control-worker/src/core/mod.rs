@@ -16,6 +16,7 @@
 //! - [`review`]: approve and reject of a task in review, audited.
 //! - [`report`]: a task's report in the card's sections, and as markdown.
 //! - [`diff`]: a task's branch as a diff against its base (the runner's `branch_diff`).
+//! - [`timeline`]: the runs of a time window on every host (`runs.list`), for the console.
 //! - [`sync`]: `agents.sync`, one batch carrying what those handlers do for one agent tick.
 //! - [`run_reports`]: what a runner reports about its runs: validation and statements shared
 //!   by the step routes and `agents.sync`; [`run_uploads`]: its checkpoints and log chunks.
@@ -70,6 +71,7 @@ pub mod steps;
 pub mod sync;
 pub mod system;
 pub mod tasks;
+pub mod timeline;
 pub mod waiting;
 
 use serde::Serialize;
@@ -313,6 +315,7 @@ impl<D: Db, C: Clock, R: Random, B: Blobs> Core<D, C, R, B> {
             Action::StepsFail => steps::fail(self, call).await,
             Action::StepsReap => reap::reap(self, call).await,
             Action::RunsRead => steps::read_run(self, call).await,
+            Action::RunsList => timeline::list(self, call).await,
             Action::SystemPause => system::change_mode(self, call, shared::status::SystemMode::Paused).await,
             Action::SystemResume => system::change_mode(self, call, shared::status::SystemMode::Running).await,
             Action::SystemDrain => system::change_mode(self, call, shared::status::SystemMode::Draining).await,

@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value as Json};
 use shared::status::*;
-use shared::wire::{Checkpoint, Controller, FeedEvent, Lease, LogChunk, ModeChange, ParkedAccount, Run, Step, Task, TaskEvent};
+use shared::wire::{
+    Checkpoint, Controller, FeedEvent, Lease, LogChunk, ModeChange, ParkedAccount, Run, Step, Task, TaskEvent, TimelineRun,
+};
 
 use super::db::{DbError, Row};
 
@@ -149,6 +151,7 @@ pub fn task(row: &Row) -> Result<Task, DbError> {
         write_scope: string_list(row, "write_scope_json")?,
         review: row.i64("review")? != 0,
         waiting_reason: None,
+        round: None,
     })
 }
 
@@ -210,6 +213,29 @@ pub fn run(row: &Row) -> Result<Run, DbError> {
         result: json_value(row, "result_json")?,
         progress: json_value(row, "progress_json")?,
         usage: row.opt_text("usage_json")?.and_then(|text| serde_json::from_str(&text).ok()),
+    })
+}
+
+/// A row of `runs.list` (a run with its step's kind, title and round and its task's key and title).
+pub fn timeline_run(row: &Row) -> Result<TimelineRun, DbError> {
+    Ok(TimelineRun {
+        run_id: row.text("run_id")?,
+        task_id: row.text("task_id")?,
+        task_key: row.opt_text("task_key")?,
+        task_title: row.text("task_title")?,
+        step_id: row.text("step_id")?,
+        step_kind: parse_enum(row, "step_kind", StepKind::parse)?,
+        step_title: row.text("step_title")?,
+        round: row.i64("round")?,
+        host: row.text("host")?,
+        worker_id: row.text("worker_id")?,
+        attempt: row.i64("attempt")?,
+        status: parse_enum(row, "status", RunStatus::parse)?,
+        claimed_at: row.i64("claimed_at")?,
+        started_at: row.opt_i64("started_at")?,
+        finished_at: row.opt_i64("finished_at")?,
+        exit_code: row.opt_i64("exit_code")?,
+        error: row.opt_text("error")?,
     })
 }
 

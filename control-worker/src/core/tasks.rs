@@ -53,7 +53,8 @@ const SELECT_TASK_EVENTS_SQL: &str = concat!("SELECT ", task_event_columns!(), "
 const LIST_TASKS_SQL: &str = concat!(
     "SELECT ",
     task_columns!(),
-    " FROM tasks WHERE (?1 IS NULL OR status = ?1) \
+    ", (SELECT MAX(s.round) FROM steps s WHERE s.task_id = tasks.task_id) AS round \
+     FROM tasks WHERE (?1 IS NULL OR status = ?1) \
        AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND task_id < ?3)) \
      ORDER BY created_at DESC, task_id DESC LIMIT ?4"
 );
@@ -227,6 +228,9 @@ pub async fn list<D: Db, C: Clock, R: Random, B: Blobs>(core: &Core<D, C, R, B>,
         ))
         .await?;
     let mut tasks = records::all(&rows, records::task)?;
+    for (task, row) in tasks.iter_mut().zip(&rows) {
+        task.round = row.opt_i64("round")?;
+    }
     let next_cursor = if tasks.len() as i64 > limit {
         tasks.truncate(limit as usize);
         tasks.last().map(|task| format!("{}:{}", task.created_at, task.task_id))

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_usage_limits.sql", include_str!("../../../migrations/0006_usage_limits.sql")),
     ("0007_event_feed.sql", include_str!("../../../migrations/0007_event_feed.sql")),
     ("0008_object_storage.sql", include_str!("../../../migrations/0008_object_storage.sql")),
+    ("0009_fleet_timeline.sql", include_str!("../../../migrations/0009_fleet_timeline.sql")),
 ];
 
 /// wrangler's ledger table, created with wrangler's very text (the name quoted), so that the

@@ -20,6 +20,7 @@
 //! - `storage_process`: SPEC §17 with `control-local`: the timer, a compaction killed with SIGKILL.
 //! - `strict`: SPEC §18: unknown and misplaced fields refused on every route with a body.
 //! - `sync`: SPEC §14: `agents.sync`, one batch per agent tick: fencing, stale runs, the budget.
+//! - `timeline`: SPEC §18: `runs.list` for the fleet timeline, the round on listed tasks.
 //! - `tidy`: invariants of the source tree (no BEGIN/COMMIT, core free of I/O, migrations).
 //! - `unattended`: SPEC §13: unattended waves: creation warnings, `allow_no_change`.
 
@@ -46,4 +47,5 @@ mod strict;
 mod sync;
 mod sync_pace;
 mod tidy;
+mod timeline;
 mod unattended;

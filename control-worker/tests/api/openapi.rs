@@ -43,6 +43,7 @@ fn bodies(action: Action, generator: &mut SchemaGenerator) -> (Option<Value>, bo
         StepsReap => (Some(schema::<StepsReapRequest>(generator)), false, schema::<StepsReaped>(generator)),
         TasksLogsRead => (None, false, schema::<LogPage>(generator)),
         RunsRead => (None, false, schema::<RunDetail>(generator)),
+        RunsList => (None, false, schema::<TimelinePage>(generator)),
         SystemPause | SystemResume | SystemDrain => (Some(schema::<ChangeReason>(generator)), true, schema::<SystemChanged>(generator)),
         SystemState => (None, false, schema::<shared::wire::SystemState>(generator)),
         SystemMaintain => (None, false, schema::<shared::wire::MaintenanceReport>(generator)),
@@ -68,6 +69,15 @@ fn query(action: Action) -> Vec<Value> {
             parameter("step_id", json!({"type": "string"}), "only this step's chunks"),
             parameter("run_id", json!({"type": "string"}), "only this run's chunks"),
             parameter("stream", json!({"type": "string", "enum": ["stdout", "stderr", "worker"]}), "only this stream"),
+        ],
+        Action::RunsList => vec![
+            parameter("since", json!({"type": "integer", "minimum": 0}), "window start, unix seconds (default: until − 6 hours)"),
+            parameter(
+                "until",
+                json!({"type": "integer", "minimum": 0}),
+                "window end, unix seconds (default: now); at most 31 days after since",
+            ),
+            parameter("limit", json!({"type": "integer", "minimum": 1, "maximum": 5000, "default": 2000}), "most runs answered"),
         ],
         _ => Vec::new(),
     }

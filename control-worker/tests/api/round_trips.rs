@@ -161,6 +161,7 @@ pub fn measure_with_plans() -> (BTreeMap<&'static str, u64>, BTreeMap<&'static s
     call("tasks.read", "GET", &format!("/v1/tasks/{task_id}"), ADMIN, None);
     call("tasks.logs.read", "GET", &format!("/v1/tasks/{task_id}/logs"), ADMIN, None);
     call("runs.read", "GET", &format!("/v1/runs/{run_id}"), ADMIN, None);
+    call("runs.list", "GET", "/v1/runs", ADMIN, None);
     call("tasks.cancel", "POST", &format!("/v1/tasks/{task_id}/cancel"), ADMIN, None);
     // Two tasks that end in review: one approved, one rejected.
     for (route, path, body) in [("tasks.approve", "approve", json!({})), ("tasks.reject", "reject", json!({"reason": "no"}))] {

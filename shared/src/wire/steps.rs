@@ -335,3 +335,42 @@ pub struct RunDetail {
     pub run: Run,
     pub checkpoints: Vec<Checkpoint>,
 }
+
+/// One run as the fleet timeline draws it: a bar on its host's lane from claim (or start) to end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TimelineRun {
+    pub run_id: String,
+    pub task_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_key: Option<String>,
+    pub task_title: String,
+    pub step_id: String,
+    pub step_kind: StepKind,
+    pub step_title: String,
+    pub round: i64,
+    pub host: String,
+    pub worker_id: String,
+    pub attempt: i64,
+    pub status: RunStatus,
+    pub claimed_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `runs.list`: the runs that were live at some moment of `[since, until]`, oldest claim first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct TimelinePage {
+    pub since: i64,
+    pub until: i64,
+    pub runs: Vec<TimelineRun>,
+    /// More runs than `limit` fall in the window: the newest are left out.
+    pub truncated: bool,
+}

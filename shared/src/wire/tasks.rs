@@ -174,6 +174,10 @@ pub struct Task {
     /// holds it back. Computed when read, never stored.
     #[serde(default)]
     pub waiting_reason: Option<WaitingReason>,
+    /// The agent round it is in (its steps' highest), in `tasks.list` once planned: the
+    /// console's board shows it on the card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<i64>,
 }
 
 /// What a coding agent wrote in its `{report_file}` under the card's headings.
