@@ -26,7 +26,7 @@ fn the_admin_console_is_served_at_the_root_under_a_strict_policy() {
     let page = t.call("GET", "/", &[], b"");
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
-    assert!(page.text().contains("baa-conductor console") && page.text().contains("src=\"/console.js\""));
+    assert!(page.text().contains("baa-conductor console") && page.text().contains("type=\"module\" src=\"/console.js\""));
     let policy = page.header("content-security-policy").unwrap();
     assert!(
         policy.contains("script-src 'self'") && policy.contains("connect-src 'self'") && policy.contains("frame-ancestors 'none'"),
@@ -35,7 +35,14 @@ fn the_admin_console_is_served_at_the_root_under_a_strict_policy() {
     let script = t.call("GET", "/console.js", &[], b"");
     assert_eq!(script.status, 200);
     assert!(script.header("content-type").unwrap().starts_with("text/javascript"));
-    assert!(script.text().contains("/v1/system/state"));
+    assert!(script.text().contains("./console/board.js"));
+    // Every module the entry imports is served, as JavaScript.
+    for module in ["core", "board", "wave", "timeline", "fleet", "task", "logs", "diff"] {
+        let served = t.call("GET", &format!("/console/{module}.js"), &[], b"");
+        assert_eq!(served.status, 200, "{module}");
+        assert!(served.header("content-type").unwrap().starts_with("text/javascript"));
+    }
+    err(&t.call("GET", "/console/missing.js", &[], b""), 404, "route_not_found");
     // Only reading is served; the page itself carries no data, so it needs no token.
     err(&t.call("POST", "/", &[], b""), 404, "route_not_found");
 }

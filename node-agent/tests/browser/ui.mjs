@@ -1,7 +1,10 @@
 // Browser tests in headless Chromium (Debian's chromium, driven by playwright-core): the admin
-// console of the control plane and the status page of the node agent, against one real
-// `node-agent start --embedded` on loopback with a scratch git repository. Screenshots go to
-// $BAA_SCREENSHOTS_DIR (default target/browser-screenshots).
+// console of the control plane (SPEC §18: the board, a wave drawn as a graph, the fleet
+// timeline of two hosts, a readable log, a coloured diff whose line comment reaches the next
+// round's feedback file; axe-core finds no serious accessibility violation) and the status page
+// of the node agent, against one real `node-agent start --embedded` and a second agent on
+// loopback with a scratch git repository. Screenshots go to $BAA_SCREENSHOTS_DIR (default
+// target/browser-screenshots).
 //
 //   node node-agent/tests/browser/ui.mjs      (after `cargo build -p node-agent`)
 
@@ -10,7 +13,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const agentBin = process.env.BAA_NODE_AGENT_BIN || "target/debug/node-agent";
 const shots = process.env.BAA_SCREENSHOTS_DIR || "target/browser-screenshots";
@@ -70,6 +76,7 @@ const agent = spawn(
 );
 const failures = [];
 let browser;
+let second;
 const logged = (marker) =>
   waitFor("the agent to log " + marker, () => {
     const line = fs.readFileSync(agentLogPath, "utf8").split("\n").find((text) => text.includes(marker));
@@ -91,141 +98,175 @@ try {
   });
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   page.on("pageerror", (error) => failures.push("console page error: " + error.message));
+  page.on("console", (message) => { if (message.type() === "error") failures.push("console error: " + message.text()); });
 
   // The console: enter a token.
+  const api = async (method, route, body) => {
+    const response = await fetch(`http://${control}${route}`, {
+      method, headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined,
+    });
+    const envelope = await response.json();
+    assert.ok(envelope.ok, JSON.stringify(envelope));
+    return envelope.data;
+  };
+  const waitStatus = (taskId, statuses) => waitFor(taskId + " to be " + statuses, async () => statuses.includes((await api("GET", "/v1/tasks/" + taskId)).status));
+  // axe-core in the page (evaluated by the browser's debugger, which the page's policy does not
+  // govern): no serious or critical violation.
+  const accessible = async (what) => {
+    await page.evaluate(axeSource);
+    const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+    const serious = results.violations.filter((violation) => ["serious", "critical"].includes(violation.impact));
+    assert.deepEqual(serious.map((violation) => violation.id + ": " + violation.nodes.map((node) => node.target.join(" ")).slice(0, 3).join(", ")), [], what + ": accessibility");
+  };
+
   await page.goto(`http://${control}/`);
   await expectText(page, "#signed-out", "Paste a token");
   await page.fill("#token", admin);
   await page.click("#use-token");
+  await page.click("#nav-fleet");
   await expectText(page, "#mode", "running");
   await expectText(page, "#controllers", "mini-main");
   // The agent reports its own version (the crate's) and when it started.
   const crateVersion = fs.readFileSync("Cargo.toml", "utf8").match(/^version = "([^"]+)"/m)[1];
   await expectText(page, "#controllers", crateVersion);
   assert.ok(!(await page.textContent("#controllers")).includes("unknown"), "version and start time are shown");
-  await page.screenshot({ path: path.join(shots, "console-signed-in.png"), fullPage: true });
+  await page.screenshot({ path: path.join(shots, "console-fleet.png"), fullPage: true });
+  await accessible("the fleet");
 
-  // Pause → the page shows paused; resume; drain; resume.
+  // Pause: a task created meanwhile says why it waits; resume; drain; resume.
   await page.fill("#reason", "browser test");
   await page.click("#pause");
   await expectText(page, "#mode", "paused");
   await expectText(page, "#last-change", "browser test");
-  await page.screenshot({ path: path.join(shots, "console-paused.png"), fullPage: true });
-  // A task created while paused says why it waits, in the list and in its detail.
   await page.fill("#new-repo", repo);
   await page.fill("#new-title", "waits while paused");
   await page.fill("#new-goal", "echo after-the-pause");
   await page.click("#create");
-  await expectText(page, "#tasks", "paused: the fleet is paused");
-  await expectText(page, "#detail-reason", "waiting (paused");
-  await page.screenshot({ path: path.join(shots, "console-waiting-reason.png"), fullPage: true });
+  await expectText(page, "#task-waiting", "Waiting (paused");
+  await page.click("#nav-fleet");
   await page.click("#resume");
   await expectText(page, "#mode", "running");
-  await expectText(page, "#detail-status", "succeeded");
   await page.click("#drain");
   await expectText(page, "#mode", "draining");
   await page.click("#resume");
   await expectText(page, "#mode", "running");
 
-  // Create a task and watch it finish, with its logs.
-  await page.fill("#new-repo", repo);
-  await page.fill("#new-title", "from the browser");
-  await page.fill("#new-goal", "echo hello > browser.txt; echo browser-output");
-  await page.fill("#new-acceptance", "test -f browser.txt && echo accepted");
-  const before = await page.textContent("#created");
-  await page.click("#create");
-  // The line still names the task created before until this one's answer comes.
-  const taskId = await waitFor("the new task's id", async () => {
-    const created = await page.textContent("#created");
-    return created !== before && created.startsWith("created task_") && created.replace("created ", "").trim();
+  // A wave of four cards on this host: W-2 and W-3 need W-1, W-4 merges them.
+  const card = async (key, goal, needs, type = "shell") =>
+    (await api("POST", "/v1/tasks", { repo, task_type: type, title: "card " + key, goal, key, depends_on: needs })).task_id;
+  const w1 = await card("W-1", "echo one > one.txt", []);
+  const w2 = await card("W-2", "echo two > two.txt", ["W-1"]);
+  const w3 = await card("W-3", "echo three > three.txt", ["W-1"]);
+  const w4 = await card("W-4", "merge the wave", ["W-2", "W-3"], "integrate");
+  for (const id of [w1, w2, w3, w4]) await waitStatus(id, ["succeeded"]);
+
+  // The board: the cards in their columns, filtered by key prefix and by text.
+  await page.click("#nav-board");
+  await expectText(page, ".column-succeeded", "W-4");
+  await expectText(page, ".column-succeeded h2", "succeeded · ");
+  await page.fill("#filter-prefix", "W-");
+  await waitFor("four cards for W-", async () => (await page.$$("#board .card")).length === 4);
+  await page.fill("#filter-text", "card W-3");
+  await waitFor("one card for the text", async () => (await page.$$("#board .card")).length === 1);
+  await page.fill("#filter-text", "");
+  await page.fill("#filter-prefix", "");
+  await page.screenshot({ path: path.join(shots, "console-board.png"), fullPage: true });
+  await accessible("the board");
+
+  // The wave as a graph: four cards in three layers, four edges, a click opens the card.
+  await page.goto(`http://${control}/#wave/W-4`);
+  await expectText(page, "#wave-summary", "wave W-4: 4 cards in 3 layers, 4 succeeded");
+  assert.equal((await page.$$("#wave-svg a.node")).length, 4);
+  assert.equal((await page.$$("#wave-svg path.edge")).length, 4, "W-1→W-2, W-1→W-3, W-2→W-4, W-3→W-4");
+  const layerOf = async (id) => Number(await page.getAttribute(`#wave-svg a.node[data-task-id="${id}"] rect`, "y"));
+  const [y1, y2, y3, y4] = [await layerOf(w1), await layerOf(w2), await layerOf(w3), await layerOf(w4)];
+  assert.ok(y1 < y2 && y2 === y3 && y3 < y4, "layered: " + [y1, y2, y3, y4]);
+  await page.screenshot({ path: path.join(shots, "console-wave.png"), fullPage: true });
+  await accessible("the wave");
+  await page.click(`#wave-svg a.node[data-task-id="${w2}"]`);
+  await expectText(page, "#task-name", "W-2: card W-2");
+  await expectText(page, "#task-diff", "two.txt");
+
+  // A second host: the timeline has two lanes with runs on both.
+  const serviceToken = tokens.split("\n").find((line) => line.startsWith("BAA_SHARED_TOKEN=")).split("=")[1].trim();
+  second = spawn(agentBin,
+    ["start", "--control-api-base", `http://${control}`, "--host", "mac", "--node-id", "mac-main", "--local-api", "off",
+     "--runtime-root", path.join(dir, "mac"), "--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500"],
+    { env: { HOME: dir, PATH: process.env.PATH, BAA_SHARED_TOKEN: serviceToken }, stdio: ["ignore", agentLog, agentLog] });
+  const onMac = (await api("POST", "/v1/tasks", { repo, task_type: "shell", title: "on the mac", goal: "sleep 1; echo mac", constraints: { target_host: "mac" } })).task_id;
+  await waitStatus(onMac, ["succeeded"]);
+  await page.goto(`http://${control}/#timeline`);
+  await waitFor("runs on both lanes", async () => {
+    const lanes = await page.$$eval("#timeline-svg .lane-label", (labels) => labels.map((label) => label.textContent));
+    const runs = await page.$$eval("#timeline-svg a.run", (bars) => bars.map((bar) => bar.getAttribute("aria-label")));
+    return lanes.includes("mac") && lanes.includes("mini") && runs.some((run) => run.endsWith("on mac")) && runs.some((run) => run.endsWith("on mini"));
   });
-  await expectText(page, "#detail-id", taskId);
-  await expectText(page, "#detail-status", "succeeded");
-  await expectText(page, "#logs", "browser-output");
-  await expectText(page, "#logs", "accepted");
-  await expectText(page, "#steps", "test");
-  // The deliverable: the branch, its head commit (the one commit of the task's step) and the
-  // file it changed, as the repository itself has them.
-  await expectText(page, "#result-branch", "baa/" + taskId);
-  const head = execFileSync("git", ["-C", repo, "rev-parse", "baa/" + taskId]).toString().trim();
-  await expectText(page, "#result-head", head);
-  await expectText(page, "#result-files", "browser.txt");
-  await expectText(page, "#result-commits", "1");
-  await page.screenshot({ path: path.join(shots, "console-task-succeeded.png"), fullPage: true });
+  await page.screenshot({ path: path.join(shots, "console-timeline.png"), fullPage: true });
+  await accessible("the timeline");
+  const fitted = await page.textContent("#timeline-range");
+  await page.click("#zoom-out");
+  await waitFor("a wider window", async () => (await page.textContent("#timeline-range")) !== fitted);
+  await page.click("#follow-now");
 
-  // A task created for review waits for a person: its report is shown, and approving it
-  // makes it succeed.
-  await page.fill("#new-title", "to be reviewed");
-  await page.fill("#new-goal", "echo reviewed > reviewed.txt");
-  await page.fill("#new-acceptance", "");
-  await page.check("#new-review");
-  await page.click("#create");
-  await expectText(page, "#detail-status", "review");
-  await expectText(page, "#report", "## files_changed");
-  await expectText(page, "#report", "reviewed.txt");
-  await expectText(page, "#report", "## next_handoff");
-  await page.screenshot({ path: path.join(shots, "console-task-review.png"), fullPage: true });
-  await page.fill("#reason", "looks right");
-  await page.click("#approve-task");
-  await expectText(page, "#detail-status", "succeeded");
-  assert.ok(await page.isHidden("#approve-task"), "approved: the buttons go");
-  await page.uncheck("#new-review");
-  await page.fill("#reason", "");
-
-  // A coding-agent task whose acceptance fails in round 1 and passes in round 2: the rounds in
-  // the steps, and the task's diff, step by step.
-  await page.selectOption("#new-type", "codex");
-  await page.fill("#new-title", "two rounds");
-  await page.fill("#new-goal", "make the test pass");
-  await page.fill("#new-acceptance", "test -f fixed.txt");
-  await page.click("#create");
-  await expectText(page, "#detail-goal", "two rounds");
-  await expectText(page, "#detail-status", "succeeded");
-  // Setup, agent and test in round 1; agent and test in round 2 (the table fills a moment after the status).
-  await waitFor("the steps of both rounds", async () =>
-    JSON.stringify(await page.$$eval("#steps tbody tr", (rows) => rows.map((row) => row.cells[1].textContent))) ===
-      JSON.stringify(["1", "1", "1", "2", "2"]));
-  await expectText(page, "#diff", "+guess");
-  await expectText(page, "#diff", "+fixed");
-  await expectText(page, "#diff", "round 2");
-  // Each round's agent wrote its usage file: the task shows the sum.
-  await expectText(page, "#detail-usage", "usage: 3000 tokens in, 600 out, $0.0400 over 2 run(s) (stand-in)");
-  await page.screenshot({ path: path.join(shots, "console-rounds-and-diff.png"), fullPage: true });
-
-  // A usage limit parks the account: the console lists it, the task says why it waits, and
-  // "Resume now" ends the wait.
-  await page.fill("#new-title", "meets a limit");
-  await page.fill("#new-goal", "hit the usage limit");
-  await page.fill("#new-acceptance", "");
-  await page.click("#create");
-  await expectText(page, "#detail-goal", "meets a limit");
-  await expectText(page, "#accounts", "mini");
+  // A usage limit parks the account: the fleet lists it, the task says why it waits, the
+  // timeline shows the wait, and "Resume now" ends it.
+  const limited = (await api("POST", "/v1/tasks", { repo, task_type: "codex", title: "meets a limit", goal: "hit the usage limit", constraints: { target_host: "mini" } })).task_id;
+  await page.goto(`http://${control}/#fleet`);
   await expectText(page, "#accounts", "usage limit");
-  await expectText(page, "#detail-reason", "waiting (quota");
-  await page.screenshot({ path: path.join(shots, "console-parked-account.png"), fullPage: true });
+  await page.goto(`http://${control}/#task/${limited}`);
+  await expectText(page, "#task-waiting", "Waiting (quota");
+  await page.goto(`http://${control}/#timeline`);
+  await waitFor("the parked band", async () => (await page.$$("#timeline-svg rect.parked")).length === 1);
+  await page.screenshot({ path: path.join(shots, "console-timeline-parked.png"), fullPage: true });
+  await page.goto(`http://${control}/#fleet`);
   await page.click(".resume-account");
-  await expectText(page, "#detail-status", "succeeded");
+  await waitStatus(limited, ["succeeded"]);
   await waitFor("the parked accounts to go", async () => page.isHidden("#accounts-section"));
-  await page.selectOption("#new-type", "shell");
 
-  // Cancel a task that would run for a long time.
-  await page.fill("#new-title", "to be canceled");
-  await page.fill("#new-goal", "sleep 300");
-  await page.fill("#new-acceptance", "");
-  await page.click("#create");
-  await expectText(page, "#steps", "running");
-  await page.fill("#reason", "not needed after all");
+  // Cancel a task that would run for a long time, with a reason.
+  const long = (await api("POST", "/v1/tasks", { repo, task_type: "shell", title: "to be canceled", goal: "sleep 300", constraints: { target_host: "mini" } })).task_id;
+  await page.goto(`http://${control}/#task/${long}`);
+  await expectText(page, "#task-steps", "running");
+  await page.fill("#task-reason", "not needed after all");
   await page.click("#cancel-task");
-  await expectText(page, "#detail-status", "canceled");
-  await expectText(page, "#detail-reason", "not needed after all");
-  await page.screenshot({ path: path.join(shots, "console-task-canceled.png"), fullPage: true });
+  await expectText(page, "#task-status", "canceled");
+  await expectText(page, "#task-waiting", "not needed after all");
 
-  // A token that is not valid signs the page out with the control plane's message.
-  await page.click("#forget-token");
-  await page.fill("#token", "not-a-token");
-  await page.click("#use-token");
-  await expectText(page, "#error", "unknown_token");
-  await expectText(page, "#signed-out", "Paste a token");
+  // A readable log: the runner's events as sentences, colours rendered, stderr apart.
+  const colourful = (await api("POST", "/v1/tasks", { repo, task_type: "shell", title: "colourful", goal: "printf '\\033[32mgreen ok\\033[0m\\n'; echo oops >&2", constraints: { target_host: "mini" } })).task_id;
+  await page.goto(`http://${control}/#task/${colourful}`);
+  await expectText(page, "#task-status", "succeeded");
+  await expectText(page, "#task-log .ansi-32", "green ok");
+  await expectText(page, "#task-log .log-stderr", "oops");
+  await expectText(page, "#task-log", "Started the step's process");
+  await expectText(page, "#task-log", "The process ended: succeeded");
+  await expectText(page, "#task-log", "Reported the run as succeeded");
+  assert.ok((await page.$$eval("#task-log .log-worker", (lines) => lines.map((line) => line.textContent).join("\n"))).includes("Nothing new to commit"), "runner lines are marked");
+  assert.ok(!(await page.textContent("#task-log")).includes('{"at_ms"'), "no raw JSON lines");
+  await page.screenshot({ path: path.join(shots, "console-task-log.png"), fullPage: true });
+  await accessible("a task");
+
+  // A coding-agent task for review: its coloured diff; a comment on a line goes with "request
+  // changes" to the next round's feedback file.
+  const reviewed = (await api("POST", "/v1/tasks", { repo, task_type: "codex", title: "for review", goal: "make a guess", review: true, constraints: { target_host: "mini" } })).task_id;
+  await page.goto(`http://${control}/#task/${reviewed}`);
+  await expectText(page, "#task-status", "review");
+  await expectText(page, "#task-diff .diff-path", "guess.txt");
+  await expectText(page, "#task-diff .diff-add", "+guess");
+  await page.click('#task-diff button[aria-label="comment on guess.txt line 1"]');
+  await page.fill("#task-diff .comment-editor textarea", "say why you guessed");
+  await page.click("#task-diff .add-comment");
+  await expectText(page, "#task-diff .diff-comment", "say why you guessed");
+  await expectText(page, "#comment-list", "guess.txt:1");
+  await page.screenshot({ path: path.join(shots, "console-diff-comment.png"), fullPage: true });
+  await page.fill("#task-reason", "explain the guess");
+  await page.click("#request-changes");
+  await waitStatus(reviewed, ["review"]);
+  const detail = await api("GET", "/v1/tasks/" + reviewed);
+  assert.equal(Math.max(...detail.steps.map((step) => step.round)), 2, "another round ran");
+  const feedback = execFileSync("sh", ["-c", `cat ${root}/runs/${reviewed}/*/feedback.md`]).toString();
+  assert.ok(feedback.includes("guess.txt:1: say why you guessed") && feedback.includes("explain the guess"), feedback);
+  await expectText(page, "#task-diff", "fixed.txt");
 
   // The status page of the node agent.
   const statusPage = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -233,7 +274,7 @@ try {
   await statusPage.goto(`http://${status}/`);
   await expectText(statusPage, "[data-field=mode]", "running");
   await expectText(statusPage, "[data-field='this node']", "leader");
-  await expectText(statusPage, "#recent", taskId);
+  await expectText(statusPage, "#recent", reviewed);
   await expectText(statusPage, "body", "mini-main");
   await statusPage.screenshot({ path: path.join(shots, "status-page.png"), fullPage: true });
   // It reloads itself: a new task shows up without any action on the page.
@@ -257,6 +298,7 @@ try {
   process.exitCode = 1;
 } finally {
   if (browser) await browser.close();
+  if (second) second.kill("SIGTERM");
   agent.kill("SIGTERM");
   await waitFor("the agent to stop", () => agent.exitCode !== null || agent.signalCode !== null, 20_000).catch(() => agent.kill("SIGKILL"));
   fs.rmSync(dir, { recursive: true, force: true });
