@@ -77,7 +77,7 @@ fn on_an_embedded_host_the_cli_needs_no_flags_and_shows_what_was_delivered() {
     let repo = git_repo(dir.path());
     let repo_text = repo.display().to_string();
     let mut agent = embedded_agent(&home);
-    let state = home.join(".local/state/baa-conductor/state");
+    let state = node_agent::config::default_runtime_root(Some(&home.to_string_lossy())).join("state");
     wait_until(Duration::from_secs(20), || std::fs::read_to_string(state.join("embedded-address")).map_err(|error| error.to_string()));
     let tokens = std::fs::read_to_string(state.join("embedded-tokens.env")).unwrap();
     assert_eq!(std::fs::metadata(state.join("embedded-tokens.env")).unwrap().permissions().mode() & 0o777, 0o600);

@@ -6,195 +6,32 @@
 //! - [`discover`]: which control plane and token: flags, the login, the embedded plane.
 //! - [`print`]: tables that line up, a task with what it delivered, a coloured diff.
 //! - [`wave`]: a wave's cards as a dependency graph in text.
+//! - [`args`]: the command line: global flags, commands, verbs.
+//! - [`login`]: `login` and `logout`.
 //! - [`cards`]: a card file → a task to create; cards in dependency order.
 //! - [`api`]: the admin calls, over HTTP.
 //! - this file: the verbs.
 
 pub mod api;
+pub mod args;
 pub mod cards;
 pub mod discover;
+pub mod login;
 pub mod print;
 pub mod wave;
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use serde_json::{json, Value};
 use shared::status::TaskStatus;
 
 use api::Api;
+pub use args::{Command, PeopleArgs, SystemVerb, Verb, COMMANDS};
 pub use print::local_time;
 use print::text;
-
-/// The words that start the people's CLI (`node-agent <word> …`).
-pub const COMMANDS: [&str; 4] = ["tasks", "system", "login", "logout"];
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "node-agent",
-    about = "The control plane for people: tasks, the fleet's mode, a login; on a host with the embedded control plane no flags are needed"
-)]
-pub struct PeopleArgs {
-    /// Base URL of the Control API [default: the login's, else this host's embedded control plane]
-    #[arg(long, env = "BAA_CONTROL_API_BASE", global = true)]
-    pub control_api_base: Option<String>,
-    /// An admin token (a read-only one is enough to look) [default: the login's, else the embedded plane's]
-    #[arg(long, env = "BAA_ADMIN_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
-    /// The agent's state directory, where an embedded control plane leaves its address and token
-    #[arg(long, env = "BAA_STATE_DIR", global = true)]
-    pub state_dir: Option<String>,
-    /// The agent's runtime root (its state directory is <runtime root>/state)
-    #[arg(long, env = "BAA_RUNTIME_ROOT", global = true)]
-    pub runtime_root: Option<String>,
-    /// Print the control plane's JSON instead of text
-    #[arg(long, global = true)]
-    pub json: bool,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Tasks: create, list, show, logs, diff, wave, cancel, approve, reject, report, watch, import
-    Tasks {
-        #[command(subcommand)]
-        verb: Box<Verb>,
-    },
-    /// The fleet: pause, resume, drain, state
-    System {
-        #[command(subcommand)]
-        verb: SystemVerb,
-    },
-    /// Keep a fleet's control plane and token for this user (0600): asks for the token without
-    /// echoing it, or reads it from stdin when that is not a terminal
-    Login,
-    /// Forget the kept login
-    Logout,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SystemVerb {
-    /// Nothing new starts; running steps go on
-    Pause {
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Back to running
-    Resume {
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Started tasks finish; no new task starts
-    Drain {
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// The mode, the leader, task and step counts, the hosts, parked accounts
-    State,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Verb {
-    /// Create a task
-    Create {
-        #[arg(long)]
-        repo: String,
-        #[arg(long)]
-        title: String,
-        #[arg(long)]
-        goal: String,
-        /// shell, codex, or integrate (merges the branches of its --depends-on)
-        #[arg(long = "type", default_value = "codex")]
-        task_type: String,
-        #[arg(long)]
-        key: Option<String>,
-        /// The task's branch (default baa/<task id>)
-        #[arg(long)]
-        branch: Option<String>,
-        /// none, push, or pr
-        #[arg(long)]
-        deliver: Option<String>,
-        #[arg(long = "depends-on")]
-        depends_on: Vec<String>,
-        #[arg(long = "write-scope")]
-        write_scope: Vec<String>,
-        #[arg(long)]
-        acceptance: Vec<String>,
-        #[arg(long)]
-        review: bool,
-    },
-    /// Newest tasks first
-    List {
-        #[arg(long)]
-        status: Option<String>,
-    },
-    /// One task (its id or its key): where it stands, why it waits, what it delivered, what it cost
-    Show { task: String },
-    /// The diff of the task's branch against where it started (coloured on a terminal)
-    Diff {
-        task: String,
-        /// Never colour
-        #[arg(long)]
-        no_color: bool,
-    },
-    /// A wave's cards as a dependency graph: an integrate task (its id or key), or a key prefix
-    Wave { target: String },
-    /// A task's output (stdout and stderr); with --follow, until the task ends
-    Logs {
-        task: String,
-        #[arg(long)]
-        follow: bool,
-        /// The runner's own events (worker.log) too
-        #[arg(long)]
-        events: bool,
-    },
-    Cancel {
-        task: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    Approve {
-        task: String,
-        #[arg(long)]
-        comment: Option<String>,
-    },
-    Reject {
-        task: String,
-        #[arg(long)]
-        reason: String,
-        /// Another agent round with the reason and the comments as its feedback
-        #[arg(long)]
-        retry: bool,
-        /// A comment on a line of the branch's diff, as path:line:text (repeat for more)
-        #[arg(long = "comment")]
-        comments: Vec<String>,
-    },
-    /// A task's report in the card's sections
-    Report { task: String },
-    /// The event feed as it comes (tasks started, rounds, ends, reviews, parked accounts, mode changes), until interrupted
-    Watch {
-        /// Print this many of the latest events first
-        #[arg(long, default_value = "10")]
-        last: u32,
-        /// Stop after this many seconds (for scripts) [default: never]
-        #[arg(long)]
-        for_sec: Option<u64>,
-    },
-    /// Create the tasks of card files, in dependency order; a card already imported is left as it is
-    Import {
-        /// For cards without a repo: line
-        #[arg(long)]
-        repo: Option<String>,
-        /// For cards without a deliver: line: none, push (needed when a wave spreads over hosts), pr
-        #[arg(long)]
-        deliver: Option<String>,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-}
 
 async fn watch(api: &Api, last: u32, for_sec: Option<u64>, json_out: bool) -> Result<(), String> {
     let stop = for_sec.map(|sec| std::time::Instant::now() + Duration::from_secs(sec));
@@ -387,54 +224,12 @@ async fn system(api: &Api, verb: SystemVerb, json_out: bool) -> Result<(), Strin
     Ok(())
 }
 
-/// The token from a prompt that does not echo it, or from stdin's first line.
-fn read_token(base: &str) -> Result<String, String> {
-    let token = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(format!("Admin (or read-only) token for {base}: ")).map_err(|error| error.to_string())?
-    } else {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|error| error.to_string())?;
-        text.lines().next().unwrap_or("").to_string()
-    };
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        return Err("no token given".into());
-    }
-    Ok(token)
-}
-
-async fn login(base: Option<String>, token: Option<String>, login_file: &std::path::Path) -> Result<(), String> {
-    let base = base.ok_or("login needs --control-api-base URL (the fleet's control plane)")?;
-    let base = base.trim().trim_end_matches('/').to_string();
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(format!("--control-api-base must be an http:// or https:// URL, got {base:?}"));
-    }
-    let token = match token {
-        Some(token) => token,
-        None => read_token(&base)?,
-    };
-    // The token is tried before it is kept: a typo is told now, not at the next command.
-    Api::new(&base, &token)?.get("/v1/system/state").await.map_err(|error| format!("{base} refused the token: {error}"))?;
-    discover::write_login(login_file, &discover::Login { control_api_base: base.clone(), token })?;
-    println!("logged in to {base}; kept in {} (mode 0600)", login_file.display());
-    Ok(())
-}
-
-fn logout(login_file: &std::path::Path) -> Result<(), String> {
-    match std::fs::remove_file(login_file) {
-        Ok(()) => println!("logged out: removed {}", login_file.display()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => println!("not logged in ({} does not exist)", login_file.display()),
-        Err(error) => return Err(format!("{}: {error}", login_file.display())),
-    }
-    Ok(())
-}
-
 async fn run(args: PeopleArgs) -> Result<(), String> {
     let env = |name: &str| std::env::var(name).ok();
     let login_file = discover::login_file(env);
     match args.command {
-        Command::Login => return login(args.control_api_base, args.token, &login_file).await,
-        Command::Logout => return logout(&login_file),
+        Command::Login => return login::login(args.control_api_base, args.token, &login_file).await,
+        Command::Logout => return login::logout(&login_file),
         _ => {}
     }
     let given = discover::Given {
