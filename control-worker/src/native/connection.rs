@@ -1,8 +1,10 @@
 //! One connection of the native server: hyper's HTTP/1.1 over a watched stream, with the
 //! limits of [`ServerLimits`] enforced around it. A connection is closed when its headers take
-//! longer than the header timeout, when it has sat idle past the idle timeout, or when a body
-//! falls behind the minimum rate; a request is screened from its head (route, token, declared
-//! size) before any of its body is read.
+//! longer than the header timeout, when it has sat idle past the idle timeout, when a body
+//! falls behind the minimum rate, or when the server at its connection cap evicts it (it has
+//! no request in progress); a request is screened from its head (route, token, declared size)
+//! before any of its body is read, and a connection whose body was left unread lingers
+//! ([`super::linger`]) so the client reads its answer.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -29,20 +31,48 @@ use super::limits::{ServerLimits, MAX_HEADERS, MAX_HEAD_BYTES, PARSED_HEADERS};
 use crate::core::error::ApiError;
 use crate::core::http::{sanitize_request_id, ApiRequest, ApiResponse};
 
-/// What the watchdog needs to know of a connection.
-struct Activity {
+/// What the watchdog, and the accept loop at the connection cap, need to know of a connection.
+pub(super) struct Activity {
     /// A request is being answered.
     busy: Cell<bool>,
     /// Since when nothing has been asked (the connection opened, or its last answer was made).
     idle_since: Cell<Instant>,
     /// When the first byte of the next request's head arrived, while the head is being read.
     head_started: Cell<Option<Instant>>,
+    /// Requests answered so far: 0 for a connection that has sent nothing.
+    served: Cell<u64>,
+    /// The last answer left its request's body unread: close by lingering.
+    body_unread: Cell<bool>,
+    /// Closed by the accept loop to make room at the cap.
+    evicted: Cell<bool>,
     changed: Notify,
 }
 
 impl Activity {
-    fn new() -> Activity {
-        Activity { busy: Cell::new(false), idle_since: Cell::new(Instant::now()), head_started: Cell::new(None), changed: Notify::new() }
+    pub(super) fn new() -> Activity {
+        Activity {
+            busy: Cell::new(false),
+            idle_since: Cell::new(Instant::now()),
+            head_started: Cell::new(None),
+            served: Cell::new(0),
+            body_unread: Cell::new(false),
+            evicted: Cell::new(false),
+            changed: Notify::new(),
+        }
+    }
+
+    /// How readily the connection gives up its place at the cap, lowest first: one that has
+    /// sent nothing since it opened, then one idle between requests, the longest idle first;
+    /// `None` while a request is read or answered.
+    pub(super) fn eviction_rank(&self) -> Option<(bool, Instant)> {
+        (!self.busy.get() && self.head_started.get().is_none() && !self.evicted.get())
+            .then(|| (self.served.get() > 0, self.idle_since.get()))
+    }
+
+    /// Closes the connection at its next look (at once: it is waiting for a request).
+    pub(super) fn evict(&self) {
+        self.evicted.set(true);
+        self.changed.notify_one();
     }
 
     /// When the connection is to be closed if nothing changes; `None` while a request is being
@@ -64,6 +94,7 @@ impl Activity {
 
     fn end_request(&self) {
         self.busy.set(false);
+        self.served.set(self.served.get() + 1);
         self.idle_since.set(Instant::now());
         self.changed.notify_one();
     }
@@ -176,7 +207,13 @@ fn head_of(parts: &hyper::http::request::Parts) -> ApiRequest {
 }
 
 /// Answers one request: screened from its head, then its body read and the handler called.
-async fn answer<H, F, S, G>(request: hyper::Request<Incoming>, handler: &H, screen: &S, limits: &ServerLimits) -> ApiResponse
+async fn answer<H, F, S, G>(
+    request: hyper::Request<Incoming>,
+    handler: &H,
+    screen: &S,
+    limits: &ServerLimits,
+    activity: &Activity,
+) -> ApiResponse
 where
     H: Fn(ApiRequest) -> F,
     F: Future<Output = ApiResponse>,
@@ -198,6 +235,7 @@ where
             // The body was never read: the connection cannot carry another request.
             if has_body {
                 response.headers.push(("connection".into(), "close".into()));
+                activity.body_unread.set(true);
             }
             return response;
         }
@@ -209,6 +247,7 @@ where
             let mut response = handler(head).await;
             if too_large {
                 response.headers.push(("connection".into(), "close".into()));
+                activity.body_unread.set(true);
             }
             response
         }
@@ -245,6 +284,7 @@ fn log_line(method: &str, path: &str, response: &ApiResponse, started: Instant) 
 /// requests being answered (for a graceful stop).
 pub(super) async fn serve_connection<H, F, S, G>(
     stream: TcpStream,
+    activity: Rc<Activity>,
     handler: Rc<H>,
     screen: Rc<S>,
     limits: Rc<ServerLimits>,
@@ -257,7 +297,6 @@ pub(super) async fn serve_connection<H, F, S, G>(
     G: Future<Output = Result<usize, ApiResponse>> + 'static,
 {
     let _ = stream.set_nodelay(true);
-    let activity = Rc::new(Activity::new());
     let io = TokioIo::new(Watched { stream, activity: activity.clone() });
     let service_activity = activity.clone();
     let service_limits = limits.clone();
@@ -269,7 +308,7 @@ pub(super) async fn serve_connection<H, F, S, G>(
             in_flight.set(in_flight.get() + 1);
             let started = Instant::now();
             let (method, path) = (request.method().as_str().to_string(), request.uri().path().to_string());
-            let response = answer(request, &*handler, &*screen, &limits).await;
+            let response = answer(request, &*handler, &*screen, &limits, &activity).await;
             if access_log {
                 log_line(&method, &path, &response, started);
             }
@@ -278,14 +317,32 @@ pub(super) async fn serve_connection<H, F, S, G>(
             Ok::<_, Infallible>(to_hyper(response))
         }
     });
-    let connection =
-        http1::Builder::new().keep_alive(true).max_headers(PARSED_HEADERS).max_header_size(MAX_HEAD_BYTES).serve_connection(io, service);
+    let connection = http1::Builder::new()
+        .keep_alive(true)
+        .max_headers(PARSED_HEADERS)
+        .max_header_size(MAX_HEAD_BYTES)
+        .serve_connection(io, service)
+        .without_shutdown();
     tokio::pin!(connection);
     loop {
         let deadline = activity.deadline(&limits).unwrap_or_else(|| Instant::now() + Duration::from_secs(3_600));
         tokio::select! {
-            _ = &mut connection => return,
-            _ = activity.changed.notified() => {}
+            ended = &mut connection => {
+                // Only the socket lingers: hyper's buffers and the service go here.
+                let unread = match ended {
+                    Ok(parts) if activity.body_unread.get() => Some(parts.io.into_inner().stream),
+                    _ => None,
+                };
+                if let Some(stream) = unread {
+                    super::linger::linger(stream, || activity.evicted.get()).await;
+                }
+                return;
+            }
+            _ = activity.changed.notified() => {
+                if activity.evicted.get() {
+                    return;
+                }
+            }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 // Dropping the connection closes it: no request is being answered.
                 if activity.deadline(&limits).is_some_and(|deadline| deadline <= Instant::now()) {

@@ -3,6 +3,11 @@
 //! anyway, and each statement takes microseconds. The accept loop here caps the connections and
 //! backs off when the process runs out of file descriptors; [`super::connection`] serves each
 //! connection within [`ServerLimits`].
+//!
+//! At the cap, a new connection is not refused while another sits idle: the accept loop closes
+//! the connection that has sent nothing for longest (then the longest-idle keep-alive one) and
+//! takes the new one, as Envoy's overload manager shrinks idle timeouts near its limit. Sockets
+//! opened and left silent can no longer hold the server's places until their idle timeout.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -18,7 +23,7 @@ use shared::ErrorCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use super::connection::{refusal, serve_connection};
+use super::connection::{refusal, serve_connection, Activity};
 use super::limits::ServerLimits;
 use crate::core::clock::{Clock, Random};
 use crate::core::config::Config;
@@ -127,6 +132,51 @@ fn refuse(stream: TcpStream, max_connections: usize) {
     let _ = stream.try_write(&bytes);
 }
 
+/// The open connections, for eviction at the cap.
+#[derive(Default)]
+struct Connections {
+    open: std::cell::RefCell<Vec<Rc<Activity>>>,
+    /// Evictions not yet logged, and when the last log line was written (one per 10 s at most).
+    unreported: Cell<u64>,
+    reported_at: Cell<Option<Instant>>,
+}
+
+impl Connections {
+    fn count(&self) -> usize {
+        self.open.borrow().len()
+    }
+
+    fn add(&self) -> Rc<Activity> {
+        let activity = Rc::new(Activity::new());
+        self.open.borrow_mut().push(activity.clone());
+        activity
+    }
+
+    fn remove(&self, activity: &Rc<Activity>) {
+        self.open.borrow_mut().retain(|open| !Rc::ptr_eq(open, activity));
+    }
+
+    /// Evicts the connection most ready to go (see `Activity::eviction_rank`); false when every
+    /// one is in the middle of a request.
+    fn make_room(&self, max_connections: usize) -> bool {
+        let open = self.open.borrow();
+        let Some(chosen) =
+            open.iter().filter_map(|activity| activity.eviction_rank().map(|rank| (rank, activity))).min_by_key(|(rank, _)| *rank)
+        else {
+            return false;
+        };
+        chosen.1.evict();
+        self.unreported.set(self.unreported.get() + 1);
+        let now = Instant::now();
+        if self.reported_at.get().is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
+            eprintln!("at the limit of {max_connections} connections: closed {} idle connection(s) to make room", self.unreported.get());
+            self.unreported.set(0);
+            self.reported_at.set(Some(now));
+        }
+        true
+    }
+}
+
 /// Serves any `handler` from `ApiRequest` to `ApiResponse` over HTTP/1.1 with keep-alive, the
 /// same way: the control plane here, the node agent's status server too. `screen` sees each
 /// request's head first: `Ok(limit)` reads the body (up to `limit` bytes) for the handler,
@@ -146,7 +196,7 @@ pub async fn serve_with<H, F, S, G>(
 {
     let (handler, screen, limits) = (Rc::new(handler), Rc::new(screen), Rc::new(limits));
     let in_flight = Rc::new(Cell::new(0usize));
-    let open = Rc::new(Cell::new(0usize));
+    let connections = Rc::new(Connections::default());
     let mut accept_failures = 0u32;
     tokio::pin!(shutdown);
     loop {
@@ -172,15 +222,16 @@ pub async fn serve_with<H, F, S, G>(
                         continue;
                     }
                 };
-                if open.get() >= limits.max_connections {
+                // An evicted connection leaves the list when its task ends, a moment later.
+                if connections.count() >= limits.max_connections && !connections.make_room(limits.max_connections) {
                     refuse(stream, limits.max_connections);
                     continue;
                 }
-                open.set(open.get() + 1);
-                let (handler, screen, limits, in_flight, open) = (handler.clone(), screen.clone(), limits.clone(), in_flight.clone(), open.clone());
+                let activity = connections.add();
+                let (handler, screen, limits, in_flight, connections) = (handler.clone(), screen.clone(), limits.clone(), in_flight.clone(), connections.clone());
                 tokio::task::spawn_local(async move {
-                    serve_connection(stream, handler, screen, limits, access_log, in_flight).await;
-                    open.set(open.get() - 1);
+                    serve_connection(stream, activity.clone(), handler, screen, limits, access_log, in_flight).await;
+                    connections.remove(&activity);
                 });
             }
         }

@@ -273,8 +273,8 @@ fn a_connection_flood_under_a_low_descriptor_limit() {
     assert!(log.iter().any(|line| line.contains("backing off")), "the accept loop backed off: {log:?}");
 }
 
-/// 200 unauthenticated connections with half-sent 2 MiB bodies: each is refused from its head,
-/// and the server's memory stays small.
+/// 200 unauthenticated connections with half-sent 2 MiB bodies: each is refused from its head
+/// (and lingers, reading and discarding), and the server's memory stays within 2 MB of idle.
 #[test]
 fn unauthenticated_half_sent_bodies_are_never_buffered() {
     if worker_target() || !proc_available("unauthenticated_half_sent_bodies_are_never_buffered") {
@@ -316,7 +316,7 @@ fn unauthenticated_half_sent_bodies_are_never_buffered() {
         rss_after as f64 / 1024.0
     );
     assert_eq!(refused, 200, "each refused from its head");
-    assert!(rss_after < 50 * 1024, "RSS {rss_after} kB");
+    assert!(rss_after <= rss_before + 2 * 1024, "RSS {rss_before} kB idle, {rss_after} kB with the bodies: more than 2 MB apart");
     drop(connections);
     process.terminate();
 }

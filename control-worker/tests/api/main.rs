@@ -10,6 +10,7 @@
 //! - `hostile`: slow headers and bodies, idle and flooding connections, unauthenticated bodies, bad framing.
 //! - `lease`: the leader lease table, hand-over, fencing, concurrent acquirers.
 //! - `diff`: SPEC §18: `tasks.diff`, the newest branch diff, across compaction.
+//! - `crowding`: SPEC §19: lingering close after an early answer; eviction at the connection cap.
 //! - `deliverable`: SPEC §11: repo and deliver validation, one host per task, result, read shape, lost host.
 //! - `lifecycle`: the whole chain, retries, failures, cancel, pause and drain, idempotency.
 //! - `openapi`: docs/openapi.json, generated from the route table and the wire types.
@@ -31,6 +32,7 @@ mod worker;
 mod auth;
 mod cards;
 mod conventions;
+mod crowding;
 mod deliverable;
 mod diff;
 mod edge;
