@@ -139,10 +139,13 @@ fn shell_and_codex_tasks_from_claim_to_their_end() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["0001-summary.json", "0002-git-diff.patch", "0003-log-tail.txt"]);
+    assert_eq!(files, ["0001-summary.json", "0002-git-diff.patch", "0003-branch-diff.patch", "0004-log-tail.txt"]);
     let run = read_run(&plane, run_id);
     let diff = checkpoint(&run, "git_diff")["content"].as_str().unwrap();
     assert!(diff.contains("created.txt") && diff.contains("+hello"), "{diff}");
+    // The step committed: the branch against its base, what tasks.diff answers.
+    let branch_diff = checkpoint(&run, "branch_diff")["content"].as_str().unwrap();
+    assert!(branch_diff.contains("+++ b/created.txt") && branch_diff.contains("+hello"), "{branch_diff}");
     let summary: Value = serde_json::from_str(checkpoint(&run, "summary")["content"].as_str().unwrap()).unwrap();
     assert_eq!(summary["files_changed"], json!(["created.txt"]));
     assert_eq!(plane.log_text(&succeeding, "stdout"), "out-line\nfound-it\n");
