@@ -135,6 +135,9 @@ pub fn run(mut config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError
             }
             runner_settings.agent_cli = Some(cli);
         }
+        if config.runner.capacity > 0 {
+            prove_sandbox(&config, &mut runner_settings);
+        }
         let runner = runner::Runner::new(runner_settings);
         let run_once = config.run_once;
         let runs_dir = config.paths.runs.clone();
@@ -210,5 +213,31 @@ impl conductor::StartupRuns for RunnerStartup<'_> {
                 reconciled.skipped.len()
             ),
         )
+    }
+}
+
+/// The startup proof (SPEC §19): steps run sandboxed where it passed; with `--sandbox auto` a
+/// failed proof is a loud warning and steps run as the agent's user, with `required` this host
+/// runs no step.
+fn prove_sandbox(config: &AgentConfig, settings: &mut runner::RunnerSettings) {
+    use crate::sandbox::Mode;
+    let mode = config.runner.sandbox.mode;
+    if mode == Mode::Off {
+        settings.sandbox_line = "off".into();
+        log!("warning: sandbox off (--sandbox off): steps run as this user and can reach everything it can");
+        return;
+    }
+    let base = runner::RunnerSettings::sandbox_places(config, |name| std::env::var(name).ok());
+    let proof = crate::sandbox::proof::run(&settings.agent_exec, &base);
+    let engine = if cfg!(target_os = "macos") { "seatbelt" } else { "landlock" };
+    settings.sandbox_line = format!("{engine}: {}", proof.summary());
+    if proof.passed {
+        log!("sandbox: {}: steps that run repository code run sandboxed", settings.sandbox_line);
+        settings.sandbox = Some(base);
+    } else if mode == Mode::Required {
+        log!("WARNING: sandbox {} and --sandbox required: this host runs no step", settings.sandbox_line);
+        settings.options.capacity = 0;
+    } else {
+        log!("WARNING: sandbox {}: steps run UNSANDBOXED as this user (--sandbox required refuses instead)", settings.sandbox_line);
     }
 }

@@ -22,7 +22,7 @@ pub struct RawArgs {
     /// checklist (print the startup checklist), help; `node-agent tasks …` talks to the control
     /// plane for people (see `node-agent tasks --help`); agent-exec is the process of an agent
     /// step on a host with --agent (the runner starts it).
-    #[arg(value_parser = ["start", "config", "checklist", "help", "agent-exec"])]
+    #[arg(value_parser = ["start", "config", "checklist", "help", "agent-exec", "sandbox-exec"])]
     pub command: Option<String>,
 
     /// This node's id [default: <host>-main for a primary, <host>-standby for a standby]
@@ -127,6 +127,15 @@ pub struct RawArgs {
     /// Below this much free disk (where the worktrees are) the runner stops claiming, e.g. 5GB, 500MB
     #[arg(long, env = "BAA_MIN_FREE_DISK", default_value = "5GB")]
     pub min_free_disk: Option<String>,
+    /// Sandbox every step that runs repository code: auto (where the startup proof passes; a loud warning where it does not), required (no step runs without a proven sandbox), or off (for now the default: the coding CLIs' presets do not yet run under it)
+    #[arg(long, env = "BAA_SANDBOX", default_value = "off")]
+    pub sandbox: Option<String>,
+    /// More places a sandboxed step may read, separated by ':' (a package cache, for example)
+    #[arg(long, env = "BAA_SANDBOX_READ")]
+    pub sandbox_read: Option<String>,
+    /// More places a sandboxed step may read and write, separated by ':'
+    #[arg(long, env = "BAA_SANDBOX_WRITE")]
+    pub sandbox_write: Option<String>,
     /// Folder holding runs/, worktrees/, logs/, tmp/ and state/ [default: ~/Library/Application Support/baa-conductor on macOS, ~/.local/state/baa-conductor elsewhere]
     #[arg(long, env = "BAA_RUNTIME_ROOT")]
     pub runtime_root: Option<String>,

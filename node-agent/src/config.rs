@@ -92,6 +92,8 @@ pub struct RunnerConfig {
     pub worktree_retention: Duration,
     pub runs_retention: Duration,
     pub min_free_disk_bytes: u64,
+    /// The sandbox around steps that run repository code (SPEC §19).
+    pub sandbox: crate::sandbox::SandboxConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +124,24 @@ pub struct AgentConfig {
     pub run_once: bool,
     pub json: bool,
     pub warnings: Vec<String>,
+}
+
+/// `--sandbox-read` / `--sandbox-write`: absolute paths separated by ':'.
+fn sandbox_paths(value: Option<&str>, id: &str) -> Result<Vec<PathBuf>, ConfigError> {
+    value
+        .unwrap_or("")
+        .split(':')
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .map(|path| {
+            let path = PathBuf::from(path);
+            if path.is_absolute() {
+                Ok(path)
+            } else {
+                Err(bad(id, format!("must be absolute paths separated by ':', got {}", path.display())))
+            }
+        })
+        .collect()
 }
 
 fn milliseconds(value: Option<&str>, id: &str) -> Result<Duration, ConfigError> {
@@ -277,6 +297,16 @@ impl AgentConfig {
                     .unwrap_or_default();
                 parse_bytes(text.trim())
                     .ok_or_else(|| bad("min_free_disk", format!("must be a size such as 5GB, 500MB or 0, got {text:?}")))?
+            },
+            sandbox: crate::sandbox::SandboxConfig {
+                mode: {
+                    let text =
+                        given_or_default(raw.sandbox.as_deref().filter(|text| !text.trim().is_empty()), "sandbox").unwrap_or_default();
+                    crate::sandbox::Mode::parse(&text)
+                        .ok_or_else(|| bad("sandbox", format!("must be auto, required or off, got {text:?}")))?
+                },
+                read: sandbox_paths(raw.sandbox_read.as_deref(), "sandbox_read")?,
+                write: sandbox_paths(raw.sandbox_write.as_deref(), "sandbox_write")?,
             },
         };
         if runner.capacity > 0 && runner.agent_command.is_none() && runner.agent.is_none() {

@@ -17,6 +17,7 @@
 //! - [`client`]: the Control API client (reqwest + rustls) behind the `ControlPlane` trait.
 //! - [`conductor`]: one `agents.sync` per tick: registration, the lease state machine, the
 //!   leader's planning, the runner's room and reports.
+//! - [`sandbox`]: the sandbox around steps that run repository code (Landlock, Seatbelt), proven at startup.
 //! - [`runner`]: the worker runner: steps as processes in git worktrees, run directories,
 //!   log shipping, checkpoints, adoption after a restart.
 //! - [`embedded`]: `start --embedded`: the control plane in this process, its tokens.
@@ -45,6 +46,7 @@ pub mod notify;
 pub mod people;
 pub mod platform;
 pub mod runner;
+pub mod sandbox;
 pub mod shutdown;
 #[cfg(test)]
 mod simulation;

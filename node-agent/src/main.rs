@@ -21,6 +21,9 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("agent-exec") {
         return agent_exec(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("sandbox-exec") {
+        return ExitCode::from(node_agent::sandbox::exec::main(&args[2..]).clamp(0, 255) as u8);
+    }
     let raw = RawArgs::parse();
     match raw.command.as_deref() {
         Some("help") => {

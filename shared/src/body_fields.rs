@@ -201,6 +201,7 @@ const AGENT_SYNC: &[Field] = &[
     v("disk_low"),
     v("account"),
     v("agent_cli"),
+    v("sandbox"),
     v("heartbeat_ttl_sec"),
     objects("runs", RUN_BEAT),
     objects("completions", RUN_COMPLETION),

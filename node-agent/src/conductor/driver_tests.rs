@@ -32,6 +32,7 @@ impl Seats for RecordingSeats {
             step_heartbeat_ttl_sec: None,
             account: None,
             agent_cli: None,
+            sandbox: None,
         }
     }
     fn start(&self, step: ClaimedStep) {

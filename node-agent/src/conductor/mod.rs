@@ -168,6 +168,7 @@ impl<P: ControlPlane> Conductor<P> {
             disk_low: room.disk_low,
             account: room.account,
             agent_cli: room.agent_cli,
+            sandbox: room.sandbox,
             heartbeat_ttl_sec: room.step_heartbeat_ttl_sec,
             runs: reports.runs,
             completions: reports.completions,

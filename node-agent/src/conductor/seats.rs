@@ -30,6 +30,8 @@ pub struct Room {
     pub account: Option<String>,
     /// The coding CLI and its version, as probed at startup (SPEC §16).
     pub agent_cli: Option<String>,
+    /// The sandbox as the startup proof found it (SPEC §19).
+    pub sandbox: Option<String>,
 }
 
 /// No runner (tests, `--run-once`): no room, nothing started.

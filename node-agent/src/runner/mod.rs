@@ -11,6 +11,7 @@
 //! - [`merge`]: an `integrate` task's merge step as one shell command. Pure.
 //! - [`housekeeping`]: worktree and run-directory retention, the free-disk guard. Pure rules.
 //! - [`command`]: what a step runs (goal, acceptance command, coding-agent template). Pure.
+//! - [`sandboxing`]: which steps run sandboxed, and the launcher and policy of one.
 //! - [`feedback`]: what a coding agent's next round is told of the last one. Pure.
 //! - [`process`]: the step's process group, signals, liveness.
 //! - [`ladder`]: timeout and cancellation as SIGTERM, grace, SIGKILL. Pure.
@@ -46,6 +47,7 @@ pub mod process;
 pub mod report;
 pub mod run;
 pub mod run_dir;
+pub mod sandboxing;
 pub mod settings;
 pub mod shipper;
 pub mod stall;
@@ -296,6 +298,7 @@ impl Runner {
             worker_kinds: settings.worker_kinds(),
             agent_command_set: settings.options.agent_command.is_some(),
             agent_cli: settings.agent_cli_line(),
+            sandbox: settings.sandbox_line.clone(),
             runs: in_flight.into_iter().map(with_cpu).collect(),
             recent,
         }
@@ -320,6 +323,7 @@ impl crate::conductor::Seats for Runner {
             step_heartbeat_ttl_sec: Some(settings.step_heartbeat_ttl_sec),
             account: Some(settings.options.agent_account.clone()),
             agent_cli: settings.agent_cli_line(),
+            sandbox: Some(settings.sandbox_line.clone()),
         }
     }
 

@@ -17,6 +17,9 @@ use super::ladder::Signal;
 const WRAPPER: &str = r#"sh -c "$1"; status=$?; printf '%s\n' "$status" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$status""#;
 
 pub struct StepCommand<'a> {
+    /// What runs the wrapper shell: nothing (it runs as the agent's user), or the sandbox's
+    /// launcher and its arguments (`node-agent sandbox-exec --policy … --`, `sandbox-exec -f …`).
+    pub wrapper: Vec<std::ffi::OsString>,
     pub shell_command: &'a str,
     pub worktree: &'a Path,
     pub stdout: &'a Path,
@@ -30,7 +33,14 @@ pub struct StepCommand<'a> {
 pub fn spawn(step: &StepCommand<'_>) -> io::Result<tokio::process::Child> {
     let stdout = OpenOptions::new().create(true).append(true).open(step.stdout)?;
     let stderr = OpenOptions::new().create(true).append(true).open(step.stderr)?;
-    let mut command = tokio::process::Command::new("/bin/sh");
+    let mut command = match step.wrapper.split_first() {
+        None => tokio::process::Command::new("/bin/sh"),
+        Some((launcher, arguments)) => {
+            let mut command = tokio::process::Command::new(launcher);
+            command.args(arguments).arg("/bin/sh");
+            command
+        }
+    };
     command
         .arg("-c")
         .arg(WRAPPER)

@@ -23,8 +23,14 @@ pub struct RunnerSettings {
     pub tmp_dir: PathBuf,
     /// The preset's CLI as probed at startup (`--agent`), when the host drives one.
     pub agent_cli: Option<crate::agents::probe::AgentCli>,
-    /// This binary, which an agent step of a preset runs as `agent-exec`.
+    /// This binary, which an agent step of a preset runs as `agent-exec`, and a sandboxed step
+    /// as `sandbox-exec`.
     pub agent_exec: PathBuf,
+    /// The agent's places a step is kept from, when steps run sandboxed (SPEC §19: the startup
+    /// proof passed); `None` runs them as the agent's user.
+    pub sandbox: Option<crate::sandbox::policy::Places>,
+    /// The sandbox as the startup proof found it, for the log, the status page and the sync.
+    pub sandbox_line: String,
 }
 
 impl RunnerSettings {
@@ -43,7 +49,27 @@ impl RunnerSettings {
             tmp_dir: config.paths.tmp.clone(),
             agent_cli: None,
             agent_exec: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("node-agent")),
+            sandbox: None,
+            sandbox_line: "off".into(),
             options,
+        }
+    }
+
+    /// The agent's places, as the sandbox keeps a step from them (its own are added per step).
+    pub fn sandbox_places(config: &AgentConfig, lookup: impl Fn(&str) -> Option<String>) -> crate::sandbox::policy::Places {
+        let home = PathBuf::from(lookup("HOME").unwrap_or_else(|| "/".into()));
+        crate::sandbox::policy::Places {
+            home,
+            runtime_root: config.paths.root.clone(),
+            state_dir: config.paths.state.clone(),
+            worktrees_dir: config.paths.worktrees.clone(),
+            runs_dir: config.paths.runs.clone(),
+            logs_dir: config.paths.logs.clone(),
+            tmp_dir: config.paths.tmp.clone(),
+            cli_homes: crate::sandbox::CLI_HOME_VARIABLES.iter().filter_map(|name| lookup(name)).map(PathBuf::from).collect(),
+            extra_read: config.runner.sandbox.read.clone(),
+            extra_write: config.runner.sandbox.write.clone(),
+            ..Default::default()
         }
     }
 

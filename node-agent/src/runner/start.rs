@@ -218,13 +218,20 @@ pub(super) async fn prepare(shared: &RunnerShared, claimed: ClaimedStep) -> Opti
     }
     let (stdout, stderr, exit_status) = (dir.stdout_log(), dir.stderr_log(), dir.exit_status());
     let shell_command = meta.shell_command.clone().unwrap_or_default();
-    let spawned = process::spawn(&StepCommand {
-        shell_command: &shell_command,
-        worktree: &meta.worktree,
-        stdout: &stdout,
-        stderr: &stderr,
-        exit_status: &exit_status,
-        env,
+    let sandbox = match settings.sandbox.as_ref().filter(|_| super::sandboxing::runs_repository_code(meta.step_kind)) {
+        None => Ok(Vec::new()),
+        Some(base) => super::sandboxing::wrap(base, &settings.agent_exec, &meta.worktree, &dir, &mut env),
+    };
+    let spawned = sandbox.and_then(|wrapper| {
+        process::spawn(&StepCommand {
+            wrapper,
+            shell_command: &shell_command,
+            worktree: &meta.worktree,
+            stdout: &stdout,
+            stderr: &stderr,
+            exit_status: &exit_status,
+            env,
+        })
     });
     let (process, child) = match spawned {
         Ok(child) => {

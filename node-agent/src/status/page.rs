@@ -96,6 +96,11 @@ pub fn render(snapshot: &StatusSnapshot) -> String {
     if let Some(agent_cli) = &runner.agent_cli {
         html.push_str(&tile("coding agent", &escape(agent_cli), if agent_cli.ends_with("not available") { "bad" } else { "" }));
     }
+    html.push_str(&tile(
+        "sandbox",
+        &escape(&runner.sandbox),
+        if runner.sandbox.contains(" proven") && !runner.sandbox.contains("NOT") { "good" } else { "bad" },
+    ));
     html.push_str("</section>");
 
     if !conductor.parked_accounts.is_empty() {

@@ -104,6 +104,8 @@ pub struct RunnerStatus {
     pub agent_command_set: bool,
     /// The coding CLI this host drives (`--agent`) and its version, or why it has none.
     pub agent_cli: Option<String>,
+    /// How steps run (SPEC §19): `landlock: proven (…)`, `off`, or why the sandbox is not proven.
+    pub sandbox: String,
     pub runs: Vec<RunInFlight>,
     pub recent: Vec<RunView>,
 }

@@ -214,6 +214,10 @@ pub struct AgentSyncRequest {
     /// has none (`codex: not available`); kept in the controller's metadata (SPEC §16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_cli: Option<String>,
+    /// How this host runs repository code (SPEC §19): `landlock: proven`, `off`, or why its
+    /// sandbox is not proven; kept in the controller's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_ttl_sec: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -85,6 +85,7 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
     let disk_low = fields.bool_or_false("disk_low")?;
     let account = fields.opt_str("account", MAX_SHORT_TEXT_LEN)?;
     let agent_cli = fields.opt_str("agent_cli", MAX_SHORT_TEXT_LEN)?;
+    let sandbox = fields.opt_str("sandbox", MAX_SHORT_TEXT_LEN)?;
     let heartbeat_ttl_sec = fields.opt_i64("heartbeat_ttl_sec", 1, MAX_HEARTBEAT_TTL_SEC)?.unwrap_or(default_heartbeat_ttl_sec);
     let input = SyncInput {
         runs: run_items(fields, "runs", reports::beat)?,
@@ -117,6 +118,9 @@ pub fn read(call: &Call<'_>, fields: &Fields<'_>, default_heartbeat_ttl_sec: i64
             }
             if let Some(agent_cli) = &agent_cli {
                 facts.metadata.insert("agent_cli".into(), agent_cli.clone().into());
+            }
+            if let Some(sandbox) = &sandbox {
+                facts.metadata.insert("sandbox".into(), sandbox.clone().into());
             }
             facts
         },

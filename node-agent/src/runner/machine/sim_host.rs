@@ -136,6 +136,7 @@ impl Seats for SimSeats {
             step_heartbeat_ttl_sec: None,
             account: None,
             agent_cli: None,
+            sandbox: None,
         }
     }
 

@@ -1,0 +1,67 @@
+//! The sandbox around repository code (SPEC §19): every step that runs what a repository
+//! holds — the coding agent, shell and acceptance commands, `.baa/setup` — runs where it can
+//! write its worktree and run directory and cannot reach the agent's tokens, database, other
+//! tasks, or a person's secrets. The runner's own work (worktree, commit, push) stays outside.
+//!
+//! - [`policy`]: what a step may read and write, a pure function of where things are.
+//! - `landlock` (Linux): the policy enforced by Landlock in `node-agent sandbox-exec`.
+//! - [`seatbelt`]: the policy as a macOS `sandbox-exec` profile.
+//! - [`exec`]: `node-agent sandbox-exec --policy FILE -- COMMAND…`, and how a step is wrapped.
+//! - [`proof`]: the startup proof: a probe step under the sandbox must write its worktree and
+//!   fail to read the agent's state and to write outside.
+
+pub mod exec;
+#[cfg(target_os = "linux")]
+pub mod landlock;
+pub mod policy;
+pub mod proof;
+pub mod seatbelt;
+
+use std::path::PathBuf;
+
+/// `--sandbox`: `auto` sandboxes steps where the startup proof passed and warns loudly where it
+/// did not; `required` runs no step without a proven sandbox; `off` runs steps as the agent's
+/// user. `off` stays the default until the coding CLIs' presets run under the sandbox (their own
+/// sandboxes turned off, their homes prepared): SPEC §19 wants `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Required,
+    Off,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text.trim() {
+            "auto" => Some(Mode::Auto),
+            "required" => Some(Mode::Required),
+            "off" => Some(Mode::Off),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Required => "required",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// The sandbox as configured: its mode and the extra places (`--sandbox-read`, `--sandbox-write`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxConfig {
+    pub mode: Mode,
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig { mode: Mode::Off, read: Vec::new(), write: Vec::new() }
+    }
+}
+
+/// The environment variables naming where the coding CLIs keep their homes.
+pub const CLI_HOME_VARIABLES: [&str; 4] = ["CODEX_HOME", "CLAUDE_CONFIG_DIR", "GEMINI_CLI_HOME", "XDG_CONFIG_HOME"];
