@@ -127,8 +127,8 @@ pub struct RawArgs {
     /// Below this much free disk (where the worktrees are) the runner stops claiming, e.g. 5GB, 500MB
     #[arg(long, env = "BAA_MIN_FREE_DISK", default_value = "5GB")]
     pub min_free_disk: Option<String>,
-    /// Sandbox every step that runs repository code: auto (where the startup proof passes; a loud warning where it does not), required (no step runs without a proven sandbox), or off (for now the default: the coding CLIs' presets do not yet run under it)
-    #[arg(long, env = "BAA_SANDBOX", default_value = "off")]
+    /// Sandbox every step that runs repository code: auto (where the startup proof passes; a loud warning where it does not), required (no step runs without a proven sandbox), or off (steps run as this user)
+    #[arg(long, env = "BAA_SANDBOX", default_value = "auto")]
     pub sandbox: Option<String>,
     /// More places a sandboxed step may read, separated by ':' (a package cache, for example)
     #[arg(long, env = "BAA_SANDBOX_READ")]

@@ -191,7 +191,10 @@ fn a_usage_limit_parks_the_account_for_every_host_until_its_reset_without_spendi
     let plane = ControlPlane::start(dir.path());
     let script = dir.path().join("limited-agent.sh");
     std::fs::write(&script, LIMITED_AGENT).unwrap();
-    let command = format!("sh {} {{goal_file}} {}", script.display(), dir.path().display());
+    // The stand-in remembers what it did in a folder of its own: the sandbox keeps steps out of
+    // $HOME (here the test's folder).
+    let markers = tempfile::tempdir().unwrap();
+    let command = format!("sh {} {{goal_file}} {}", script.display(), markers.path().display());
     let mut mini = Agent::new(&plane.base(), "mini-main", dir.path()).env("BAA_AGENT_COMMAND", &command).env("BAA_AGENT_ACCOUNT", "team");
     let mut mac = Agent::new(&plane.base(), "mac-standby", dir.path())
         .arg("--host", "mac")

@@ -159,20 +159,29 @@ pub fn main(preset: Preset, extra: Vec<String>) -> i32 {
         (false, Some(record)) => Some(record),
     };
     let resume_id = resume.as_ref().map(|record| record.session_id.clone());
+    // The runner says so when the step runs in the agent's sandbox (SPEC §19).
+    let sandboxed = std::env::var_os(crate::sandbox::SANDBOXED_ENV_VAR).is_some();
 
     let mut attempt = match &resume_id {
         Some(session) => {
             say(&mut out, &format!("resuming {preset} session {session} with the feedback of the round before"));
-            run_cli(preset, &preset.arguments(&prompt::resumed(&parts), Some(session), &writable, &extra), Some(session), &files, &mut out)
+            run_cli(
+                preset,
+                &preset.arguments(&prompt::resumed(&parts), Some(session), &writable, &extra, sandboxed),
+                Some(session),
+                &files,
+                &mut out,
+            )
         }
-        None => run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra), None, &files, &mut out),
+        None => run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra, sandboxed), None, &files, &mut out),
     };
     let mut resumed_from = resume.as_ref().map(|record| record.totals).unwrap_or_default();
     if let (Ok(refused), Some(session)) = (&attempt, &resume_id) {
         if refused.resume_refused {
             say(&mut out, &format!("{preset} did not resume session {session}: starting a new session with the whole prompt"));
             resumed_from = SessionTotals::default();
-            attempt = run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra), None, &files, &mut out);
+            attempt =
+                run_cli(preset, &preset.arguments(&prompt::whole(&parts), None, &writable, &extra, sandboxed), None, &files, &mut out);
         }
     }
     let mut attempt = match attempt {
@@ -210,6 +219,22 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
     // (It takes only "1": an inherited `IS_SANDBOX=yes` is refused too.)
     if preset == Preset::Claude && is_root() {
         command.env("IS_SANDBOX", "1");
+    }
+    // aider writes a placeholder identity into the repository's `.git/config` when git has none;
+    // in the sandbox that file is out of reach (a step that could write it could point the
+    // runner's own git at its hooks). An identity given here, for this process only, keeps aider
+    // from trying; the runner commits under its own.
+    if preset == Preset::Aider
+        && std::env::var_os(crate::sandbox::SANDBOXED_ENV_VAR).is_some()
+        && std::env::var_os("GIT_CONFIG_COUNT").is_none()
+    {
+        command.envs([
+            ("GIT_CONFIG_COUNT", "2"),
+            ("GIT_CONFIG_KEY_0", "user.name"),
+            ("GIT_CONFIG_VALUE_0", "baa-conductor agent"),
+            ("GIT_CONFIG_KEY_1", "user.email"),
+            ("GIT_CONFIG_VALUE_1", "agent@baa-conductor.invalid"),
+        ]);
     }
     // aider keeps its repository map's cache in the repository (`.aider.tags.cache.v4`): one the
     // run created is removed after it, so that it is not committed as the task's work.

@@ -62,7 +62,9 @@ impl Preset {
     /// The arguments of one unattended run: `prompt` as the instructions, `resume` the session
     /// to continue, `writable` a folder beyond the worktree the agent must write (the run
     /// directory, where its report goes), `extra` the host's own flags (`--agent-args`).
-    pub fn arguments(self, prompt: &str, resume: Option<&str>, writable: &str, extra: &[String]) -> Vec<String> {
+    /// `sandboxed`: the step runs in the agent's sandbox (SPEC §19), which a CLI's own cannot
+    /// nest in — codex's is turned off, ours in force.
+    pub fn arguments(self, prompt: &str, resume: Option<&str>, writable: &str, extra: &[String], sandboxed: bool) -> Vec<String> {
         let owned = |items: &[&str]| items.iter().map(|item| item.to_string()).collect::<Vec<String>>();
         match self {
             Preset::Codex => {
@@ -72,18 +74,15 @@ impl Preset {
                 if resume.is_some() {
                     arguments.push("resume".into());
                 }
-                arguments.extend(owned(&[
-                    "--json",
-                    "--skip-git-repo-check",
-                    "-c",
-                    "approval_policy=\"never\"",
-                    "-c",
-                    "sandbox_mode=\"workspace-write\"",
-                    "-c",
-                ]));
-                // A JSON string is a TOML basic string (the same escapes).
-                let root = serde_json::to_string(writable).unwrap_or_default();
-                arguments.push(format!("sandbox_workspace_write.writable_roots=[{root}]"));
+                arguments.extend(owned(&["--json", "--skip-git-repo-check", "-c", "approval_policy=\"never\"", "-c"]));
+                if sandboxed {
+                    arguments.push("sandbox_mode=\"danger-full-access\"".into());
+                } else {
+                    arguments.extend(owned(&["sandbox_mode=\"workspace-write\"", "-c"]));
+                    // A JSON string is a TOML basic string (the same escapes).
+                    let root = serde_json::to_string(writable).unwrap_or_default();
+                    arguments.push(format!("sandbox_workspace_write.writable_roots=[{root}]"));
+                }
                 arguments.extend(extra.iter().cloned());
                 arguments.extend(resume.map(str::to_string));
                 arguments.push(prompt.to_string());
@@ -200,7 +199,7 @@ mod tests {
     #[test]
     fn codex_runs_unattended_in_its_workspace_sandbox_and_resumes_by_id() {
         let extra = vec!["-m".to_string(), "gpt-5".to_string()];
-        let fresh = Preset::Codex.arguments("fix it", None, "/runs/t/r", &extra);
+        let fresh = Preset::Codex.arguments("fix it", None, "/runs/t/r", &extra, false);
         assert_eq!(
             fresh,
             [
@@ -218,14 +217,14 @@ mod tests {
                 "fix it"
             ]
         );
-        let resumed = Preset::Codex.arguments("round 2", Some("0199-abc"), "/runs/t/r", &[]);
+        let resumed = Preset::Codex.arguments("round 2", Some("0199-abc"), "/runs/t/r", &[], false);
         assert_eq!(&resumed[..2], ["exec", "resume"]);
         assert_eq!(&resumed[resumed.len() - 2..], ["0199-abc", "round 2"]);
     }
 
     #[test]
     fn claude_takes_its_prompt_first_and_resumes_by_id() {
-        let arguments = Preset::Claude.arguments("fix it", Some("41f4"), "/runs/t/r", &["--model".into(), "opus".into()]);
+        let arguments = Preset::Claude.arguments("fix it", Some("41f4"), "/runs/t/r", &["--model".into(), "opus".into()], false);
         assert_eq!(&arguments[..2], ["-p", "fix it"]);
         assert!(arguments.windows(2).any(|pair| pair == ["--resume", "41f4"]));
         assert!(arguments.windows(2).any(|pair| pair == ["--output-format", "stream-json"]));
@@ -234,10 +233,10 @@ mod tests {
 
     #[test]
     fn gemini_and_aider_say_yes_to_everything() {
-        let gemini = Preset::Gemini.arguments("go", None, "/r", &[]);
+        let gemini = Preset::Gemini.arguments("go", None, "/r", &[], false);
         assert!(gemini.windows(2).any(|pair| pair == ["--approval-mode", "yolo"]) && gemini.contains(&"--skip-trust".to_string()));
         assert_eq!(&gemini[gemini.len() - 2..], ["--prompt", "go"]);
-        let aider = Preset::Aider.arguments("go", None, "/r", &[]);
+        let aider = Preset::Aider.arguments("go", None, "/r", &[], false);
         assert!(aider.contains(&"--yes-always".to_string()) && aider.contains(&"--no-auto-commits".to_string()));
         assert!(aider.windows(2).any(|pair| pair == ["--chat-history-file", "/r/aider.chat.history.md"]));
         assert_eq!(&aider[aider.len() - 2..], ["--message", "go"]);

@@ -21,8 +21,7 @@ use std::path::PathBuf;
 
 /// `--sandbox`: `auto` sandboxes steps where the startup proof passed and warns loudly where it
 /// did not; `required` runs no step without a proven sandbox; `off` runs steps as the agent's
-/// user. `off` stays the default until the coding CLIs' presets run under the sandbox (their own
-/// sandboxes turned off, their homes prepared): SPEC §19 wants `auto`.
+/// user. `auto` is the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Auto,
@@ -59,9 +58,13 @@ pub struct SandboxConfig {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        SandboxConfig { mode: Mode::Off, read: Vec::new(), write: Vec::new() }
+        SandboxConfig { mode: Mode::Auto, read: Vec::new(), write: Vec::new() }
     }
 }
+
+/// Set in a sandboxed step's environment to the sandbox's engine (`landlock`, `seatbelt`): a
+/// coding CLI's preset turns its own sandbox off under ours.
+pub const SANDBOXED_ENV_VAR: &str = "BAA_SANDBOXED";
 
 /// The environment variables naming where the coding CLIs keep their homes.
 pub const CLI_HOME_VARIABLES: [&str; 4] = ["CODEX_HOME", "CLAUDE_CONFIG_DIR", "GEMINI_CLI_HOME", "XDG_CONFIG_HOME"];

@@ -52,12 +52,15 @@ git("-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "
 fs.mkdirSync(shots, { recursive: true });
 
 // A stand-in coding agent: a goal about a limit hits the account's usage limit once; any
-// other goal makes a first guess, and the fix once its feedback file says what failed.
+// other goal makes a first guess, and the fix once its feedback file says what failed. It runs
+// in the agent's sandbox, which keeps it out of $HOME: it remembers the limit in a scratch
+// folder of its own under /tmp.
+const markers = fs.mkdtempSync(path.join(os.tmpdir(), "baa-browser-markers-"));
 const agentScript = path.join(dir, "stand-in-agent.sh");
 fs.writeFileSync(agentScript, `#!/bin/sh
 printf '{"input_tokens": 1500, "output_tokens": 300, "cost_usd": 0.02, "model": "stand-in"}' > "$3"
 case "$(cat "$1")" in
-  *limit*) if [ ! -e "${dir}/limited" ]; then touch "${dir}/limited"; echo "You've hit your usage limit. Try again in 2 hours."; exit 1; fi
+  *limit*) if [ ! -e "${markers}/limited" ]; then touch "${markers}/limited"; echo "You've hit your usage limit. Try again in 2 hours."; exit 1; fi
            echo done > limited.txt ;;
   *) if [ -s "$2" ]; then echo fixed > fixed.txt; else echo guess > guess.txt; fi ;;
 esac
@@ -302,4 +305,5 @@ try {
   agent.kill("SIGTERM");
   await waitFor("the agent to stop", () => agent.exitCode !== null || agent.signalCode !== null, 20_000).catch(() => agent.kill("SIGKILL"));
   fs.rmSync(dir, { recursive: true, force: true });
+  fs.rmSync(markers, { recursive: true, force: true });
 }
