@@ -95,6 +95,13 @@ fn a_hostile_step_is_kept_from_the_fleets_secrets_and_commits_its_own_work() {
     for secret in [TOKEN_SECRET, DATABASE_SECRET, KEY_SECRET, OTHER_SECRET] {
         assert!(!stored.contains(secret), "{secret} stored");
     }
+    // A step that fails on the wall says which path it was refused.
+    let key = dir.path().join(".ssh/id_ed25519");
+    let walled =
+        plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "walled", "goal": format!("cat '{}'", key.display())}));
+    let failed = plane.wait_task(&walled, &["failed", "succeeded"], Duration::from_secs(30));
+    let reason = failed["status_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("the sandbox refused {}", key.display())), "{failed:#}");
     // The status page's snapshot and the control plane know how steps run.
     let controllers = http(&plane.base(), "GET", "/v1/controllers", ADMIN, None);
     assert!(controllers.to_string().contains("landlock: proven"), "{controllers}");

@@ -158,6 +158,13 @@ pub(super) async fn queue_report(shared: &RunnerShared, dir: &RunDir, meta: &Run
             let last = last_line(&tail(&dir.stdout_log(), 4_096)).or_else(|| last_line(&tail(&dir.stderr_log(), 4_096)));
             error.push_str(&format!("; last output: {}", last.unwrap_or_else(|| "(none)".into())));
         }
+        // A sandboxed step that hit the wall: the path, not a mystery.
+        if dir.root.join("sandbox.json").exists() || dir.root.join("sandbox.sb").exists() {
+            let output = [tail(&dir.stderr_log(), 16_384), tail(&dir.stdout_log(), 16_384)].concat();
+            if let Some(path) = crate::sandbox::refusal::first_refused_path(&String::from_utf8_lossy(&output)) {
+                error.push_str(&format!("; {}", crate::sandbox::refusal::note(&path)));
+            }
+        }
         shared.outbox.borrow_mut().put_failure(RunFailure {
             step_id,
             run_id,

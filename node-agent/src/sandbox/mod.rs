@@ -7,6 +7,7 @@
 //! - `landlock` (Linux): the policy enforced by Landlock in `node-agent sandbox-exec`.
 //! - [`seatbelt`]: the policy as a macOS `sandbox-exec` profile.
 //! - [`exec`]: `node-agent sandbox-exec --policy FILE -- COMMAND…`, and how a step is wrapped.
+//! - [`refusal`]: the refused path a failed step's output names, for its error.
 //! - [`proof`]: the startup proof: a probe step under the sandbox must write its worktree and
 //!   fail to read the agent's state and to write outside.
 
@@ -15,6 +16,7 @@ pub mod exec;
 pub mod landlock;
 pub mod policy;
 pub mod proof;
+pub mod refusal;
 pub mod seatbelt;
 
 use std::path::PathBuf;
