@@ -54,8 +54,13 @@ fn run_hostile(dir: &Path, plane: &ControlPlane, agent: &mut Agent, repo: &Path)
     let other_worktree = agent.root.join("worktrees").join(&other);
     assert!(other_worktree.join("secret.txt").exists());
     let script = hostile_script(&agent.root.join("state"), &other_worktree, dir, agent.pid());
-    // The acceptance command tries the key too, and passes only when it is refused.
-    let acceptance = format!("! cat '{}/.ssh/id_ed25519'", dir.display());
+    // The acceptance command tries the same reads, and passes only when each is refused.
+    let acceptance = format!(
+        "! cat '{state}/embedded-tokens.env' && ! cat '{state}/control.db' && ! cat '{other}/secret.txt' && ! cat '{home}/.ssh/id_ed25519' && ! touch '{home}/y'",
+        state = agent.root.join("state").display(),
+        other = other_worktree.display(),
+        home = dir.display()
+    );
     let hostile =
         plane.create_task(json!({"repo": repo, "task_type": "shell", "title": "hostile", "goal": script, "acceptance": [acceptance]}));
     let detail = plane.wait_task(&hostile, &["succeeded", "failed"], Duration::from_secs(30));
