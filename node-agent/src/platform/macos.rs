@@ -51,3 +51,9 @@ pub fn desktop_notification(title: &str, text: &str) -> bool {
         .status()
         .is_ok_and(|status| status.success())
 }
+
+/// On macOS a step's policy is a Seatbelt profile that `/usr/bin/sandbox-exec` applies before the
+/// step starts; `node-agent sandbox-exec` is not used there.
+pub fn restrict_to_policy(_policy: &crate::sandbox::policy::Policy) -> Result<(), String> {
+    Err("on macOS steps start under /usr/bin/sandbox-exec with a Seatbelt profile, not node-agent sandbox-exec".into())
+}

@@ -13,16 +13,22 @@
 //!   (`statvfs(3)` on both).
 //! - [`desktop_notification`]: a notification on the desktop (`osascript` on macOS; Linux
 //!   hosts have none: false).
+//! - [`restrict_to_policy`]: a sandboxed step's policy enforced on this process (Landlock on
+//!   Linux; on macOS steps start under `/usr/bin/sandbox-exec` instead, so it refuses).
 
+#[cfg(target_os = "linux")]
+mod landlock;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 
 #[cfg(target_os = "linux")]
+pub use landlock::restrict_to_policy;
+#[cfg(target_os = "linux")]
 pub use linux::{desktop_notification, group_cpu_ms, group_has_live_process, is_zombie};
 #[cfg(target_os = "macos")]
-pub use macos::{desktop_notification, group_cpu_ms, group_has_live_process, is_zombie};
+pub use macos::{desktop_notification, group_cpu_ms, group_has_live_process, is_zombie, restrict_to_policy};
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -51,7 +51,7 @@ pub fn main(args: &[String]) -> i32 {
             return CANNOT_SANDBOX;
         }
     };
-    if let Err(error) = restrict(&policy) {
+    if let Err(error) = crate::platform::restrict_to_policy(&policy) {
         eprintln!("sandbox: {error}; the step does not run unconfined");
         return CANNOT_SANDBOX;
     }
@@ -59,17 +59,4 @@ pub fn main(args: &[String]) -> i32 {
     let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
     eprintln!("sandbox-exec: {}: {error}", command[0]);
     CANNOT_SANDBOX
-}
-
-#[cfg(target_os = "linux")]
-fn restrict(policy: &Policy) -> Result<(), String> {
-    match super::landlock::restrict_self(policy)? {
-        super::landlock::Enforced::Not => Err("this kernel does not enforce Landlock".into()),
-        _ => Ok(()),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn restrict(_policy: &Policy) -> Result<(), String> {
-    Err("sandbox-exec enforces policies with Landlock, on Linux; macOS steps run under /usr/bin/sandbox-exec".into())
 }

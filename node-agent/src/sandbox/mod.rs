@@ -4,7 +4,8 @@
 //! tasks, or a person's secrets. The runner's own work (worktree, commit, push) stays outside.
 //!
 //! - [`policy`]: what a step may read and write, a pure function of where things are.
-//! - `landlock` (Linux): the policy enforced by Landlock in `node-agent sandbox-exec`.
+//! - `crate::platform::restrict_to_policy`: the policy enforced by Landlock (Linux) in
+//!   `node-agent sandbox-exec`.
 //! - [`seatbelt`]: the policy as a macOS `sandbox-exec` profile.
 //! - [`exec`]: `node-agent sandbox-exec --policy FILE -- COMMAND…`, and how a step is wrapped.
 //! - [`refusal`]: the refused path a failed step's output names, for its error.
@@ -12,8 +13,6 @@
 //!   fail to read the agent's state and to write outside.
 
 pub mod exec;
-#[cfg(target_os = "linux")]
-pub mod landlock;
 pub mod policy;
 pub mod proof;
 pub mod refusal;

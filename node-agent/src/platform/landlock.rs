@@ -4,7 +4,7 @@
 
 use landlock::{path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI};
 
-use super::policy::Policy;
+use crate::sandbox::policy::Policy;
 
 /// The newest ABI this code asks for; an older kernel enforces what it can (best effort), and
 /// says so in the status.
@@ -33,4 +33,13 @@ pub fn restrict_self(policy: &Policy) -> Result<Enforced, String> {
         RulesetStatus::PartiallyEnforced => Enforced::Partly,
         RulesetStatus::NotEnforced => Enforced::Not,
     })
+}
+
+/// What `sandbox-exec` needs: the policy in force, or why not (a kernel without Landlock is a
+/// refusal, never an unconfined step).
+pub fn restrict_to_policy(policy: &Policy) -> Result<(), String> {
+    match restrict_self(policy)? {
+        Enforced::Not => Err("this kernel does not enforce Landlock".into()),
+        Enforced::Fully | Enforced::Partly => Ok(()),
+    }
 }
