@@ -34,7 +34,6 @@ fn main() {
     let home = dir.path().join("home");
     let base = Places {
         home: home.clone(),
-        runtime_root: root.clone(),
         state_dir: root.join("state"),
         worktrees_dir: root.join("worktrees"),
         runs_dir: root.join("runs"),

@@ -220,7 +220,7 @@ fn run_cli(preset: Preset, arguments: &[String], resuming: Option<&str>, files: 
     if preset == Preset::Claude && is_root() {
         command.env("IS_SANDBOX", "1");
     }
-    // aider writes a placeholder identity into the repository's `.git/config` when git has none;
+    // aider writes a made-up identity ("Your Name") into the repository's `.git/config` when git has none;
     // in the sandbox that file is out of reach (a step that could write it could point the
     // runner's own git at its hooks). An identity given here, for this process only, keeps aider
     // from trying; the runner commits under its own.

@@ -60,7 +60,6 @@ impl RunnerSettings {
         let home = PathBuf::from(lookup("HOME").unwrap_or_else(|| "/".into()));
         crate::sandbox::policy::Places {
             home,
-            runtime_root: config.paths.root.clone(),
             state_dir: config.paths.state.clone(),
             worktrees_dir: config.paths.worktrees.clone(),
             runs_dir: config.paths.runs.clone(),

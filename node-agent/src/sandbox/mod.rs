@@ -57,12 +57,6 @@ pub struct SandboxConfig {
     pub write: Vec<PathBuf>,
 }
 
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig { mode: Mode::Auto, read: Vec::new(), write: Vec::new() }
-    }
-}
-
 /// Set in a sandboxed step's environment to the sandbox's engine (`landlock`, `seatbelt`): a
 /// coding CLI's preset turns its own sandbox off under ours.
 pub const SANDBOXED_ENV_VAR: &str = "BAA_SANDBOXED";

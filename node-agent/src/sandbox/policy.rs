@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default)]
 pub struct Places {
     pub home: PathBuf,
-    pub runtime_root: PathBuf,
     /// The agent's own directories: never reachable from a step.
     pub state_dir: PathBuf,
     pub worktrees_dir: PathBuf,
@@ -178,7 +177,6 @@ mod tests {
         let root = PathBuf::from("/home/ann/.local/state/baa");
         let places = Places {
             home: "/home/ann".into(),
-            runtime_root: root.clone(),
             state_dir: root.join("state"),
             worktrees_dir: root.join("worktrees"),
             runs_dir: root.join("runs"),
