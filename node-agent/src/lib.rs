@@ -25,6 +25,7 @@
 //! - [`log`]: timestamped log lines on stderr.
 //! - [`notify`]: the leader delivers the event feed to a webhook and the desktop.
 //! - [`people`]: `node-agent tasks|system|login|logout …`: the control plane for people; task cards imported.
+//! - [`mcp`]: `node-agent mcp`: the same as tools over the Model Context Protocol (stdio).
 //! - [`units`]: durations and sizes as people write them (`7d`, `5GB`).
 //! - `simulation` (tests only): the fleet under a seeded schedule of faults, every guarantee of
 //!   SPEC §15 checked after every event (`scripts/simulate`).
@@ -42,6 +43,7 @@ pub mod config;
 pub mod config_show;
 pub mod embedded;
 pub mod log;
+pub mod mcp;
 pub mod notify;
 pub mod people;
 pub mod platform;

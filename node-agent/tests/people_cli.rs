@@ -44,21 +44,6 @@ fn refused(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// `start --embedded` with everything defaulted under `home` (as a person starts it).
-fn embedded_agent(home: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_node-agent"))
-        .args(["start", "--embedded", "--control-listen", "127.0.0.1:0", "--local-api", "off", "--host", "mini"])
-        .args(["--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500", "--capacity", "2"])
-        .env_clear()
-        .env("HOME", home)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(home.join("agent.err")).unwrap())
-        .spawn()
-        .unwrap()
-}
-
 fn wait_status(home: &Path, key: &str, status: &str) {
     wait_until(Duration::from_secs(60), || {
         let shown = said(&person(home, &["tasks", "show", key], None));
@@ -76,7 +61,7 @@ fn on_an_embedded_host_the_cli_needs_no_flags_and_shows_what_was_delivered() {
     std::fs::create_dir_all(&home).unwrap();
     let repo = git_repo(dir.path());
     let repo_text = repo.display().to_string();
-    let mut agent = embedded_agent(&home);
+    let mut agent = embedded_agent(&home, &[]);
     let state = node_agent::config::default_runtime_root(Some(&home.to_string_lossy())).join("state");
     wait_until(Duration::from_secs(20), || std::fs::read_to_string(state.join("embedded-address")).map_err(|error| error.to_string()));
     let tokens = std::fs::read_to_string(state.join("embedded-tokens.env")).unwrap();

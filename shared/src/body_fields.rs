@@ -295,7 +295,7 @@ fn join(prefix: &str, name: &str) -> String {
 fn rule_for(key: &str, siblings: &[Field], root: &[Field]) -> String {
     let mut elsewhere = Vec::new();
     paths_named(root, key, "", &mut elsewhere);
-    let near = siblings.iter().map(|field| field.name).filter(|name| is_near(key, name)).min_by_key(|name| edit_distance(key, name));
+    let near = nearest_name(key, siblings.iter().map(|field| field.name));
     match (elsewhere.first(), near) {
         (Some(path), _) => format!("unknown field; did you mean {path}?"),
         (None, Some(name)) => format!("unknown field; did you mean {name}?"),
@@ -322,6 +322,11 @@ fn paths_named(fields: &[Field], key: &str, prefix: &str, found: &mut Vec<String
             found.push(path);
         }
     }
+}
+
+/// The name among `names` that `key` is a near spelling of (a typo, another case), if any.
+pub fn nearest_name<'a>(key: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    names.filter(|name| is_near(key, name)).min_by_key(|name| edit_distance(key, name))
 }
 
 fn is_near(key: &str, name: &str) -> bool {

@@ -9,6 +9,7 @@
 //! - [`body_fields`]: the fields each request body may carry; unknown ones are named and refused.
 //! - [`ids`]: identifier rules (which strings may name a node, a task, a step).
 //! - [`scope`]: write-scope globs: matching, overlap, what a change did outside its scope.
+//! - [`percent`]: percent-decoding of query values and path parameters.
 //!
 //! No I/O, no async, no clock: this crate builds unchanged for wasm32 and native.
 
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod body_fields;
 pub mod errors;
 pub mod ids;
+pub mod percent;
 pub mod routes;
 pub mod scope;
 pub mod status;

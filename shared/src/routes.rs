@@ -270,7 +270,8 @@ pub enum Resolution {
     NotFound,
 }
 
-/// Matches one pattern against a path, segment by segment; `None` when they differ.
+/// Matches one pattern against a path, segment by segment; `None` when they differ. A
+/// parameter is percent-decoded (after the path is split, so `%2F` stays inside it).
 pub fn match_pattern(pattern: &'static str, path: &str) -> Option<PathParams> {
     let mut params = Vec::new();
     let mut pattern_segments = pattern.split('/');
@@ -283,7 +284,7 @@ pub fn match_pattern(pattern: &'static str, path: &str) -> Option<PathParams> {
                     if actual.is_empty() {
                         return None;
                     }
-                    params.push((name, actual.to_string()));
+                    params.push((name, crate::percent::decode(actual, false)));
                 } else if expected != actual {
                     return None;
                 }

@@ -205,7 +205,7 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
+            (shared::percent::decode(key, true), shared::percent::decode(value, true))
         })
         .collect()
 }
@@ -234,28 +234,6 @@ pub fn query_param<'q>(params: &'q [(String, String)], name: &str) -> Option<&'q
     params.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
-fn percent_decode(text: &str) -> String {
-    fn hex_value(byte: u8) -> Option<u8> {
-        (byte as char).to_digit(16).map(|digit| digit as u8)
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let decoded = match bytes[index] {
-            b'+' => Some((b' ', 1)),
-            b'%' if index + 2 < bytes.len() => match (hex_value(bytes[index + 1]), hex_value(bytes[index + 2])) {
-                (Some(high), Some(low)) => Some((high * 16 + low, 3)),
-                _ => None,
-            },
-            _ => None,
-        };
-        let (byte, width) = decoded.unwrap_or((bytes[index], 1));
-        out.push(byte);
-        index += width;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 #[cfg(test)]
 mod tests {

@@ -319,7 +319,8 @@ fn a_limit_without_a_reset_waits_longer_each_time_and_a_person_can_end_the_wait(
         assert_eq!(task(&t, &task_id)["steps"][0]["status"], "ready");
     }
     assert_eq!(waits, [900, 3_600, 14_400], "15 min, 1 h, 4 h");
-    let again = t.post("/v1/accounts/team/resume", BROWSER_ADMIN, json!({}));
+    // The account as a path parameter is percent-decoded (the console sends encodeURIComponent's).
+    let again = t.post("/v1/accounts/te%61m/resume", BROWSER_ADMIN, json!({}));
     assert_eq!(err(&again, 409, "invalid_transition")["account"], "team", "not parked and no step waits for it");
     let bad = json!({"worker_id": "mini-main", "run_id": "x", "error": "e", "quota": {"message": "no account"}});
     assert_eq!(err(&t.post("/v1/steps/x.s0/fail", SHARED, bad), 400, "invalid_request")["field"], "quota.account");

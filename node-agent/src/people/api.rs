@@ -1,9 +1,58 @@
-//! The admin calls of `node-agent tasks`: JSON over HTTP with a bearer token; an error answer
-//! becomes its message (the token is never shown).
+//! The admin calls of `node-agent tasks` and `node-agent mcp`: JSON over HTTP with a bearer
+//! token; an error answer becomes a [`Failure`] with the API's code, message and details (the
+//! token is never shown).
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// A call that did not succeed: the API's error envelope, or why there was no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The envelope's `error` (`invalid_request`, `forbidden` …), or `unreachable`.
+    pub code: String,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    pub message: String,
+    /// The envelope's `details` (`field`, `rule` …); an empty object when it had none.
+    pub details: Value,
+}
+
+impl Failure {
+    pub fn new(code: &str, message: impl Into<String>) -> Failure {
+        Failure { code: code.to_string(), status: None, message: message.into(), details: json!({}) }
+    }
+
+    pub fn with_field(mut self, field: &str) -> Failure {
+        self.details["field"] = json!(field);
+        self
+    }
+
+    pub fn with_rule(mut self, rule: &str) -> Failure {
+        self.details["rule"] = json!(rule);
+        self
+    }
+
+    /// The field the API named, if any.
+    pub fn field(&self) -> Option<&str> {
+        self.details["field"].as_str()
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{} ({status}): {}", self.code, self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl From<Failure> for String {
+    fn from(failure: Failure) -> String {
+        failure.to_string()
+    }
+}
 
 pub struct Api {
     base: String,
@@ -24,31 +73,35 @@ impl Api {
         self
     }
 
-    async fn answer(&self, response: Result<reqwest::Response, reqwest::Error>) -> Result<(Value, bool), String> {
+    async fn answer(&self, response: Result<reqwest::Response, reqwest::Error>) -> Result<(Value, bool), Failure> {
         let response = response.map_err(|error| {
             let from = if self.source.is_empty() { String::new() } else { format!(" (address from {})", self.source) };
-            format!("the control plane at {}{from} did not answer: {}", self.base, error.without_url())
+            Failure::new("unreachable", format!("the control plane at {}{from} did not answer: {}", self.base, error.without_url()))
         })?;
         let replayed = response.headers().get("idempotent-replayed").is_some_and(|value| value == "true");
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|error| format!("the answer broke off ({status}): {}", error.without_url()))?;
-        let envelope: Value = serde_json::from_slice(&bytes).map_err(|error| format!("an answer that is not JSON ({status}): {error}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| Failure::new("unreachable", format!("the answer broke off ({status}): {}", error.without_url())))?;
+        let envelope: Value = serde_json::from_slice(&bytes)
+            .map_err(|error| Failure::new("unreachable", format!("an answer that is not JSON ({status}): {error}")))?;
         if envelope["ok"] == Value::Bool(true) {
             return Ok((envelope["data"].clone(), replayed));
         }
-        Err(format!(
-            "{} ({}): {}",
-            envelope["error"].as_str().unwrap_or("error"),
-            status.as_u16(),
-            envelope["message"].as_str().unwrap_or("")
-        ))
+        Err(Failure {
+            code: envelope["error"].as_str().unwrap_or("error").to_string(),
+            status: Some(status.as_u16()),
+            message: envelope["message"].as_str().unwrap_or("").to_string(),
+            details: if envelope["details"].is_object() { envelope["details"].clone() } else { json!({}) },
+        })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, String> {
+    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         Ok(self.answer(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await).await?.0)
     }
 
-    async fn send(&self, path: &str, body: &Value) -> Result<(Value, bool), String> {
+    async fn send(&self, path: &str, body: &Value) -> Result<(Value, bool), Failure> {
         let request = self
             .http
             .post(format!("{}{path}", self.base))
@@ -58,17 +111,17 @@ impl Api {
         self.answer(request.send().await).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
         Ok(self.send(path, body).await?.0)
     }
 
     /// Creates a task; whether it existed already (the same key).
-    pub async fn create(&self, body: &Value) -> Result<(Value, bool), String> {
+    pub async fn create(&self, body: &Value) -> Result<(Value, bool), Failure> {
         self.send("/v1/tasks", body).await
     }
 
     /// The newest tasks, up to `most`, newest first.
-    pub async fn recent_tasks(&self, most: usize) -> Result<Vec<Value>, String> {
+    pub async fn recent_tasks(&self, most: usize) -> Result<Vec<Value>, Failure> {
         let mut tasks = Vec::new();
         let mut cursor = String::new();
         while tasks.len() < most {
@@ -84,7 +137,7 @@ impl Api {
     }
 
     /// A task id as given, or the task of a key (searched among the newest 1,000 tasks).
-    pub async fn task_id(&self, task: &str) -> Result<String, String> {
+    pub async fn task_id(&self, task: &str) -> Result<String, Failure> {
         if task.starts_with("task_") {
             return Ok(task.to_string());
         }
@@ -99,7 +152,7 @@ impl Api {
                 None => break,
             }
         }
-        Err(format!("no task with id or key {task}"))
+        Err(Failure::new("task_not_found", format!("no task with id or key {task} (among the newest 1,000 tasks)")).with_field("task"))
     }
 }
 

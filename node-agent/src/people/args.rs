@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 /// The words that start the people's CLI (`node-agent <word> …`).
-pub const COMMANDS: [&str; 4] = ["tasks", "system", "login", "logout"];
+pub const COMMANDS: [&str; 5] = ["tasks", "system", "login", "logout", "mcp"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +50,9 @@ pub enum Command {
     Login,
     /// Forget the kept login
     Logout,
+    /// Serve the fleet as tools over the Model Context Protocol on stdin and stdout, for a
+    /// coding agent's client: `claude mcp add baa -- node-agent mcp` (see docs/mcp.md)
+    Mcp,
 }
 
 #[derive(Debug, Subcommand)]

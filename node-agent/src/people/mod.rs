@@ -1,6 +1,7 @@
 //! The control plane for people (SPEC §12, §18): `node-agent tasks <verb>` (create, list,
 //! show, logs, diff, wave, cancel, approve, reject, report, watch, import), `node-agent system
-//! <verb>` (pause, resume, drain, state), `node-agent login` and `logout`. Flags go anywhere on
+//! <verb>` (pause, resume, drain, state), `node-agent login` and `logout`, and `node-agent mcp`
+//! (the same as tools for a coding agent, in [`crate::mcp`]). Flags go anywhere on
 //! the line; on a host that runs the embedded control plane none are needed. Times are local.
 //!
 //! - [`discover`]: which control plane and token: flags, the login, the embedded plane.
@@ -28,7 +29,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use shared::status::TaskStatus;
 
-use api::Api;
+use api::{Api, Failure};
 pub use args::{Command, PeopleArgs, SystemVerb, Verb, COMMANDS};
 pub use print::local_time;
 use print::text;
@@ -79,6 +80,27 @@ async fn follow_logs(api: &Api, task_id: &str, follow: bool, events: bool) -> Re
     }
 }
 
+/// A card's task as created: the card's key, the `tasks.create` answer, whether it existed.
+pub struct Imported {
+    pub key: String,
+    pub created: Value,
+    pub replayed: bool,
+}
+
+/// Creates the tasks of cards in dependency order; every card is checked before any is
+/// created. A card imported before answers its task as it is.
+pub async fn create_cards(api: &Api, cards: Vec<cards::Card>, repo: Option<&str>, deliver: Option<&str>) -> Result<Vec<Imported>, Failure> {
+    let invalid = |message: String| Failure::new("invalid_request", message).with_field("cards");
+    let ordered = cards::in_dependency_order(cards).map_err(invalid)?;
+    let bodies = ordered.iter().map(|card| cards::create_body(card, repo, deliver)).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
+    let mut imported = Vec::new();
+    for (card, body) in ordered.into_iter().zip(bodies) {
+        let (created, replayed) = api.create(&body).await?;
+        imported.push(Imported { key: card.key, created, replayed });
+    }
+    Ok(imported)
+}
+
 async fn import(api: &Api, repo: Option<&str>, deliver: Option<&str>, files: &[PathBuf], json_out: bool) -> Result<(), String> {
     let mut read = Vec::new();
     for file in files {
@@ -86,15 +108,11 @@ async fn import(api: &Api, repo: Option<&str>, deliver: Option<&str>, files: &[P
         let body = std::fs::read_to_string(file).map_err(|error| format!("{name}: {error}"))?;
         read.push(cards::parse(&body, &name)?);
     }
-    let ordered = cards::in_dependency_order(read)?;
-    // Every card is checked before any is created.
-    let bodies = ordered.iter().map(|card| cards::create_body(card, repo, deliver)).collect::<Result<Vec<_>, _>>()?;
-    for (card, body) in ordered.iter().zip(bodies) {
-        let (created, replayed) = api.create(&body).await?;
+    for card in create_cards(api, read, repo, deliver).await? {
         if json_out {
-            println!("{}", json!({"key": card.key, "task_id": created["task_id"], "created": !replayed}));
+            println!("{}", json!({"key": card.key, "task_id": card.created["task_id"], "created": !card.replayed}));
         } else {
-            println!("{} {} {}", if replayed { "exists " } else { "created" }, card.key, text(&created["task_id"]));
+            println!("{} {} {}", if card.replayed { "exists " } else { "created" }, card.key, text(&card.created["task_id"]));
         }
     }
     Ok(())
@@ -238,12 +256,15 @@ async fn run(args: PeopleArgs) -> Result<(), String> {
         state_dir: discover::state_dir(args.state_dir.as_deref(), args.runtime_root.as_deref(), env("HOME").as_deref()),
         login_file,
     };
+    if let Command::Mcp = args.command {
+        return crate::mcp::serve(given).await;
+    }
     let connection = discover::connection(&given)?;
     let api = Api::new(&connection.base, &connection.token)?.with_source(&connection.source);
     match args.command {
         Command::Tasks { verb } => tasks(&api, *verb, args.json).await,
         Command::System { verb } => system(&api, verb, args.json).await,
-        Command::Login | Command::Logout => Ok(()),
+        Command::Login | Command::Logout | Command::Mcp => Ok(()),
     }
 }
 

@@ -361,3 +361,31 @@ pub fn step_of<'a>(detail: &'a Value, kind: &str) -> &'a Value {
         .find(|step| step["step_kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} step in {detail:#}"))
 }
+
+/// `start --embedded` with everything defaulted under `home`, as a person starts it: an empty
+/// environment but `HOME`, `PATH` and `env`.
+pub fn embedded_agent(home: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .args(["start", "--embedded", "--control-listen", "127.0.0.1:0", "--local-api", "off", "--host", "mini"])
+        .args(["--heartbeat-interval-ms", "300", "--step-heartbeat-interval-ms", "500", "--capacity", "2"])
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(home.join("agent.err")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// The embedded control plane of an agent started by [`embedded_agent`]: its address and
+/// admin token, once it has written them.
+pub fn embedded_plane(home: &Path) -> (String, String) {
+    let state = node_agent::config::default_runtime_root(Some(&home.to_string_lossy())).join("state");
+    let base = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(state.join("embedded-address")).map(|text| text.trim().to_string()).map_err(|error| error.to_string())
+    });
+    let token = node_agent::embedded::read_admin_token(&state).unwrap().expect("an admin token in the tokens file");
+    (base, token)
+}

@@ -24,6 +24,9 @@ pub enum Reply {
     Patch { file: String, from: String, to: String },
     /// Ends the turn with a message.
     Say(String),
+    /// Calls a tool of the client's by name with this input (Claude Code: an MCP server's
+    /// tool is `mcp__<server>__<tool>`).
+    Tool { name: String, input: Value },
     /// HTTP 429: codex's `usage_limit_reached` with `resets_at`; for Claude Code a
     /// subscription's unified limit `rejected` with its reset.
     Limit { resets_at: i64 },
@@ -247,7 +250,7 @@ fn responses_stream(reply: &Reply) -> String {
         Reply::Say(text) => {
             json!({"type": "message", "role": "assistant", "id": format!("msg_{id}"), "content": [{"type": "output_text", "text": text}]})
         }
-        Reply::Limit { .. } | Reply::Hang => unreachable!("answered before"),
+        Reply::Limit { .. } | Reply::Hang | Reply::Tool { .. } => unreachable!("answered before, or not a Responses API answer here"),
     };
     let (input, output) = CODEX_TOKENS;
     sse(&[
@@ -275,6 +278,12 @@ fn messages_stream(reply: &Reply, model: &str) -> String {
             events.push(json!({"type": "content_block_stop", "index": 0}));
             "tool_use"
         }
+        Reply::Tool { name, input } => {
+            events.push(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": format!("toolu_{id}"), "name": name, "input": {}}}));
+            events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}));
+            events.push(json!({"type": "content_block_stop", "index": 0}));
+            "tool_use"
+        }
         Reply::Say(text) => {
             events.push(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
             events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}));
@@ -297,7 +306,7 @@ fn generate_content(reply: &Reply) -> Value {
             json!({"functionCall": {"name": "run_shell_command", "args": {"command": command, "description": "run it"}}})
         }
         Reply::Say(text) => json!({"text": text}),
-        Reply::Patch { .. } | Reply::Limit { .. } | Reply::Hang => unreachable!("not a Gemini API answer"),
+        Reply::Patch { .. } | Reply::Limit { .. } | Reply::Hang | Reply::Tool { .. } => unreachable!("not a Gemini API answer here"),
     };
     let (input, output) = GEMINI_TOKENS;
     json!({
