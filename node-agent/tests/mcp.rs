@@ -15,143 +15,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::mcp_clients::{names, raw_session, schemas_hold, Inspector};
 use common::model_server::{ModelServer, Reply};
 use common::real_clis::{clis_bin, path_with_clis};
 use common::*;
 use serde_json::{json, Value};
 
 const READING_TOOLS: [&str; 7] = ["tasks_list", "tasks_show", "tasks_logs", "tasks_report", "tasks_diff", "system_state", "wait_for"];
-
-/// The MCP Inspector's CLI against `node-agent mcp`, as a person on this host (`HOME` and
-/// `PATH` only); `server_env` goes to the server (`-e`: a stdio client passes few variables).
-struct Inspector {
-    home: PathBuf,
-    server_env: Vec<String>,
-}
-
-/// What one call answered: whether it was a tool error, its text, its structured content.
-struct Answer {
-    is_error: bool,
-    text: String,
-    data: Value,
-}
-
-impl Inspector {
-    fn run(&self, args: &[&str]) -> (i32, Value, String) {
-        let mut command = Command::new(clis_bin().join("inspector"));
-        command.args(["--cli", "--format", "json"]).args(args);
-        for variable in &self.server_env {
-            command.args(["-e", variable]);
-        }
-        let output = command
-            .arg(env!("CARGO_BIN_EXE_node-agent"))
-            .arg("mcp")
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", path_with_clis())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr).into_owned());
-        let answer = match stdout.trim() {
-            "" => Value::Null,
-            json => serde_json::from_str(json).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}\n{stderr}")),
-        };
-        (output.status.code().unwrap_or(-1), answer, stderr)
-    }
-
-    fn tools(&self) -> Vec<Value> {
-        let (code, listed, stderr) = self.run(&["--method", "tools/list", "--strict"]);
-        assert_eq!(code, 0, "{stderr}");
-        assert!(!stderr.contains("Warning") && !stderr.contains("Error"), "schema portability problems:\n{stderr}");
-        listed["result"]["tools"].as_array().unwrap().clone()
-    }
-
-    fn call(&self, tool: &str, arguments: Value) -> Answer {
-        let arguments = arguments.to_string();
-        let (code, answered, stderr) = self.run(&["--method", "tools/call", "--tool-name", tool, "--tool-args-json", &arguments]);
-        let result = &answered["result"];
-        let is_error = result["isError"] == true;
-        assert_eq!(code, if is_error { 5 } else { 0 }, "{tool}: {answered}\n{stderr}");
-        let text = result["content"][0]["text"].as_str().unwrap_or_default().to_string();
-        let structured = &result["structuredContent"];
-        assert_eq!(structured["answer"], text.as_str(), "{tool}: the text again beside the JSON: {answered}");
-        assert!(structured["data"].is_object(), "{tool}: the JSON beside the text: {answered}");
-        Answer { is_error, text, data: structured["data"].clone() }
-    }
-
-    #[track_caller]
-    fn ok(&self, tool: &str, arguments: Value, calls: &mut Vec<Value>) -> Answer {
-        calls.push(json!({"name": tool, "arguments": arguments}));
-        let answer = self.call(tool, arguments);
-        assert!(!answer.is_error, "{tool}: {}", answer.text);
-        answer
-    }
-}
-
-/// A session of newline-delimited JSON-RPC with `node-agent mcp`, as any client speaks it:
-/// initialize, then each tool call in turn; the calls' results.
-fn raw_session(home: &Path, env: &[(&str, &str)], calls: &[(&str, Value)]) -> Vec<Value> {
-    let mut lines = vec![
-        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    ];
-    for (index, (tool, arguments)) in calls.iter().enumerate() {
-        lines.push(json!({"jsonrpc": "2.0", "id": index + 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}));
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_node-agent"))
-        .arg("mcp")
-        .env_clear()
-        .env("HOME", home)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut answers = Vec::new();
-    for line in lines {
-        std::io::Write::write_all(&mut input, format!("{line}\n").as_bytes()).unwrap();
-        if line.get("id").is_none() {
-            continue;
-        }
-        let mut answer = String::new();
-        std::io::BufRead::read_line(&mut reader, &mut answer).unwrap();
-        let answer: Value = serde_json::from_str(&answer).unwrap_or_else(|error| panic!("{error}: {answer}"));
-        if answer["id"] != 0 {
-            answers.push(answer["result"].clone());
-        }
-    }
-    drop(input);
-    assert!(wait_exit(&mut child, std::time::Duration::from_secs(10), "node-agent mcp").success(), "ends when its input does");
-    answers
-}
-
-fn names(tools: &[Value]) -> Vec<String> {
-    let mut names: Vec<String> = tools.iter().map(|tool| tool["name"].as_str().unwrap().to_string()).collect();
-    names.sort();
-    names
-}
-
-/// Ajv (from the Inspector's own dependencies) on the tools' schemas and the calls made.
-fn schemas_hold(tools: &[Value], calls: &[Value]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/schemas.cjs");
-    let modules = clis_bin().parent().unwrap().to_path_buf();
-    let mut child = Command::new("node")
-        .arg(script)
-        .arg(modules)
-        .env("PATH", path_with_clis())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), json!({"tools": tools, "calls": calls}).to_string().as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "the schemas do not hold:\n{}", String::from_utf8_lossy(&output.stdout));
-}
 
 fn person_home(dir: &Path) -> PathBuf {
     let home = dir.join("home");
@@ -169,8 +39,19 @@ fn the_inspector_lists_and_calls_every_tool_on_an_embedded_host() {
     let inspector = Inspector { home: home.clone(), server_env: Vec::new() };
     let tools = inspector.tools();
     let mut expected: Vec<&str> = vec![
-        "tasks_create", "cards_import", "tasks_list", "tasks_show", "tasks_logs", "tasks_report", "tasks_diff",
-        "tasks_cancel", "tasks_approve", "tasks_reject", "system_state", "accounts_resume", "wait_for",
+        "tasks_create",
+        "cards_import",
+        "tasks_list",
+        "tasks_show",
+        "tasks_logs",
+        "tasks_report",
+        "tasks_diff",
+        "tasks_cancel",
+        "tasks_approve",
+        "tasks_reject",
+        "system_state",
+        "accounts_resume",
+        "wait_for",
     ];
     expected.sort();
     assert_eq!(names(&tools), expected);
@@ -185,7 +66,8 @@ fn the_inspector_lists_and_calls_every_tool_on_an_embedded_host() {
     assert_eq!(state.data["mode"], "running");
 
     let goal = "echo hello from I-1; echo one > one.txt";
-    let created = inspector.ok("tasks_create", json!({"repo": repo, "task_type": "shell", "key": "I-1", "title": "first", "goal": goal}), &mut calls);
+    let created =
+        inspector.ok("tasks_create", json!({"repo": repo, "task_type": "shell", "key": "I-1", "title": "first", "goal": goal}), &mut calls);
     assert!(created.text.starts_with("Created task task_") && created.text.contains("(key I-1)"), "{}", created.text);
     let first_id = created.data["task_id"].as_str().unwrap().to_string();
 
@@ -217,7 +99,11 @@ fn the_inspector_lists_and_calls_every_tool_on_an_embedded_host() {
 
     // Review: one rejected with a line comment, one approved; a long task canceled.
     for key in ["I-3", "I-4"] {
-        inspector.ok("tasks_create", json!({"repo": repo, "task_type": "shell", "key": key, "title": key, "goal": "echo three > three.txt", "review": true}), &mut calls);
+        inspector.ok(
+            "tasks_create",
+            json!({"repo": repo, "task_type": "shell", "key": key, "title": key, "goal": "echo three > three.txt", "review": true}),
+            &mut calls,
+        );
     }
     let in_review = inspector.ok("wait_for", json!({"task": "I-3", "timeout_sec": 90}), &mut calls);
     assert!(in_review.text.contains("- I-3 task_") && in_review.text.contains(" review, branch "), "{}", in_review.text);
@@ -227,7 +113,11 @@ fn the_inspector_lists_and_calls_every_tool_on_an_embedded_host() {
     inspector.ok("wait_for", json!({"task": "I-4", "timeout_sec": 90}), &mut calls);
     let approved = inspector.ok("tasks_approve", json!({"task": "I-4", "comment": "good"}), &mut calls);
     assert!(approved.text.contains("  succeeded  "), "{}", approved.text);
-    inspector.ok("tasks_create", json!({"repo": repo, "task_type": "shell", "key": "I-5", "title": "long", "goal": "sleep 120"}), &mut calls);
+    inspector.ok(
+        "tasks_create",
+        json!({"repo": repo, "task_type": "shell", "key": "I-5", "title": "long", "goal": "sleep 120"}),
+        &mut calls,
+    );
     let canceled = inspector.ok("tasks_cancel", json!({"task": "I-5", "reason": "not needed"}), &mut calls);
     assert!(canceled.text.contains("  canceled  "), "{}", canceled.text);
 
@@ -254,18 +144,27 @@ fn bad_input_is_a_tool_error_naming_the_field_and_a_read_only_token_cannot_creat
     let admin = Inspector { home: home.clone(), server_env: Vec::new() };
 
     // A field where it does not belong: the API's message, its field, nothing created.
-    let misplaced = admin.call("tasks_create", json!({"repo": repo, "task_type": "shell", "title": "t", "goal": "true", "base_ref": "main"}));
+    let misplaced =
+        admin.call("tasks_create", json!({"repo": repo, "task_type": "shell", "title": "t", "goal": "true", "base_ref": "main"}));
     assert!(misplaced.is_error);
     assert_eq!(misplaced.text, "invalid_request (400): unknown field base_ref; did you mean constraints.base_ref? [field: base_ref]");
     assert_eq!(misplaced.data["details"]["field"], "base_ref");
     let mistyped = admin.call("tasks_logs", json!({"task": "I-1", "lines": "many"}));
     assert_eq!((mistyped.is_error, mistyped.text.as_str()), (true, "invalid_request: lines must be an integer [field: lines]"));
     let misspelt = admin.call("tasks_reject", json!({"task": "I-1", "reason": "r", "comments": [{"path": "a", "line": 1, "coment": "x"}]}));
-    assert!(misspelt.is_error && misspelt.text.contains("did you mean comment?") && misspelt.data["details"]["field"] == "comments[0].coment", "{}", misspelt.text);
+    assert!(
+        misspelt.is_error && misspelt.text.contains("did you mean comment?") && misspelt.data["details"]["field"] == "comments[0].coment",
+        "{}",
+        misspelt.text
+    );
     let neither = admin.call("wait_for", json!({}));
     assert!(neither.is_error && neither.text.contains("give task or wave"), "{}", neither.text);
     let unknown = admin.call("tasks_show", json!({"task": "NOPE-1"}));
-    assert!(unknown.is_error && unknown.text.contains("no task with id or key NOPE-1") && unknown.data["details"]["field"] == "task", "{}", unknown.text);
+    assert!(
+        unknown.is_error && unknown.text.contains("no task with id or key NOPE-1") && unknown.data["details"]["field"] == "task",
+        "{}",
+        unknown.text
+    );
     assert_eq!(admin.call("tasks_list", json!({})).text, "no tasks\n", "nothing was created");
 
     // A read-only token: the reading tools alone, and a create refused.
@@ -277,13 +176,28 @@ fn bad_input_is_a_tool_error_naming_the_field_and_a_read_only_token_cannot_creat
     assert!(code != 0 && stderr.contains("tool_not_found"), "the Inspector does not call what is not offered: {stderr}");
     // A client that calls it all the same: a tool error from the server itself.
     let create = json!({"repo": repo, "task_type": "shell", "title": "t", "goal": "true"});
-    let refused = raw_session(&home, &[("BAA_ADMIN_TOKEN", read_only)], &[("tasks_create", create)]);
+    let (refused, _) = raw_session(&home, &[("BAA_ADMIN_TOKEN", read_only)], &[("tasks_create", create)]);
     assert_eq!(refused[0]["isError"], true, "{refused:?}");
     assert_eq!(refused[0]["structuredContent"]["data"]["error"], "forbidden");
     let text = refused[0]["content"][0]["text"].as_str().unwrap();
     assert_eq!(text, "forbidden: this token is read-only: tasks_create changes the fleet and is not offered to it");
     assert!(!reader.call("system_state", json!({})).is_error, "a read-only token reads");
     assert_eq!(admin.call("tasks_list", json!({})).text, "no tasks\n", "nothing was created");
+
+    // While it waits, wait_for reports progress to a client that gave a token.
+    let slow = json!({"repo": repo, "task_type": "shell", "key": "P-1", "title": "slow", "goal": "sleep 4"});
+    let wait = json!({"task": "P-1", "timeout_sec": 60});
+    let (answers, notifications) = raw_session(&home, &[], &[("tasks_create", slow), ("wait_for", wait)]);
+    assert!(answers[1]["content"][0]["text"].as_str().unwrap().starts_with("task P-1 succeeded after "), "{answers:?}");
+    let progress: Vec<&Value> = notifications.iter().filter(|note| note["method"] == "notifications/progress").collect();
+    assert!(!progress.is_empty(), "{notifications:?}");
+    for note in &progress {
+        assert_eq!(note["params"]["progressToken"], "call-2");
+        assert_eq!(note["params"]["total"], 1.0);
+        assert!(note["params"]["message"].as_str().unwrap().starts_with("0 of 1 ended: P-1 "), "{note}");
+    }
+    let values: Vec<f64> = progress.iter().map(|note| note["params"]["progress"].as_f64().unwrap()).collect();
+    assert!(values.windows(2).all(|pair| pair[1] > pair[0]), "progress only grows: {values:?}");
     agent.kill().unwrap();
     let _ = agent.wait();
 }
@@ -330,7 +244,8 @@ fn claude_code_hands_a_wave_of_two_cards_to_the_fleet_and_waits_for_it() {
     let repo = git_repo(dir.path()).display().to_string();
     let mut agent = embedded_agent(&home, &[]);
     let (base, token) = embedded_plane(&home);
-    let first = json!({"repo": repo, "task_type": "shell", "key": "M-1", "title": "write the greeting", "goal": "echo hello > greeting.txt"});
+    let first =
+        json!({"repo": repo, "task_type": "shell", "key": "M-1", "title": "write the greeting", "goal": "echo hello > greeting.txt"});
     let second = json!({"repo": repo, "task_type": "shell", "key": "M-2", "title": "shout it", "goal": "tr a-z A-Z < greeting.txt > loud.txt",
         "depends_on": ["M-1"], "constraints": {"base_ref": "task:M-1"}});
     let server = ModelServer::start(vec![
@@ -377,14 +292,21 @@ fn claude_code_hands_a_wave_of_two_cards_to_the_fleet_and_waits_for_it() {
     let requests = server.requests();
     assert_eq!(requests.len(), 4, "three tool calls and the last turn");
     let shown = transcript(&requests);
-    println!("The conversation as the model saw it (each answer as the `answer` of the structured content Claude Code handed it):\n{shown}");
+    println!(
+        "The conversation as the model saw it (each answer as the `answer` of the structured content Claude Code handed it):\n{shown}"
+    );
     let created_lines: Vec<&str> = shown.lines().filter(|line| line.starts_with("← Created task task_")).collect();
     assert_eq!(created_lines.len(), 2, "{shown}");
     assert!(shown.contains("\n← wave M- succeeded after "), "{shown}");
     let last = requests.last().unwrap().to_string();
     assert!(last.contains("wave M- succeeded after ") && last.contains(r#"\"ended\":true"#), "the result itself: {last}");
     for task in [&one, &two] {
-        let line = format!("- {} {} succeeded, branch {} at ", task["key"].as_str().unwrap(), task["task_id"].as_str().unwrap(), task["branch_name"].as_str().unwrap());
+        let line = format!(
+            "- {} {} succeeded, branch {} at ",
+            task["key"].as_str().unwrap(),
+            task["task_id"].as_str().unwrap(),
+            task["branch_name"].as_str().unwrap()
+        );
         assert!(shown.contains(&line), "{line:?} in:\n{shown}");
     }
     agent.kill().unwrap();

@@ -234,7 +234,6 @@ pub fn query_param<'q>(params: &'q [(String, String)], name: &str) -> Option<&'q
     params.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

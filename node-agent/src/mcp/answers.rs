@@ -116,10 +116,7 @@ mod tests {
             details: json!({"field": "base_ref", "rule": "unknown field; did you mean constraints.base_ref?"}),
         };
         let answer = super::failure(&failure);
-        assert_eq!(
-            answer.text,
-            "invalid_request (400): unknown field base_ref; did you mean constraints.base_ref? [field: base_ref]"
-        );
+        assert_eq!(answer.text, "invalid_request (400): unknown field base_ref; did you mean constraints.base_ref? [field: base_ref]");
         assert_eq!(answer.data["details"]["field"], "base_ref");
     }
 }

@@ -37,7 +37,12 @@ impl Arguments<'_> {
     }
 }
 
-pub async fn call(api: &Api, tool: Tool, arguments: &Map<String, Value>, progress: Option<UnboundedSender<Progress>>) -> Result<Answer, Failure> {
+pub async fn call(
+    api: &Api,
+    tool: Tool,
+    arguments: &Map<String, Value>,
+    progress: Option<UnboundedSender<Progress>>,
+) -> Result<Answer, Failure> {
     let args = Arguments(arguments);
     match tool {
         Tool::TasksCreate => {
@@ -56,7 +61,8 @@ pub async fn call(api: &Api, tool: Tool, arguments: &Map<String, Value>, progres
         Tool::TasksLogs => logs(api, &args).await,
         Tool::TasksReport => {
             let report = api.get(&format!("/v1/tasks/{}/report", api.task_id(args.required("task")?).await?)).await?;
-            let text = report["markdown"].as_str().filter(|markdown| !markdown.trim().is_empty()).unwrap_or("no report yet: no step has run\n");
+            let text =
+                report["markdown"].as_str().filter(|markdown| !markdown.trim().is_empty()).unwrap_or("no report yet: no step has run\n");
             Ok(Answer { text: text.to_string(), data: report })
         }
         Tool::TasksDiff => diff(api, &args).await,
@@ -73,7 +79,10 @@ pub async fn call(api: &Api, tool: Tool, arguments: &Map<String, Value>, progres
         Tool::AccountsResume => {
             let account = args.required("account")?;
             let resumed = api.post(&format!("/v1/accounts/{}/resume", path_segment(account)), &json!({})).await?;
-            let text = format!("account {account} resumed: {} waiting step(s) ready again\n", resumed["resumed_steps"].as_array().map_or(0, Vec::len));
+            let text = format!(
+                "account {account} resumed: {} waiting step(s) ready again\n",
+                resumed["resumed_steps"].as_array().map_or(0, Vec::len)
+            );
             Ok(Answer { text, data: resumed })
         }
         Tool::WaitFor => {
@@ -228,7 +237,12 @@ async fn diff(api: &Api, args: &Arguments<'_>) -> Result<Answer, Failure> {
     );
     let mut text = head + shown;
     if was_cut {
-        text.push_str(&format!("\n… cut at {} of {} bytes: ask again with a larger max_bytes (at most {})\n", shown.len(), patch.len(), tools::MAX_DIFF_BYTES));
+        text.push_str(&format!(
+            "\n… cut at {} of {} bytes: ask again with a larger max_bytes (at most {})\n",
+            shown.len(),
+            patch.len(),
+            tools::MAX_DIFF_BYTES
+        ));
     }
     diff["patch"] = json!(shown);
     diff["truncated"] = json!(was_cut);

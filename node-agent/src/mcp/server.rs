@@ -74,14 +74,22 @@ impl Fleet {
         tools::ALL.into_iter().filter(|tool| !read_only || tool.reads_only()).collect()
     }
 
-    async fn run(&self, tool: Tool, arguments: &serde_json::Map<String, Value>, context: &RequestContext<RoleServer>) -> Result<Answer, Failure> {
+    async fn run(
+        &self,
+        tool: Tool,
+        arguments: &serde_json::Map<String, Value>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Answer, Failure> {
         if tool != Tool::TasksCreate {
             // tasks.create's body is held to its fields by the API itself, which names a
             // misplaced field where it belongs.
             arguments::check(&tool.input_schema(), &Value::Object(arguments.clone()), "")?;
         }
         if !tool.reads_only() && self.read_only().await == Some(true) {
-            return Err(Failure::new("forbidden", format!("this token is read-only: {} changes the fleet and is not offered to it", tool.name())));
+            return Err(Failure::new(
+                "forbidden",
+                format!("this token is read-only: {} changes the fleet and is not offered to it", tool.name()),
+            ));
         }
         let api = self.api().await?;
         let (sender, forwarder) = match context.meta.get_progress_token() {
@@ -147,14 +155,19 @@ impl ServerHandler for Fleet {
             .with_instructions(INSTRUCTIONS)
     }
 
-    async fn list_tools(&self, _request: Option<PaginatedRequestParams>, _context: RequestContext<RoleServer>) -> Result<ListToolsResult, ErrorData> {
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(self.offered().await.into_iter().map(describe).collect()))
     }
 
     async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let Some(tool) = Tool::named(&request.name) else {
             let names: Vec<&str> = tools::ALL.iter().map(|tool| tool.name()).collect();
-            let failure = Failure::new("unknown_tool", format!("no tool {}; the tools are {}", request.name, names.join(", "))).with_field("name");
+            let failure =
+                Failure::new("unknown_tool", format!("no tool {}; the tools are {}", request.name, names.join(", "))).with_field("name");
             return Ok(result(answers::failure(&failure), true).into());
         };
         let arguments = request.arguments.unwrap_or_default();

@@ -75,13 +75,7 @@ impl Tool {
     pub fn reads_only(self) -> bool {
         matches!(
             self,
-            Tool::TasksList
-                | Tool::TasksShow
-                | Tool::TasksLogs
-                | Tool::TasksReport
-                | Tool::TasksDiff
-                | Tool::SystemState
-                | Tool::WaitFor
+            Tool::TasksList | Tool::TasksShow | Tool::TasksLogs | Tool::TasksReport | Tool::TasksDiff | Tool::SystemState | Tool::WaitFor
         )
     }
 
@@ -95,7 +89,9 @@ impl Tool {
                 "Create the tasks of task cards written as markdown (front matter between --- lines, then the goal; an ## acceptance \
                  list), in dependency order; a card imported before is left as it is."
             }
-            Tool::TasksList => "List the newest tasks with their status, host and why they wait, filtered by status, repository, key prefix or text.",
+            Tool::TasksList => {
+                "List the newest tasks with their status, host and why they wait, filtered by status, repository, key prefix or text."
+            }
             Tool::TasksShow => {
                 "One task (by id or key): status and why, branch, base and head commit, commits and files, delivery, usage, steps and \
                  its report."
@@ -121,9 +117,7 @@ impl Tool {
     /// The JSON Schema of the tool's arguments.
     pub fn input_schema(self) -> Value {
         let task = json!({"type": "string", "description": "The task's id (task_…) or its key"});
-        let object = |properties: Value, required: &[&str]| {
-            json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
-        };
+        let object = |properties: Value, required: &[&str]| json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false});
         match self {
             Tool::TasksCreate => create_schema(),
             Tool::CardsImport => object(

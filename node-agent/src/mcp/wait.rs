@@ -60,12 +60,7 @@ pub fn outcome(target: &Target, tasks: &[Value], over: bool, waited: Duration) -
     let mut lines = vec![if over {
         let statuses: Vec<&str> = tasks.iter().map(|task| text(&task["status"])).collect();
         let all_succeeded = statuses.iter().all(|status| *status == "succeeded");
-        format!(
-            "{what} {} after {} s ({}):",
-            if all_succeeded { "succeeded" } else { "ended" },
-            waited.as_secs(),
-            counts(&statuses)
-        )
+        format!("{what} {} after {} s ({}):", if all_succeeded { "succeeded" } else { "ended" }, waited.as_secs(), counts(&statuses))
     } else {
         format!("{what} still going after {} s (wait again to keep waiting): {}", waited.as_secs(), progress_message(tasks))
     }];
@@ -117,7 +112,12 @@ async fn look(api: &Api, target: &Target, task_id: Option<&str>) -> Result<Vec<V
 
 /// Waits; sends progress to `progress` when it moved (and every 20 s regardless, which keeps
 /// clients that time out a silent call waiting).
-pub async fn wait_for(api: &Api, target: Target, timeout: Duration, progress: Option<UnboundedSender<Progress>>) -> Result<Answer, Failure> {
+pub async fn wait_for(
+    api: &Api,
+    target: Target,
+    timeout: Duration,
+    progress: Option<UnboundedSender<Progress>>,
+) -> Result<Answer, Failure> {
     let task_id = match &target {
         Target::Task(task) => Some(api.task_id(task).await?),
         Target::Wave(_) => None,
@@ -173,7 +173,11 @@ mod tests {
         let answer = outcome(&wave, &tasks, true, Duration::from_secs(42));
         assert!(answer.text.starts_with("wave W- ended after 42 s (1 failed, 1 succeeded):\n"), "{}", answer.text);
         assert!(answer.text.contains("- W-1 task_W-1 succeeded, branch baa/W-1 at 0123456789ab\n"), "{}", answer.text);
-        assert!(answer.text.contains("- W-2 task_W-2 failed, branch baa/W-2 at 0123456789ab: acceptance failed: exit 1"), "{}", answer.text);
+        assert!(
+            answer.text.contains("- W-2 task_W-2 failed, branch baa/W-2 at 0123456789ab: acceptance failed: exit 1"),
+            "{}",
+            answer.text
+        );
         assert_eq!(answer.data["ended"], true);
         let waiting = outcome(&wave, &[task("W-1", "running")], false, Duration::from_secs(600));
         assert!(waiting.text.contains("still going after 600 s"), "{}", waiting.text);

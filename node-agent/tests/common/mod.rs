@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod mcp_clients;
 pub mod model_server;
 pub mod real_clis;
 
