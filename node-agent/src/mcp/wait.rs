@@ -14,10 +14,13 @@ use crate::people::api::{Api, Failure};
 use crate::people::print::text;
 use crate::people::wave;
 
-/// How often the tasks are looked at.
+/// How often the moving tasks are looked at.
 const POLL: Duration = Duration::from_secs(2);
 /// The most wave members looked for among the newest tasks.
 const WAVE_SEARCH: usize = 1_000;
+/// Every so many polls the wave is listed again (new cards); in between only moving cards
+/// are read.
+const FULL_LOOK_EVERY: u32 = 10;
 
 /// What is waited for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +100,8 @@ fn counts(statuses: &[&str]) -> String {
     counted.iter().map(|(status, count)| format!("{count} {status}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Every member, looked at afresh: the task itself, or the wave's cards among the newest
+/// tasks (a card added to the wave since is found too).
 async fn look(api: &Api, target: &Target, task_id: Option<&str>) -> Result<Vec<Value>, Failure> {
     match (target, task_id) {
         (Target::Task(_), Some(task_id)) => Ok(vec![api.get(&format!("/v1/tasks/{task_id}")).await?]),
@@ -110,8 +115,26 @@ async fn look(api: &Api, target: &Target, task_id: Option<&str>) -> Result<Vec<V
     }
 }
 
+/// The members not settled yet, each read again (its fields as listed, updated from the
+/// task's read): a wave of tens of cards costs a read per moving card, not a listing of the
+/// newest thousand tasks every few seconds.
+async fn refresh_moving(api: &Api, members: &mut [Value]) -> Result<(), Failure> {
+    for member in members.iter_mut().filter(|member| !settled(member)) {
+        let read = api.get(&format!("/v1/tasks/{}", text(&member["task_id"]))).await?;
+        if let Value::Object(fields) = member {
+            for (key, value) in fields.iter_mut() {
+                if let Some(fresh) = read.get(key) {
+                    *value = fresh.clone();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Waits; sends progress to `progress` when it moved (and every 20 s regardless, which keeps
-/// clients that time out a silent call waiting).
+/// clients that time out a silent call waiting). Settled members are looked at again before
+/// the answer: a card rejected back to work, or one added to the wave, is waited for too.
 pub async fn wait_for(
     api: &Api,
     target: Target,
@@ -126,12 +149,16 @@ pub async fn wait_for(
     let mut reported = -1.0f64;
     let mut last_message = String::new();
     let mut last_sent = started;
+    let mut tasks = look(api, &target, task_id.as_deref()).await?;
+    let mut polls = 0u32;
     loop {
-        let tasks = look(api, &target, task_id.as_deref()).await?;
-        let over = tasks.iter().all(settled);
         let waited = started.elapsed();
-        if over || waited >= timeout {
-            return Ok(outcome(&target, &tasks, over, waited));
+        if tasks.iter().all(settled) || waited >= timeout {
+            tasks = look(api, &target, task_id.as_deref()).await?;
+            let over = tasks.iter().all(settled);
+            if over || waited >= timeout {
+                return Ok(outcome(&target, &tasks, over, started.elapsed()));
+            }
         }
         let message = progress_message(&tasks);
         if let Some(sender) = &progress {
@@ -147,6 +174,12 @@ pub async fn wait_for(
         }
         last_message = message;
         tokio::time::sleep(POLL.min(timeout.saturating_sub(waited))).await;
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(FULL_LOOK_EVERY) {
+            tasks = look(api, &target, task_id.as_deref()).await?;
+        } else {
+            refresh_moving(api, &mut tasks).await?;
+        }
     }
 }
 
