@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::mcp_clients::{names, raw_session, schemas_hold, Inspector};
@@ -23,19 +23,41 @@ use serde_json::{json, Value};
 
 const READING_TOOLS: [&str; 7] = ["tasks_list", "tasks_show", "tasks_logs", "tasks_report", "tasks_diff", "system_state", "wait_for"];
 
-fn person_home(dir: &Path) -> PathBuf {
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    home
+/// A person's host: `start --embedded` under `<dir>/home` (with `env`), and a scratch
+/// repository; the agent is stopped when this is dropped, also when a test fails.
+struct Host {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    repo: String,
+    agent: std::process::Child,
+    /// The embedded control plane's address and admin token.
+    base: String,
+    token: String,
+}
+
+impl Host {
+    fn start(env: &[(&str, &str)]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let repo = git_repo(dir.path()).display().to_string();
+        let agent = embedded_agent(&home, env);
+        let (base, token) = embedded_plane(&home);
+        Host { dir, home, repo, agent, base, token }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.agent.kill();
+        let _ = self.agent.wait();
+    }
 }
 
 #[test]
 fn the_inspector_lists_and_calls_every_tool_on_an_embedded_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = person_home(dir.path());
-    let repo = git_repo(dir.path()).display().to_string();
-    let mut agent = embedded_agent(&home, &[]);
-    embedded_plane(&home);
+    let host = Host::start(&[]);
+    let (home, repo) = (host.home.clone(), host.repo.clone());
     let inspector = Inspector { home: home.clone(), server_env: Vec::new() };
     let tools = inspector.tools();
     let mut expected: Vec<&str> = vec![
@@ -129,18 +151,13 @@ fn the_inspector_lists_and_calls_every_tool_on_an_embedded_host() {
     assert_eq!(resumed.data["details"]["account"], "claude:ann@example.com");
 
     schemas_hold(&tools, &calls);
-    agent.kill().unwrap();
-    let _ = agent.wait();
 }
 
 #[test]
 fn bad_input_is_a_tool_error_naming_the_field_and_a_read_only_token_cannot_create() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = person_home(dir.path());
-    let repo = git_repo(dir.path()).display().to_string();
     let read_only = "mcp-test-read-only-token-0123456789";
-    let mut agent = embedded_agent(&home, &[("CONTROL_API_READONLY_TOKEN", read_only)]);
-    embedded_plane(&home);
+    let host = Host::start(&[("CONTROL_API_READONLY_TOKEN", read_only)]);
+    let (home, repo) = (host.home.clone(), host.repo.clone());
     let admin = Inspector { home: home.clone(), server_env: Vec::new() };
 
     // A field where it does not belong: the API's message, its field, nothing created.
@@ -198,8 +215,6 @@ fn bad_input_is_a_tool_error_naming_the_field_and_a_read_only_token_cannot_creat
     }
     let values: Vec<f64> = progress.iter().map(|note| note["params"]["progress"].as_f64().unwrap()).collect();
     assert!(values.windows(2).all(|pair| pair[1] > pair[0]), "progress only grows: {values:?}");
-    agent.kill().unwrap();
-    let _ = agent.wait();
 }
 
 /// One conversation as the model saw it: each tool call and the text each answered.
@@ -239,11 +254,8 @@ fn transcript(requests: &[Value]) -> String {
 
 #[test]
 fn claude_code_hands_a_wave_of_two_cards_to_the_fleet_and_waits_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = person_home(dir.path());
-    let repo = git_repo(dir.path()).display().to_string();
-    let mut agent = embedded_agent(&home, &[]);
-    let (base, token) = embedded_plane(&home);
+    let host = Host::start(&[]);
+    let (home, repo, base, token) = (host.home.clone(), host.repo.clone(), host.base.clone(), host.token.clone());
     let first =
         json!({"repo": repo, "task_type": "shell", "key": "M-1", "title": "write the greeting", "goal": "echo hello > greeting.txt"});
     let second = json!({"repo": repo, "task_type": "shell", "key": "M-2", "title": "shout it", "goal": "tr a-z A-Z < greeting.txt > loud.txt",
@@ -254,14 +266,14 @@ fn claude_code_hands_a_wave_of_two_cards_to_the_fleet_and_waits_for_it() {
         Reply::Tool { name: "mcp__baa__wait_for".into(), input: json!({"wave": "M-", "timeout_sec": 120}) },
         Reply::Say("Both cards ran: the wave M- succeeded.".into()),
     ]);
-    let config = dir.path().join("mcp.json");
+    let config = host.dir.path().join("mcp.json");
     let servers = json!({"mcpServers": {"baa": {"type": "stdio", "command": env!("CARGO_BIN_EXE_node-agent"), "args": ["mcp"], "env": {"HOME": home}}}});
     std::fs::write(&config, servers.to_string()).unwrap();
     let output = Command::new(clis_bin().join("claude"))
         .args(["-p", "Split the greeting work into two cards, send them to the fleet and tell me when the wave is done."])
         .args(["--mcp-config", config.to_str().unwrap(), "--strict-mcp-config", "--output-format", "json", "--max-turns", "8"])
         .args(["--allowedTools", "mcp__baa__tasks_create,mcp__baa__wait_for"])
-        .current_dir(dir.path())
+        .current_dir(host.dir.path())
         .env_clear()
         .env("HOME", &home)
         .env("PATH", path_with_clis())
@@ -309,6 +321,4 @@ fn claude_code_hands_a_wave_of_two_cards_to_the_fleet_and_waits_for_it() {
         );
         assert!(shown.contains(&line), "{line:?} in:\n{shown}");
     }
-    agent.kill().unwrap();
-    let _ = agent.wait();
 }

@@ -63,7 +63,8 @@ pub fn check(schema: &Value, value: &Value, path: &str) -> Result<(), Failure> {
     }
 }
 
-fn check_object(schema: &Value, map: &Map<String, Value>, path: &str) -> Result<(), Failure> {
+/// Checks the object `map` at `path` (`""`: the arguments themselves) against `schema`.
+pub fn check_object(schema: &Value, map: &Map<String, Value>, path: &str) -> Result<(), Failure> {
     let empty = Map::new();
     let properties = schema["properties"].as_object().unwrap_or(&empty);
     for (key, value) in map {

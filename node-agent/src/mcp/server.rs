@@ -83,7 +83,7 @@ impl Fleet {
         if tool != Tool::TasksCreate {
             // tasks.create's body is held to its fields by the API itself, which names a
             // misplaced field where it belongs.
-            arguments::check(&tool.input_schema(), &Value::Object(arguments.clone()), "")?;
+            arguments::check_object(&tool.input_schema(), arguments, "")?;
         }
         if !tool.reads_only() && self.read_only().await == Some(true) {
             return Err(Failure::new(

@@ -11,8 +11,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::answers::{short_commit, Answer};
 use crate::people::api::{Api, Failure};
-use crate::people::print::text;
-use crate::people::wave;
+use crate::people::print::{status_of, text};
+use crate::people::wave::{self, name};
 
 /// How often the moving tasks are looked at.
 const POLL: Duration = Duration::from_secs(2);
@@ -43,14 +43,10 @@ pub fn settled(task: &Value) -> bool {
     task["status"].as_str().and_then(TaskStatus::parse).is_some_and(|status| status.is_terminal() || status == TaskStatus::Review)
 }
 
-fn name(task: &Value) -> &str {
-    task["key"].as_str().unwrap_or_else(|| text(&task["task_id"]))
-}
-
 /// `T-2 running (dependencies)`-style counts: "1 of 2 ended: T-1 succeeded, T-2 running".
 pub fn progress_message(tasks: &[Value]) -> String {
     let ended = tasks.iter().filter(|task| settled(task)).count();
-    let each: Vec<String> = tasks.iter().map(|task| format!("{} {}", name(task), crate::people::print::status_of(task))).collect();
+    let each: Vec<String> = tasks.iter().map(|task| format!("{} {}", name(task), status_of(task))).collect();
     format!("{ended} of {} ended: {}", tasks.len(), each.join(", "))
 }
 

@@ -62,8 +62,9 @@ pub fn layers(members: &[Value]) -> BTreeMap<String, usize> {
     layer
 }
 
-fn name(task: &Value) -> String {
-    task["key"].as_str().map_or_else(|| text(&task["task_id"]).to_string(), str::to_string)
+/// A card's name: its key, else its task id.
+pub fn name(task: &Value) -> &str {
+    task["key"].as_str().unwrap_or_else(|| text(&task["task_id"]))
 }
 
 /// The wave as text: a line per layer, then its cards with what they need.
@@ -72,7 +73,7 @@ pub fn draw(target: &str, members: &[Value]) -> String {
         return format!("no wave {target}: no integrate task by that id or key, and no task whose key starts with it\n");
     }
     let layer = layers(members);
-    let names: BTreeMap<&str, String> = members.iter().map(|task| (text(&task["task_id"]), name(task))).collect();
+    let names: BTreeMap<&str, String> = members.iter().map(|task| (text(&task["task_id"]), name(task).to_string())).collect();
     let mut done = 0;
     let mut out = String::new();
     let deepest = layer.values().copied().max().unwrap_or(0);
